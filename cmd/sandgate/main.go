@@ -1,18 +1,82 @@
-// Command sandgate runs commands whose network egress goes only through its policy proxy.
+// Command sandgate runs a command so that its network egress goes only
+// through sandgate's own policy-enforcing proxy, enforced by the kernel.
+//
+//	sandgate run --allow github.com -- git clone https://github.com/x/y
+//	sandgate proxy --http 127.0.0.1:3128 --socks 127.0.0.1:1080 --allow example.com
+//	sandgate check --allow '*.example.com' https://www.example.com/
 package main
 
 import (
-	_ "github.com/BurntSushi/toml"
-	_ "github.com/spf13/cobra"
-	_ "golang.org/x/net/idna"
-	_ "golang.org/x/net/publicsuffix"
-	_ "golang.org/x/sys/unix"
-	_ "github.com/elastic/go-seccomp-bpf"
-	_ "github.com/landlock-lsm/go-landlock/landlock"
-	_ "github.com/google/nftables"
-	_ "github.com/vishvananda/netlink"
-	_ "github.com/vishvananda/netns"
-	_ "github.com/creack/pty"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandgate/sandgate/sandbox"
 )
 
-func main() {}
+// Exit statuses of sandgate itself (a command run by `sandgate run` returns its own).
+const (
+	exitDenied  = 1   // `sandgate check`: the target is refused
+	exitUsage   = 2   // bad flags, bad configuration
+	exitFailure = 125 // sandgate failed, including "enforcement unavailable"
+)
+
+// exitError carries an exit status out of a command.
+type exitError struct {
+	code int
+	err  error // nil when nothing more should be printed
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func main() {
+	// When this process is the sandbox's first process, this runs it and exits.
+	sandbox.MaybeInit()
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(os.Stderr, "sandgate: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	// Cobra's own errors: unknown flags, missing arguments.
+	fmt.Fprintf(os.Stderr, "sandgate: %v\n", err)
+	return exitUsage
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sandgate",
+		Short: "Run commands whose network egress goes only through a policy proxy",
+		Long: `sandgate runs a command so that its network egress goes only through
+sandgate's own policy-enforcing HTTP and SOCKS5 proxy, and the operating
+system, not the command's good manners, makes it so.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd())
+	return root
+}

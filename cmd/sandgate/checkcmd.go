@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newCheckCmd() *cobra.Command {
+	var pf policyFlags
+	cmd := &cobra.Command{
+		Use:   "check [flags] TARGET",
+		Short: "Say whether the policy allows TARGET (a URL or HOST[:PORT]) and why",
+		Long: `Decide TARGET exactly as the proxy would: the name is checked against the
+deny and allow entries before any DNS lookup, an allowed name is resolved
+once, and every address in a denied class is dropped. Nothing is dialled.
+
+TARGET is a URL (https://example.com/x, port from the scheme when absent) or
+HOST[:PORT] (port 443 when absent). Exit status: 0 allowed, 1 refused.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			host, port, err := parseCheckTarget(args[0])
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			cf, pol, _, err := pf.load(false)
+			if err != nil {
+				return err
+			}
+			res := newGate(cf, pol).Decide(context.Background(), host, port)
+			out := cmd.OutOrStdout()
+			d := res.Decision
+			shown := res.Target.Host
+			if shown == "" {
+				shown = host
+			}
+			target := net.JoinHostPort(shown, strconv.Itoa(int(port)))
+			if d.Allow {
+				addrs := make([]string, len(res.Addrs))
+				for i, a := range res.Addrs {
+					addrs[i] = a.String()
+				}
+				fmt.Fprintf(out, "allow %s (%s)", target, d.Reason)
+				if d.Entry != "" {
+					fmt.Fprintf(out, " by entry %q", d.Entry)
+				}
+				if len(addrs) > 0 {
+					fmt.Fprintf(out, "; would dial %s", strings.Join(addrs, ", "))
+				}
+				fmt.Fprintln(out)
+				return nil
+			}
+			fmt.Fprintf(out, "deny %s (%s): %s\n", target, d.Reason, d.Text)
+			return &exitError{code: exitDenied}
+		},
+	}
+	pf.register(cmd.Flags())
+	return cmd
+}
+
+// defaultPorts maps URL schemes to their usual ports.
+var defaultPorts = map[string]uint16{"http": 80, "ws": 80, "https": 443, "wss": 443, "ssh": 22, "git": 9418, "ftp": 21}
+
+// parseCheckTarget splits a URL or HOST[:PORT] into host and port.
+func parseCheckTarget(s string) (string, uint16, error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", 0, fmt.Errorf("invalid target URL %q: %w", s, err)
+		}
+		host := u.Hostname()
+		if host == "" {
+			return "", 0, fmt.Errorf("invalid target URL %q: no host", s)
+		}
+		if p := u.Port(); p != "" {
+			port, err := parsePort(p)
+			if err != nil {
+				return "", 0, fmt.Errorf("invalid target URL %q: %w", s, err)
+			}
+			return host, port, nil
+		}
+		port, ok := defaultPorts[strings.ToLower(u.Scheme)]
+		if !ok {
+			return "", 0, fmt.Errorf("invalid target URL %q: no port and no default port for scheme %q", s, u.Scheme)
+		}
+		return host, port, nil
+	}
+	if host, p, err := net.SplitHostPort(s); err == nil {
+		port, err := parsePort(p)
+		if err != nil {
+			return "", 0, fmt.Errorf("invalid target %q: %w", s, err)
+		}
+		if host == "" {
+			return "", 0, fmt.Errorf("invalid target %q: no host", s)
+		}
+		return host, port, nil
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if host == "" {
+		return "", 0, fmt.Errorf("invalid target %q: no host", s)
+	}
+	return host, 443, nil
+}
+
+func parsePort(p string) (uint16, error) {
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("invalid port %q (want 1-65535)", p)
+	}
+	return uint16(n), nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandgate/sandgate/proxy"
+)
+
+func newProxyCmd() *cobra.Command {
+	var (
+		pf        policyFlags
+		httpAddr  string
+		socksAddr string
+		auditPath string
+		credsFile string
+		openProxy bool
+		drain     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy [flags]",
+		Short: "Serve the policy-enforcing HTTP and SOCKS5 proxy until interrupted",
+		Long: `Serve sandgate's HTTP/1.1 forward proxy and SOCKS5 proxy under the policy
+until SIGINT or SIGTERM, then drain open connections.
+
+Listening on a non-loopback address is refused unless credentials are set
+(--credentials-file) or --allow-open-proxy says you want an open proxy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if httpAddr == "" && socksAddr == "" {
+				return usageErr("nothing to serve: give --http, --socks or both")
+			}
+			cf, pol, _, err := pf.load(false)
+			if err != nil {
+				return err
+			}
+			var creds *proxy.Credentials
+			if credsFile != "" {
+				if creds, err = readCredentials(credsFile); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			for _, a := range []string{httpAddr, socksAddr} {
+				if a == "" {
+					continue
+				}
+				if err := checkListenAddr(a, creds != nil, openProxy); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			sink, closeAudit, err := auditSinks(auditPath)
+			if err != nil {
+				return err
+			}
+			defer closeAudit()
+			srv := proxy.New(proxy.Options{
+				Gate:        newGate(cf, pol),
+				Audit:       sink,
+				Credentials: creds,
+				Limits:      cf.Limits(),
+				Logf: func(format string, args ...any) {
+					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", args...)
+				},
+			})
+			errc := make(chan error, 2)
+			serve := func(addr, proto string, fn func(net.Listener) error) error {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return &exitError{code: exitFailure, err: fmt.Errorf("listening for %s on %s: %w", proto, addr, err)}
+				}
+				fmt.Fprintf(os.Stderr, "sandgate: %s proxy listening on %s\n", proto, ln.Addr())
+				go func() { errc <- fn(ln) }()
+				return nil
+			}
+			if httpAddr != "" {
+				if err := serve(httpAddr, "HTTP", srv.ServeHTTP); err != nil {
+					return err
+				}
+			}
+			if socksAddr != "" {
+				if err := serve(socksAddr, "SOCKS5", srv.ServeSOCKS); err != nil {
+					_ = srv.Shutdown(context.Background())
+					return err
+				}
+			}
+			sigc := make(chan os.Signal, 1)
+			signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sigc)
+			var serveErr error
+			select {
+			case s := <-sigc:
+				fmt.Fprintf(os.Stderr, "sandgate: %v: draining connections (up to %v)\n", s, drain)
+			case serveErr = <-errc:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), drain)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+			if serveErr != nil {
+				return &exitError{code: exitFailure, err: fmt.Errorf("proxy stopped: %w", serveErr)}
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	pf.register(fs)
+	fs.StringVar(&httpAddr, "http", "127.0.0.1:3128", "address of the HTTP proxy listener (\"\" to disable)")
+	fs.StringVar(&socksAddr, "socks", "127.0.0.1:1080", "address of the SOCKS5 proxy listener (\"\" to disable)")
+	fs.StringVar(&auditPath, "audit", "", "append every decision as JSON Lines to FILE")
+	fs.StringVar(&credsFile, "credentials-file", "", "require clients to authenticate with the USER:PASSWORD on the first line of FILE")
+	fs.BoolVar(&openProxy, "allow-open-proxy", false, "allow listening on a non-loopback address without credentials")
+	fs.DurationVar(&drain, "drain-timeout", 10*time.Second, "how long to wait for open connections at shutdown")
+	return cmd
+}
+
+// checkListenAddr refuses a listener that other hosts could reach unless it
+// requires credentials or the operator explicitly wants an open proxy.
+func checkListenAddr(addr string, haveCreds, open bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err == nil && ip.Unmap().IsLoopback() {
+		return nil
+	}
+	if haveCreds || open {
+		return nil
+	}
+	return fmt.Errorf("listen address %q is not loopback: other hosts could use this proxy; set --credentials-file, or pass --allow-open-proxy if you really want an open proxy", addr)
+}
+
+// readCredentials reads USER:PASSWORD from the first line of path.
+func readCredentials(path string) (*proxy.Credentials, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading credentials: %w", err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	line = strings.TrimRight(line, "\r")
+	user, pass, ok := strings.Cut(line, ":")
+	if !ok || user == "" || pass == "" {
+		return nil, errors.New("credentials file " + path + ": first line must be USER:PASSWORD, both non-empty")
+	}
+	if len(user) > 255 || len(pass) > 255 {
+		return nil, errors.New("credentials file " + path + ": user and password must each be at most 255 bytes (SOCKS5 limit)")
+	}
+	return &proxy.Credentials{User: user, Password: pass}, nil
+}

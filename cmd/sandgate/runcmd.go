@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/sandbox"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		pf        policyFlags
+		network   string
+		backend   string
+		auditPath string
+		localBind bool
+		quiet     bool
+		allowUnix bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARG]...",
+		Short: "Run CMD with network egress only through sandgate's policy proxy",
+		Long: `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
+SOCKS5 proxy, under the policy; the kernel enforces it.
+
+  --network proxy  (default) only through the proxy, under the policy
+  --network none   no network at all (a private loopback only)
+  --network full   the host's network, no proxy (still sandboxed otherwise)
+
+Exit status: CMD's own; 128+N if CMD died of signal N; 125 if sandgate
+itself failed (including "enforcement unavailable"); 126 CMD not
+executable; 127 CMD not found.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var spec sandbox.Spec
+			switch network {
+			case "proxy":
+				spec.Network = sandbox.NetworkProxy
+			case "none":
+				spec.Network = sandbox.NetworkNone
+			case "full":
+				spec.Network = sandbox.NetworkFull
+			default:
+				return usageErr("invalid --network %q: want proxy, none or full", network)
+			}
+			switch backend {
+			case "auto":
+				spec.Backend = sandbox.BackendAuto
+			case "netns":
+				spec.Backend = sandbox.BackendNetns
+			case "identity":
+				spec.Backend = sandbox.BackendIdentity
+			default:
+				return usageErr("invalid --backend %q: want auto, netns or identity", backend)
+			}
+			cf, pol, _, err := pf.load(localBind)
+			if err != nil {
+				return err
+			}
+			summary := &audit.Summary{}
+			sink, closeAudit, err := auditSinks(auditPath, summary)
+			if err != nil {
+				return err
+			}
+			defer closeAudit()
+
+			spec.Args = args
+			spec.Gate = newGate(cf, pol)
+			spec.Audit = sink
+			spec.ProxyLimits = cf.Limits()
+			spec.AllowUnixSockets = allowUnix
+			spec.Logf = func(format string, a ...any) {
+				if !quiet {
+					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
+				}
+			}
+			res, err := sandbox.Run(context.Background(), spec)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			if !quiet {
+				if line := refusalLine(summary.Refusals()); line != "" {
+					fmt.Fprintln(os.Stderr, line)
+				}
+			}
+			if res.ProxyErr != nil {
+				fmt.Fprintf(os.Stderr, "sandgate: the proxy failed during the run, so CMD's connections failed: %v\n", res.ProxyErr)
+				if res.ExitCode == 0 {
+					return &exitError{code: exitFailure}
+				}
+			}
+			if res.ExitCode != 0 {
+				return &exitError{code: res.ExitCode}
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.SetInterspersed(false)
+	pf.register(fs)
+	fs.StringVar(&network, "network", "proxy", "network mode: proxy, none or full")
+	fs.StringVar(&backend, "backend", "auto", "enforcement backend: auto, netns or identity")
+	fs.StringVar(&auditPath, "audit", "", "append every proxy decision as JSON Lines to FILE")
+	fs.BoolVar(&localBind, "allow-local-binding", false, "let CMD reach local (loopback) services; with the netns backend loopback is the sandbox's own and always open")
+	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
+	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
+	return cmd
+}
+
+// refusalLine is the one-line exit summary of refused connections, with the
+// flag that would allow the first one when there is one. "" when none.
+func refusalLine(rs []audit.Refusal) string {
+	text := audit.FormatSummary(rs)
+	if text == "" {
+		return ""
+	}
+	line := "sandgate: " + text
+	if hint := allowHint(rs[0]); hint != "" {
+		line += "; " + hint
+	}
+	return line
+}
+
+// allowHint names the flag that would allow a refused destination, if any
+// flag would (metadata addresses and numeric names have none on purpose).
+func allowHint(r audit.Refusal) string {
+	target := net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port)))
+	switch {
+	case r.Reason == "not-allowed":
+		return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))
+	case r.Reason == "address-class:private":
+		return fmt.Sprintf("to allow %s, add --allow-private-destinations", target)
+	case r.Reason == "denied":
+		return fmt.Sprintf("%s matches a deny entry; deny entries win over allow entries", target)
+	case strings.HasPrefix(r.Reason, "address-class:") && r.Reason != "address-class:metadata":
+		if _, err := netip.ParseAddr(r.Host); err == nil {
+			return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))
+		}
+	}
+	return ""
+}
+
+func hintEntry(host string, port uint16) string {
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
+		return "'[" + host + "]:" + strconv.Itoa(int(port)) + "'"
+	}
+	return host + ":" + strconv.Itoa(int(port))
+}
+
+var _ = errors.New

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond Go itself (run as root; a no-op
+# when everything is present). sandgate itself needs nothing at run time.
+set -euo pipefail
+need=()
+command -v file >/dev/null || need+=(file)
+command -v ip >/dev/null || need+=(iproute2)
+command -v useradd >/dev/null || need+=(passwd)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing test prerequisites: ${need[*]} (install them, or run as root)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
