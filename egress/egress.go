@@ -4,23 +4,34 @@
 // only a surviving address.
 package egress
 
-// THIS FILE'S EXPORTED API IS AGREED. Implementations replace the panics.
-
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sandgate/sandgate/policy"
 )
 
+// DefaultDialTimeout bounds one resolution and each connection attempt when
+// Gate.DialTimeout is zero.
+const DefaultDialTimeout = 10 * time.Second
+
 // Resolver looks up a host name. *net.Resolver satisfies it.
+//
+// The Gate always passes network "ip" and a fully qualified name with a
+// trailing dot ("example.com."), so that no resolv.conf search domain is
+// appended to a name the policy checked without it.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Gate decides and dials on behalf of the proxy servers and `sandgate check`.
+// A Gate is safe for concurrent use once its fields are set.
 type Gate struct {
 	Policy      *policy.Policy
 	Resolver    Resolver                                                          // nil means net.DefaultResolver
@@ -38,13 +49,136 @@ type Result struct {
 
 // Decide runs the whole decision (normalise, check, resolve once, filter)
 // without dialling. `sandgate check` prints its result.
-func (g *Gate) Decide(ctx context.Context, host string, port uint16) Result { panic("todo") }
+//
+// A nil Policy refuses everything. A failed lookup is a refusal with reason
+// policy.ReasonResolveFailed, not an error. When the OS interface addresses
+// cannot be read, names and literals are refused as
+// "address-class:local-address" (fail closed).
+func (g *Gate) Decide(ctx context.Context, host string, port uint16) Result {
+	t, err := policy.ParseTarget(host, port)
+	if err != nil {
+		return Result{Decision: policy.InvalidTargetDecision(host, port, err)}
+	}
+	res := Result{Target: t}
+	if g.Policy == nil {
+		res.Decision = policy.Decision{Block: policy.BlockAllowlist, Reason: policy.ReasonNotAllowed,
+			Text: t.String() + " is refused: no policy is configured"}
+		return res
+	}
+	// The name is judged before anything can reach a resolver.
+	res.Decision = g.Policy.CheckTarget(t)
+	if !res.Decision.Allow {
+		return res
+	}
+	var addrs []netip.Addr
+	if t.IsIP() {
+		addrs = []netip.Addr{t.Addr}
+	} else {
+		addrs, err = g.resolve(ctx, t.Host)
+		if err != nil {
+			res.Decision = policy.Decision{Block: policy.BlockAddress, Reason: policy.ReasonResolveFailed,
+				Text: t.String() + " could not be resolved: " + oneLine(err.Error())}
+			return res
+		}
+	}
+	local, err := g.localAddrs()
+	if err != nil {
+		res.Decision = policy.Decision{Block: policy.BlockAddress,
+			Reason: policy.ReasonClassPrefix + policy.ClassLocalAddress,
+			Text:   t.String() + " is refused: this host's own addresses could not be read: " + oneLine(err.Error())}
+		return res
+	}
+	res.Addrs, res.Decision = g.Policy.FilterResolved(t, addrs, local)
+	return res
+}
 
 // Connect decides and, when allowed, dials the first surviving address that
 // answers (trying the next only on a connection failure, never re-resolving).
 // It returns the connection, the result, and the dialled address. A refusal
 // returns a nil conn and a nil error with Result.Decision.Allow false; a dial
 // failure after an allow returns a non-nil error.
+//
+// With a nil Dial the connection is TCP from a net.Dialer, so its dynamic
+// type is *net.TCPConn. Each attempt is bounded by DialTimeout.
 func (g *Gate) Connect(ctx context.Context, host string, port uint16) (net.Conn, Result, netip.AddrPort, error) {
-	panic("todo")
+	res := g.Decide(ctx, host, port)
+	if !res.Decision.Allow {
+		return nil, res, netip.AddrPort{}, nil
+	}
+	if len(res.Addrs) == 0 {
+		// FilterResolved never allows without an address; refuse if it did.
+		res.Decision = policy.Decision{Block: policy.BlockAddress, Reason: policy.ReasonNoAddress,
+			Text: res.Target.String() + " has no address to dial"}
+		return nil, res, netip.AddrPort{}, nil
+	}
+	var errs []error
+	for _, a := range res.Addrs {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		ap := netip.AddrPortFrom(a, res.Target.Port)
+		conn, err := g.dialOne(ctx, ap)
+		if err == nil {
+			return conn, res, ap, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, res, netip.AddrPort{}, fmt.Errorf("connect to %s: %w", res.Target, errors.Join(errs...))
+}
+
+// dialOne makes one connection attempt to ap.
+func (g *Gate) dialOne(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.timeout())
+	defer cancel()
+	dial := g.Dial
+	if dial == nil {
+		d := &net.Dialer{}
+		dial = d.DialContext
+	}
+	conn, err := dial(ctx, "tcp", ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", ap, err)
+	}
+	return conn, nil
+}
+
+// resolve looks name up once, as a rooted name, bounded by DialTimeout.
+func (g *Gate) resolve(ctx context.Context, name string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.timeout())
+	defer cancel()
+	var r Resolver = net.DefaultResolver
+	if g.Resolver != nil {
+		r = g.Resolver
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", name+".")
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	return addrs, nil
+}
+
+// timeout returns the dial and lookup bound.
+func (g *Gate) timeout() time.Duration {
+	if g.DialTimeout > 0 {
+		return g.DialTimeout
+	}
+	return DefaultDialTimeout
+}
+
+// localAddrs returns this host's interface addresses.
+func (g *Gate) localAddrs() ([]netip.Addr, error) {
+	if g.LocalAddrs != nil {
+		return g.LocalAddrs(), nil
+	}
+	return osLocalAddrs.get()
+}
+
+// oneLine makes s safe for a one-line Text: control characters are escaped.
+func oneLine(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
