@@ -65,9 +65,11 @@ type Entry struct {
 //
 // Names are normalised with NormalizeName. A wildcard must be the whole
 // leftmost label; a bare "*" or "**" and a wildcard whose base is a public
-// suffix (ICANN or private section of the Public Suffix List, or an unlisted
-// top-level domain, which the list's default rule treats as a suffix) are
-// refused. IPv4-mapped IPv6 addresses and prefixes (at least /96) are stored
+// suffix (the ICANN section of the Public Suffix List, such as "com" or
+// "co.uk", or any single label, which covers unlisted top-level domains) are
+// refused. Suffixes of the list's private section ("githubusercontent.com",
+// "github.io") are accepted: they name one operator's domain, and allowing
+// every name under it is an explicit, visible choice of the user. IPv4-mapped IPv6 addresses and prefixes (at least /96) are stored
 // as IPv4. Zones are refused.
 func ParseEntry(s string) (Entry, error) {
 	e, err := parseEntry(s)
@@ -161,7 +163,7 @@ func parseEntry(s string) (Entry, error) {
 		return Entry{}, err
 	}
 	if kind != KindExact {
-		if ps, _ := publicsuffix.PublicSuffix(name); ps == name {
+		if ps, icann := publicsuffix.PublicSuffix(name); ps == name && (icann || !strings.Contains(name, ".")) {
 			return Entry{}, fmt.Errorf("wildcard over a public suffix (%q)", name)
 		}
 	}

@@ -27,7 +27,9 @@ func TestParseEntry(t *testing.T) {
 		{in: "**.Example.com.:80", kind: KindApexAndSubdomains, name: "example.com", port: 80, canon: "**.example.com:80"},
 		{in: "*.bücher.example", kind: KindSubdomains, name: "xn--bcher-kva.example", canon: "*.xn--bcher-kva.example"},
 		{in: "*.example.co.uk", kind: KindSubdomains, name: "example.co.uk", canon: "*.example.co.uk"},
-		{in: "*.www.ck", kind: KindSubdomains, name: "www.ck", canon: "*.www.ck"}, // PSL exception rule
+		{in: "*.githubusercontent.com", kind: KindSubdomains, name: "githubusercontent.com", canon: "*.githubusercontent.com"}, // PSL private section
+		{in: "**.github.io", kind: KindApexAndSubdomains, name: "github.io", canon: "**.github.io"},                            // PSL private section
+		{in: "*.www.ck", kind: KindSubdomains, name: "www.ck", canon: "*.www.ck"},                                              // PSL exception rule
 		{in: "**.amazonaws.com", kind: KindApexAndSubdomains, name: "amazonaws.com", canon: "**.amazonaws.com"},
 		{in: "com", kind: KindExact, name: "com", canon: "com"}, // exact public suffix is one name
 		{in: "localhost:8080", kind: KindExact, name: "localhost", port: 8080, canon: "localhost:8080"},
@@ -80,9 +82,7 @@ func TestParseEntryRefuses(t *testing.T) {
 		{"**.com", "public suffix"},
 		{"*.co.uk", "public suffix"},
 		{"**.co.uk", "public suffix"},
-		{"*.github.io", "public suffix"},        // private section
-		{"*.s3.amazonaws.com", "public suffix"}, // private section
-		{"*.test", "public suffix"},             // unlisted TLD: default rule
+		{"*.test", "public suffix"}, // unlisted TLD: default rule
 		{"*.рф", "public suffix"},
 		{"*.foo.ck", "public suffix"}, // PSL wildcard rule *.ck
 		{"*.COM.", "public suffix"},
