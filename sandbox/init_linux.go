@@ -1,0 +1,410 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/proxyenv"
+)
+
+// MaybeInit must be called first thing in main (and in TestMain of tests
+// that run sandboxes with the test binary as Spec.Executable). When this
+// process was re-executed by Run as a sandbox's init it runs the init and
+// exits; otherwise it returns at once.
+func MaybeInit() {
+	if len(os.Args) < 3 || os.Args[0] != initArg0 {
+		return
+	}
+	os.Exit(initMain(os.Args[1], os.Args[2:]))
+}
+
+// setupError is a failure to set the sandbox up; unavailable marks the ones
+// the kernel refused (permissions, missing features).
+type setupError struct {
+	msg         string
+	unavailable bool
+}
+
+func (e *setupError) Error() string { return e.msg }
+
+func setupErr(err error, format string, args ...any) *setupError {
+	msg := fmt.Sprintf(format, args...) + ": " + err.Error()
+	return &setupError{msg: msg, unavailable: errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
+		errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, ErrUnavailable)}
+}
+
+// execError is a failure to execute CMD (exit code 126 or 127).
+type execError struct {
+	code int
+	msg  string
+}
+
+func (e *execError) Error() string { return e.msg }
+
+// initMain is PID 1 of the sandbox. It returns its exit status.
+func initMain(rawCfg string, args []string) int {
+	// Every credential change below is per thread: the thread that starts
+	// CMD is this one, locked for the life of the process.
+	runtime.LockOSThread()
+
+	report := func(st initStatus, fds ...int) {
+		if err := sendStatus(statusFD, st, fds...); err != nil {
+			fmt.Fprintf(os.Stderr, "sandgate: sandbox init: %s (status: %v)\n", st.Msg, err)
+		}
+	}
+
+	// Nothing the init inherited besides stdio may reach CMD: not the
+	// status socket, not descriptors sandgate itself inherited.
+	if err := cloexecFrom(statusFD); err != nil {
+		report(initStatus{Kind: statusSetupError, Msg: "sandbox init: marking inherited descriptors close-on-exec: " + err.Error()})
+		return 125
+	}
+
+	var cfg initConfig
+	if err := json.Unmarshal([]byte(rawCfg), &cfg); err != nil {
+		report(initStatus{Kind: statusSetupError, Msg: "sandbox init: bad configuration: " + err.Error()})
+		return 125
+	}
+
+	// Signals that arrive from now on are forwarded once CMD runs.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwardedSignals...)
+
+	pid, httpPort, socksPort, listeners, err := setupAndStart(cfg, args)
+	if err != nil {
+		var ee *execError
+		var se *setupError
+		switch {
+		case errors.As(err, &ee):
+			report(initStatus{Kind: statusExecError, Msg: ee.msg, Code: ee.code})
+			return ee.code
+		case errors.As(err, &se):
+			report(initStatus{Kind: statusSetupError, Msg: se.msg, Unavailable: se.unavailable})
+		default:
+			report(initStatus{Kind: statusSetupError, Msg: err.Error()})
+		}
+		return 125
+	}
+	report(initStatus{Kind: statusStarted, HTTPPort: httpPort, SOCKSPort: socksPort}, listeners...)
+	for _, fd := range listeners {
+		unix.Close(fd)
+	}
+	unix.Close(statusFD)
+
+	go func() {
+		for s := range sigs {
+			_ = unix.Kill(pid, s.(syscall.Signal))
+		}
+	}()
+	return reap(pid)
+}
+
+// cloexecFrom marks every descriptor >= first close-on-exec.
+func cloexecFrom(first int) error {
+	err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// Kernels before 5.11: walk the descriptor table.
+	ents, rerr := os.ReadDir("/proc/self/fd")
+	if rerr != nil {
+		return fmt.Errorf("close_range: %v; listing /proc/self/fd: %w", err, rerr)
+	}
+	for _, e := range ents {
+		fd, cerr := strconv.Atoi(e.Name())
+		if cerr != nil || fd < first {
+			continue
+		}
+		if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); ferr != nil && ferr != unix.EBADF {
+			return fmt.Errorf("fcntl(%d, F_SETFD): %w", fd, ferr)
+		}
+	}
+	return nil
+}
+
+// forwardedSignals are passed on to the command (by the parent to the init,
+// and by the init to CMD).
+var forwardedSignals = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGWINCH}
+
+// reap waits for every child (PID 1 inherits orphans) and returns CMD's
+// status when CMD ends. The init's exit then makes the kernel kill whatever
+// else is left in the PID namespace.
+func reap(pid int) int {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// No children left at all: CMD is gone without us seeing it.
+			fmt.Fprintf(os.Stderr, "sandgate: sandbox init: wait: %v\n", err)
+			return 125
+		}
+		if got != pid {
+			continue
+		}
+		switch {
+		case ws.Exited():
+			return ws.ExitStatus()
+		case ws.Signaled():
+			return 128 + int(ws.Signal())
+		}
+	}
+}
+
+// setupAndStart prepares the namespaces, locks this thread down and starts
+// CMD from it. It returns CMD's pid and, with NetworkProxy, the listening
+// sockets (HTTP, SOCKS5) to hand to the parent.
+func setupAndStart(cfg initConfig, args []string) (pid, httpPort, socksPort int, listeners []int, err error) {
+	// Mounts made here must never propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")
+	}
+	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return 0, 0, 0, nil, setupErr(err, "mounting /proc for the sandbox's PID namespace (is /proc partly masked, e.g. inside a container?)")
+	}
+	if cfg.Network != NetworkFull {
+		if err := loopbackUp(); err != nil {
+			return 0, 0, 0, nil, setupErr(err, "bringing up the sandbox's loopback interface")
+		}
+	}
+	env := os.Environ()
+	switch cfg.Network {
+	case NetworkProxy:
+		var hfd, sfd int
+		if hfd, httpPort, err = listenLoopback(); err != nil {
+			return 0, 0, 0, nil, setupErr(err, "creating the proxy's HTTP listener in the sandbox")
+		}
+		if sfd, socksPort, err = listenLoopback(); err != nil {
+			unix.Close(hfd)
+			return 0, 0, 0, nil, setupErr(err, "creating the proxy's SOCKS5 listener in the sandbox")
+		}
+		listeners = []int{hfd, sfd}
+		env = proxyenv.Merge(env, proxyenv.Vars(proxyenv.Config{
+			HTTP:       "http://127.0.0.1:" + strconv.Itoa(httpPort),
+			SOCKS:      "socks5h://127.0.0.1:" + strconv.Itoa(socksPort),
+			NoProxy:    proxyenv.DefaultNoProxy,
+			Executable: cfg.Executable,
+		}))
+	case NetworkNone:
+		env = proxyenv.Merge(env, nil)
+	}
+	fail := func(err error) (int, int, int, []int, error) {
+		for _, fd := range listeners {
+			unix.Close(fd)
+		}
+		return 0, 0, 0, nil, err
+	}
+	if cfg.Dir != "" {
+		if fi, err := os.Stat(cfg.Dir); err != nil {
+			return fail(&setupError{msg: "working directory: " + err.Error()})
+		} else if !fi.IsDir() {
+			return fail(&setupError{msg: "working directory " + cfg.Dir + " is not a directory"})
+		}
+	}
+	path, err := lookPath(args[0], env, cfg.Dir)
+	if err != nil {
+		return fail(err)
+	}
+	// CMD must not be able to inspect or ptrace the init.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fail(setupErr(err, "making the sandbox init non-dumpable"))
+	}
+	if err := lockDownThread(cfg.AllowUnix); err != nil {
+		return fail(err)
+	}
+	attr := &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Sys:   &syscall.SysProcAttr{},
+	}
+	if cfg.PTY {
+		attr.Sys.Setsid = true
+		attr.Sys.Setctty = true
+		attr.Sys.Ctty = 0
+	}
+	p, err := os.StartProcess(path, args, attr)
+	if err != nil {
+		return fail(execFailure(args[0], path, cfg.Dir, err))
+	}
+	return p.Pid, httpPort, socksPort, listeners, nil
+}
+
+// loopbackUp sets IFF_UP on lo, which gives it 127.0.0.1/8 and ::1.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCSIFFLAGS: %w", err)
+	}
+	return nil
+}
+
+// listenLoopback returns a TCP socket listening on 127.0.0.1 at a free port.
+func listenLoopback() (fd, port int, err error) {
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, fmt.Errorf("socket: %w", err)
+	}
+	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("bind 127.0.0.1:0: %w", err)
+	}
+	if err = unix.Listen(fd, unix.SOMAXCONN); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("listen: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("getsockname: %w", err)
+	}
+	return fd, sa.(*unix.SockaddrInet4).Port, nil
+}
+
+// Secure bits (include/uapi/linux/securebits.h): root inside the sandbox
+// gets no capabilities from execve or setuid, and nobody can undo that.
+const (
+	secbitNoroot                  = 1 << 0
+	secbitNorootLocked            = 1 << 1
+	secbitNoSetuidFixup           = 1 << 2
+	secbitNoSetuidFixupLocked     = 1 << 3
+	secbitKeepCapsLocked          = 1 << 5
+	secbitNoCapAmbientRaise       = 1 << 6
+	secbitNoCapAmbientRaiseLocked = 1 << 7
+	lockedSecurebits              = secbitNoroot | secbitNorootLocked | secbitNoSetuidFixup |
+		secbitNoSetuidFixupLocked | secbitKeepCapsLocked | secbitNoCapAmbientRaise | secbitNoCapAmbientRaiseLocked
+)
+
+// lockDownThread gives the calling thread (and so everything it starts)
+// no_new_privs, no capabilities in any set, locked secure bits and the
+// seccomp filter.
+func lockDownThread(allowUnix bool) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return setupErr(err, "setting no_new_privs")
+	}
+	for c := 0; c < 64; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err == unix.EINVAL {
+			break // past the last capability this kernel knows
+		}
+		if err != nil {
+			return setupErr(err, "dropping capability %d from the bounding set", c)
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_SECUREBITS, lockedSecurebits, 0, 0, 0); err != nil {
+		return setupErr(err, "locking the secure bits")
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return setupErr(err, "clearing the ambient capabilities")
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return setupErr(err, "dropping all capabilities")
+	}
+	if err := installFilter(allowUnix); err != nil {
+		return setupErr(err, "seccomp")
+	}
+	return nil
+}
+
+// defaultPath is used when the command's environment has no PATH (as execvp).
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+// lookPath finds file the way a shell does, in the PATH of env; relative
+// entries are taken relative to dir (CMD's working directory). A file that
+// exists but is not executable gives exit code 126; nothing found, 127.
+func lookPath(file string, env []string, dir string) (string, error) {
+	if file == "" {
+		return "", &execError{code: 127, msg: "empty command name"}
+	}
+	if strings.Contains(file, "/") {
+		return file, nil // execve decides
+	}
+	pathEnv, havePath := "", false
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
+			pathEnv, havePath = v, true
+			break
+		}
+	}
+	if !havePath {
+		pathEnv = defaultPath
+	}
+	var notExec string
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		cand := filepath.Join(d, file)
+		if !filepath.IsAbs(d) {
+			cand = "./" + cand
+		}
+		check := cand
+		if dir != "" && !filepath.IsAbs(cand) {
+			check = filepath.Join(dir, cand)
+		}
+		fi, err := os.Stat(check)
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		if fi.Mode()&0o111 != 0 && unix.Faccessat(unix.AT_FDCWD, check, unix.X_OK, unix.AT_EACCESS) == nil {
+			return cand, nil
+		}
+		if notExec == "" {
+			notExec = cand
+		}
+	}
+	if notExec != "" {
+		return "", &execError{code: 126, msg: fmt.Sprintf("%s: permission denied (%s is not executable)", file, notExec)}
+	}
+	return "", &execError{code: 127, msg: fmt.Sprintf("%s: command not found", file)}
+}
+
+// execFailure maps an execve failure to exit code 126 or 127: 127 when the
+// file does not exist, 126 for every other failure (not executable, a
+// directory, a missing script interpreter, ...).
+func execFailure(name, path, dir string, err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return &execError{code: 126, msg: fmt.Sprintf("%s: %v", name, err)}
+	}
+	if errno == unix.ENOENT {
+		check := path
+		if dir != "" && !filepath.IsAbs(path) {
+			check = filepath.Join(dir, path)
+		}
+		if _, serr := os.Stat(check); serr == nil {
+			return &execError{code: 126, msg: fmt.Sprintf("%s: bad interpreter or missing loader: %v", name, errno)}
+		}
+		return &execError{code: 127, msg: fmt.Sprintf("%s: no such file or directory", name)}
+	}
+	return &execError{code: 126, msg: fmt.Sprintf("%s: %v", name, errno)}
+}

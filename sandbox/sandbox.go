@@ -1,0 +1,154 @@
+// Package sandbox runs a command so that its network egress goes only through
+// sandgate's policy-enforcing HTTP and SOCKS5 proxy, enforced by the kernel.
+//
+// On Linux the netns backend re-executes the sandgate binary as the first
+// process (PID 1) of new user, network, PID, mount, IPC and UTS namespaces.
+// That init brings up the namespace's private loopback, mounts a fresh /proc,
+// creates the proxy's two listening sockets inside the namespace and hands
+// them to the parent by fd passing, then starts the command with every
+// capability dropped, no_new_privs set and a seccomp filter that refuses
+// unix-domain sockets and io_uring. The parent stays in the host's network
+// namespace and serves the proxy on those sockets, so the command's only way
+// out is through the proxy's policy.
+//
+// A program using this package must call MaybeInit first thing in main.
+//
+// Details of the netns backend:
+//   - The caller's uid and gid are mapped to themselves inside a new user
+//     namespace, root callers included; setgroups is denied.
+//   - Only stdin, stdout and stderr reach the command: every other inherited
+//     descriptor is closed on exec. When stdin is a terminal the command runs
+//     on a pseudo-terminal of its own (new session, controlling terminal)
+//     that sandgate relays (stdout and stderr too when they are terminals),
+//     so the command cannot push input into the user's terminal. Otherwise
+//     the streams are passed through untouched and the sandbox runs in a
+//     process group of its own: terminal signals reach sandgate, which
+//     forwards them once.
+//   - socketpair(AF_UNIX) stays allowed: an anonymous pair reaches nothing
+//     outside. Raw and packet sockets need CAP_NET_RAW, which the command
+//     does not have, and in a network namespace with only lo they would have
+//     nowhere to go anyway.
+//   - NetworkFull keeps every other restriction (namespaces, capabilities,
+//     seccomp) and the caller's environment unchanged.
+package sandbox
+
+import (
+	"errors"
+	"io"
+
+	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/proxy"
+)
+
+// Network selects what network the command gets.
+type Network int
+
+const (
+	// NetworkProxy (the default) gives the command a private loopback and
+	// sandgate's HTTP and SOCKS5 proxy on it; nothing else.
+	NetworkProxy Network = iota
+	// NetworkNone gives the command only a private loopback.
+	NetworkNone
+	// NetworkFull leaves the command on the host's network, without a
+	// proxy; every other restriction still applies.
+	NetworkFull
+)
+
+// String returns the name used on the command line ("proxy", "none", "full").
+func (n Network) String() string {
+	switch n {
+	case NetworkProxy:
+		return "proxy"
+	case NetworkNone:
+		return "none"
+	case NetworkFull:
+		return "full"
+	}
+	return "unknown"
+}
+
+// Backend selects how the sandbox is enforced.
+type Backend int
+
+const (
+	// BackendAuto picks the best backend that can be set up: netns, else
+	// identity once that exists. It never falls back to weaker isolation.
+	BackendAuto Backend = iota
+	// BackendNetns uses unprivileged Linux namespaces.
+	BackendNetns
+	// BackendIdentity uses a dedicated sandbox user and firewall rules set
+	// up once by `sandgate setup` (not available yet).
+	BackendIdentity
+)
+
+// String returns the name used on the command line ("auto", "netns", "identity").
+func (b Backend) String() string {
+	switch b {
+	case BackendAuto:
+		return "auto"
+	case BackendNetns:
+		return "netns"
+	case BackendIdentity:
+		return "identity"
+	}
+	return "unknown"
+}
+
+// Spec describes one sandboxed run.
+type Spec struct {
+	// Args is the command and its arguments. Args[0] is looked up in the
+	// PATH of Env when it contains no slash.
+	Args []string
+	// Env is the command's environment before the proxy variables are
+	// merged (nil: os.Environ()). With NetworkProxy every inherited proxy
+	// variable is replaced by sandgate's (see package proxyenv); with
+	// NetworkNone inherited proxy variables are removed; with NetworkFull
+	// Env is passed unchanged.
+	Env []string
+	// Dir is the working directory ("" = the current one).
+	Dir string
+	// Stdin, Stdout and Stderr are the command's standard streams (nil: the
+	// process's own). When Stdin is a terminal (*os.File), the command runs
+	// on a new pseudo-terminal in its own session, and Stdout/Stderr that
+	// are terminals are served through it too; other streams are passed
+	// straight through.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Network selects the command's network.
+	Network Network
+	// Backend selects the enforcement mechanism.
+	Backend Backend
+	// Gate decides and dials for the proxy (required for NetworkProxy).
+	Gate *egress.Gate
+	// Audit receives every proxy event (nil: none are recorded).
+	Audit audit.Sink
+	// ProxyLimits bounds the proxy's resources (zero fields: defaults).
+	ProxyLimits proxy.Limits
+	// AllowUnixSockets lifts the seccomp rule that refuses
+	// socket(AF_UNIX, ...). Unix path sockets lead out of the sandbox
+	// (docker.sock, ssh-agent, other forwarders): use with care.
+	AllowUnixSockets bool
+	// Executable is the sandgate binary re-executed as the sandbox's init
+	// ("" = /proc/self/exe). It must call MaybeInit first thing in main.
+	Executable string
+	// Logf receives the proxy's log and a message when the proxy fails
+	// during the run (nil: silent). The normal path logs nothing.
+	Logf func(format string, args ...any)
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	// ExitCode is the command's exit status: its own, 128+N if it died of
+	// signal N, 126 if it could not be executed, 127 if it was not found.
+	ExitCode int
+	// ProxyErr is set when the proxy failed during the run; the command's
+	// connections failed from then on.
+	ProxyErr error
+}
+
+// ErrUnavailable is wrapped by the errors Run returns when the sandbox's
+// enforcement cannot be set up on this machine (namespaces refused, missing
+// kernel features). The message says why and what to do.
+var ErrUnavailable = errors.New("sandbox enforcement unavailable")
