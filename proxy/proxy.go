@@ -1,17 +1,60 @@
 // Package proxy serves sandgate's HTTP/1.1 forward proxy and SOCKS5 proxy.
 // Every request is decided by an egress.Gate and recorded as an audit.Event;
 // allowed tunnels move bytes with the kernel's zero-copy splice path.
+//
+// HTTP: absolute-form requests (GET http://host:port/path, any method) are
+// forwarded, and CONNECT host:port opens a tunnel. The target is always the
+// request URI or the CONNECT authority, never the Host header; the forwarded
+// request carries a Host header naming that same target. Origin-form
+// requests and https:// URLs (which need CONNECT) get 400. Every request on a
+// keep-alive connection is decided anew, and each forwarded request uses its
+// own upstream connection, dialled by the gate for that request.
+//
+// Answers: a refusal is 403 with X-Proxy-Error blocked-by-allowlist,
+// blocked-by-denylist or blocked-by-address and the decision's text as the
+// body; an allowed name whose lookup failed is 502 with X-Proxy-Error
+// resolve-failed; a failed connection is 502 (dial-failed), or 504 when it
+// timed out (dial-timeout). SOCKS5 answers reply 2 for a refusal, 4 for a
+// lookup failure or time-out, 5 for a refused connection, 3 for an
+// unreachable network, 7 for BIND and UDP ASSOCIATE, and 8 for an unknown
+// address type.
+//
+// Audit: every decision about a named target is an event. Refusals are
+// recorded at once, allowed requests and tunnels when they end (with the
+// body or tunnel bytes moved each way). Requests that name no usable target
+// are answered but not recorded; requests that name a host but are
+// malformed are recorded with reason "bad-request", and requests without the
+// right credentials with "auth-failed".
+//
+// Tunnels: after the handshake each direction runs io.Copy (ReadFrom)
+// between the raw connections, which splices between two TCP sockets on
+// Linux. io.Copy runs in short slices under a read deadline so that the
+// tunnel can notice idleness; a quiet direction then waits for readability
+// without holding a pipe or a buffer, so an idle tunnel costs two parked
+// goroutines and about a kilobyte of heap.
 package proxy
 
 // THIS FILE'S EXPORTED API IS AGREED. Implementations replace the panics.
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/policy"
 )
 
 // Credentials, when set on a listener, must be presented by clients
@@ -30,6 +73,36 @@ type Limits struct {
 	MaxConns       int           // default 4096: concurrent client connections; more are refused promptly
 }
 
+// Default limits, used for zero fields of Limits.
+const (
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultIdleTimeout    = 5 * time.Minute
+	DefaultMaxConns       = 4096
+)
+
+// WithDefaults returns l with every zero (or negative) field replaced by its
+// default.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.HeaderTimeout <= 0 {
+		l.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if l.DialTimeout <= 0 {
+		l.DialTimeout = DefaultDialTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+	return l
+}
+
 // Options configure a Server.
 type Options struct {
 	Gate        *egress.Gate
@@ -40,20 +113,382 @@ type Options struct {
 }
 
 // Server serves both protocols; one Server may serve many listeners.
-type Server struct { /* implementation */
+type Server struct {
+	gate *egress.Gate
+	sink audit.Sink
+	lim  Limits
+	logf func(format string, args ...any)
+
+	// Credentials, kept as digests so comparisons take constant time.
+	authOn   bool
+	userHash [sha256.Size]byte
+	passHash [sha256.Size]byte
+
+	httpSrv   *http.Server
+	transport *http.Transport
+
+	baseCtx    context.Context // cancelled when Shutdown gives up waiting
+	cancelBase context.CancelFunc
+
+	active atomic.Int64 // open client connections, both protocols
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // SOCKS listeners
+	conns     map[io.Closer]struct{}    // SOCKS connections and tunnels
+	shutting  bool                      // Shutdown has begun: accept nothing new
+	forced    bool                      // Shutdown stopped waiting and closed everything
+	changed   chan struct{}             // closed when conns shrinks, while Shutdown waits
 }
 
 // New returns a Server; it does not listen.
-func New(opts Options) *Server { panic("todo") }
+func New(opts Options) *Server {
+	s := &Server{
+		sink:      opts.Audit,
+		lim:       opts.Limits.WithDefaults(),
+		logf:      opts.Logf,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[io.Closer]struct{}),
+	}
+	if opts.Gate != nil {
+		// A copy, so that the DialTimeout default reaches the gate without
+		// changing the caller's Gate.
+		g := *opts.Gate
+		if g.DialTimeout <= 0 {
+			g.DialTimeout = s.lim.DialTimeout
+		}
+		s.gate = &g
+	}
+	if s.sink == nil {
+		s.sink = audit.Multi()
+	}
+	if s.logf == nil {
+		s.logf = func(string, ...any) {}
+	}
+	if c := opts.Credentials; c != nil {
+		s.authOn = true
+		s.userHash = sha256.Sum256([]byte(c.User))
+		s.passHash = sha256.Sum256([]byte(c.Password))
+	}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	s.httpSrv = &http.Server{
+		Handler:                      http.HandlerFunc(s.handleHTTP),
+		ReadHeaderTimeout:            s.lim.HeaderTimeout,
+		IdleTimeout:                  s.lim.IdleTimeout,
+		MaxHeaderBytes:               s.lim.MaxHeaderBytes,
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     log.New(logWriter{s.logf}, "", 0),
+		BaseContext:                  func(net.Listener) context.Context { return s.baseCtx },
+	}
+	s.transport = newForwardTransport()
+	return s
+}
+
+// logWriter turns net/http's log lines into Logf calls.
+type logWriter struct{ logf func(string, ...any) }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	w.logf("proxy: %s", msg)
+	return len(p), nil
+}
 
 // ServeHTTP accepts HTTP proxy clients on ln until ln is closed or Shutdown is
 // called. It returns nil after Shutdown.
-func (s *Server) ServeHTTP(ln net.Listener) error { panic("todo") }
+func (s *Server) ServeHTTP(ln net.Listener) error {
+	if s.isShutting() {
+		ln.Close()
+		return nil
+	}
+	err := s.httpSrv.Serve(&limitListener{Listener: ln, s: s})
+	if errors.Is(err, http.ErrServerClosed) || s.isShutting() {
+		return nil
+	}
+	return fmt.Errorf("proxy: serve HTTP on %s: %w", ln.Addr(), err)
+}
 
 // ServeSOCKS accepts SOCKS5 clients on ln until ln is closed or Shutdown is
 // called. It returns nil after Shutdown.
-func (s *Server) ServeSOCKS(ln net.Listener) error { panic("todo") }
+func (s *Server) ServeSOCKS(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isShutting() {
+				return nil
+			}
+			if isTemporary(err) {
+				backoff = nextBackoff(backoff)
+				s.logf("proxy: accept SOCKS on %s: %v; retrying in %v", ln.Addr(), err, backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("proxy: serve SOCKS on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		if !s.acquire() {
+			s.logf("proxy: refusing SOCKS client %s: %d connections open (the limit)", c.RemoteAddr(), s.lim.MaxConns)
+			c.Close()
+			continue
+		}
+		cc := &clientConn{Conn: c, s: s}
+		if !s.track(cc, true) {
+			cc.Close()
+			return nil
+		}
+		go s.serveSOCKS(cc)
+	}
+}
 
 // Shutdown closes the listeners and waits for open connections to finish or
 // for ctx to end, after which it closes them.
-func (s *Server) Shutdown(ctx context.Context) error { panic("todo") }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	lns := make([]net.Listener, 0, len(s.listeners))
+	for ln := range s.listeners {
+		lns = append(lns, ln)
+	}
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+
+	// In-flight HTTP requests first: a CONNECT being answered becomes a
+	// tracked tunnel before its handler returns.
+	if err := s.httpSrv.Shutdown(ctx); err != nil {
+		s.forceClose()
+		return fmt.Errorf("proxy: shutdown: %w", err)
+	}
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		if n > 0 && s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if n == 0 {
+			s.cancelBase()
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.forceClose()
+			return fmt.Errorf("proxy: shutdown: closed %d open connections: %w", n, ctx.Err())
+		}
+	}
+}
+
+// forceClose closes every tracked connection and every HTTP connection.
+func (s *Server) forceClose() {
+	s.mu.Lock()
+	s.forced = true
+	cs := make([]io.Closer, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	s.cancelBase()
+	s.httpSrv.Close()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func (s *Server) isShutting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutting
+}
+
+// track registers c so that Shutdown waits for it and can close it. A newly
+// accepted connection is refused once Shutdown has begun; a connection that
+// turns into a tunnel is refused only after Shutdown gave up waiting.
+func (s *Server) track(c io.Closer, fresh bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.forced || (fresh && s.shutting) {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c io.Closer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// acquire takes one of the MaxConns client connection slots.
+func (s *Server) acquire() bool {
+	if s.active.Add(1) > int64(s.lim.MaxConns) {
+		s.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) release() { s.active.Add(-1) }
+
+// clientConn is an accepted client connection holding a MaxConns slot, which
+// it gives back when closed.
+type clientConn struct {
+	net.Conn
+	s    *Server
+	once sync.Once
+}
+
+// Close closes the connection and releases its slot once.
+func (c *clientConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.s.release)
+	return err
+}
+
+// limitListener enforces MaxConns for the HTTP server: excess connections get
+// a 503 and are closed at once, without reaching net/http.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+const busyResponse = "HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\n" +
+	"Content-Length: 47\r\n" +
+	"\r\n" +
+	"sandgate: too many connections open; try later\n"
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.s.acquire() {
+			return &clientConn{Conn: c, s: l.s}, nil
+		}
+		l.s.logf("proxy: refusing HTTP client %s: %d connections open (the limit)", c.RemoteAddr(), l.s.lim.MaxConns)
+		// A fresh socket's send buffer is empty, so this write does not wait.
+		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		io.WriteString(c, busyResponse)
+		c.Close()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	if d *= 2; d > time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// authorized compares a presented user and password with the configured
+// credentials in constant time. Without configured credentials anything
+// passes.
+func (s *Server) authorized(user, pass string) bool {
+	if !s.authOn {
+		return true
+	}
+	u := sha256.Sum256([]byte(user))
+	p := sha256.Sum256([]byte(pass))
+	okUser := subtle.ConstantTimeCompare(u[:], s.userHash[:])
+	okPass := subtle.ConstantTimeCompare(p[:], s.passHash[:])
+	return okUser&okPass == 1
+}
+
+// connect asks the gate to decide on and dial host:port. Without a gate
+// everything is refused.
+func (s *Server) connect(ctx context.Context, host string, port uint16) (net.Conn, egress.Result, netip.AddrPort, error) {
+	if s.gate == nil {
+		return nil, egress.Result{Decision: policy.Decision{
+			Block:  policy.BlockAllowlist,
+			Reason: policy.ReasonNotAllowed,
+			Text:   "sandgate has no policy configured, so nothing is allowed",
+		}}, netip.AddrPort{}, nil
+	}
+	return s.gate.Connect(ctx, host, port)
+}
+
+// event starts an audit event for a decision about host:port.
+func event(proto, client, host string, port uint16, res egress.Result, dialed netip.AddrPort) audit.Event {
+	e := audit.Event{
+		Time:   time.Now(),
+		Proto:  proto,
+		Client: client,
+		Host:   host,
+		Port:   port,
+		Reason: res.Decision.Reason,
+		Text:   res.Decision.Text,
+	}
+	if res.Target.Host != "" {
+		e.Host = res.Target.Host
+	}
+	if dialed.IsValid() {
+		e.Dialed = dialed.String()
+	}
+	if res.Decision.Allow {
+		e.Decision = audit.DecisionAllow
+	} else {
+		e.Decision = audit.DecisionDeny
+	}
+	return e
+}
+
+// record finishes e with its duration and hands it to the sink.
+func (s *Server) record(e audit.Event, start time.Time) {
+	e.Duration = float64(time.Since(start)) / float64(time.Millisecond)
+	s.sink.Record(e)
+}
+
+// blockCode is the X-Proxy-Error value for a refusal.
+func blockCode(b policy.Block) string {
+	switch b {
+	case policy.BlockDenylist:
+		return "blocked-by-denylist"
+	case policy.BlockAddress:
+		return "blocked-by-address"
+	default:
+		return "blocked-by-allowlist"
+	}
+}
+
+// isTimeout reports whether err is a timeout of any kind.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,328 @@
+package audit
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Decision values used in Event.Decision.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+)
+
+// JSONL is a Sink that writes each Event as one JSON object on its own line.
+// Writes are serialised, so one JSONL may be shared by many goroutines. Each
+// event is flushed as it is recorded, so a crash loses at most the event being
+// written.
+type JSONL struct {
+	mu     sync.Mutex
+	w      *bufio.Writer
+	closer io.Closer // the file OpenJSONL opened; nil for NewJSONL
+	err    error     // first write error, reported by Err and Close
+	closed bool
+}
+
+// OpenJSONL opens path for appending (creating it with mode 0600 when it does
+// not exist) and returns a sink writing to it. Close closes the file.
+func OpenJSONL(path string) (*JSONL, error) {
+	if path == "" {
+		return nil, errors.New("audit: open JSON Lines file: empty path")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open JSON Lines file %q: %w", path, err)
+	}
+	j := NewJSONL(f)
+	j.closer = f
+	return j, nil
+}
+
+// NewJSONL returns a sink writing to w. Close flushes but does not close w.
+func NewJSONL(w io.Writer) *JSONL {
+	return &JSONL{w: bufio.NewWriter(w)}
+}
+
+// Record writes e as one line. After a write error or Close, events are
+// dropped; Err reports the first error.
+func (j *JSONL) Record(e Event) {
+	line, err := json.Marshal(e)
+	if err != nil {
+		// Event has only plain fields; this cannot happen, but never panic.
+		line = []byte(`{"error":"audit: cannot encode event"}`)
+	}
+	line = append(line, '\n')
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed || j.err != nil {
+		return
+	}
+	if _, err := j.w.Write(line); err != nil {
+		j.err = fmt.Errorf("audit: write event: %w", err)
+		return
+	}
+	if err := j.w.Flush(); err != nil {
+		j.err = fmt.Errorf("audit: write event: %w", err)
+	}
+}
+
+// Err returns the first error met while writing events, or nil.
+func (j *JSONL) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// Close flushes pending output, closes the file opened by OpenJSONL, and
+// returns the first error met while writing or closing. Later calls return
+// nil; events recorded after Close are dropped.
+func (j *JSONL) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	err := j.err
+	if ferr := j.w.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("audit: flush events: %w", ferr)
+	}
+	if j.closer != nil {
+		if cerr := j.closer.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("audit: close events file: %w", cerr)
+		}
+	}
+	return err
+}
+
+// Refusal is one group of refused connections in a Summary: every refusal of
+// the same host, port and reason.
+type Refusal struct {
+	Host   string // requested host
+	Port   uint16 // requested port
+	Reason string // policy reason code
+	Text   string // human text of the first refusal in the group
+	Count  int    // number of refusals in the group
+}
+
+// maxSummaryGroups bounds the memory a Summary uses. Refusals beyond it that
+// would open a new group still count in Total but are not listed.
+const maxSummaryGroups = 4096
+
+type summaryKey struct {
+	host   string
+	port   uint16
+	reason string
+}
+
+// Summary is a Sink that keeps, in memory, a count of refused connections
+// grouped by host, port and reason. Allowed events are ignored. It is safe for
+// concurrent use. At most 4096 groups are kept; refusals that would open
+// another group are counted only in Total.
+type Summary struct {
+	mu     sync.Mutex
+	index  map[summaryKey]int // position in groups
+	groups []Refusal          // in order of first appearance
+	total  int
+}
+
+// NewSummary returns an empty Summary. The zero Summary is also ready to use.
+func NewSummary() *Summary { return &Summary{} }
+
+// Record counts e when it is a refusal (Decision "deny").
+func (s *Summary) Record(e Event) {
+	if e.Decision != DecisionDeny {
+		return
+	}
+	k := summaryKey{host: e.Host, port: e.Port, reason: e.Reason}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total++
+	if i, ok := s.index[k]; ok {
+		s.groups[i].Count++
+		return
+	}
+	if len(s.groups) >= maxSummaryGroups {
+		return
+	}
+	if s.index == nil {
+		s.index = make(map[summaryKey]int)
+	}
+	s.index[k] = len(s.groups)
+	s.groups = append(s.groups, Refusal{Host: e.Host, Port: e.Port, Reason: e.Reason, Text: e.Text, Count: 1})
+}
+
+// Refusals returns a copy of the groups, the most frequent first; groups with
+// equal counts stay in the order they were first seen.
+func (s *Summary) Refusals() []Refusal {
+	s.mu.Lock()
+	out := make([]Refusal, len(s.groups))
+	copy(out, s.groups)
+	s.mu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
+	return out
+}
+
+// Total returns the number of refusals recorded, including those not listed
+// because the group limit was reached.
+func (s *Summary) Total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+type multi []Sink
+
+func (m multi) Record(e Event) {
+	for _, s := range m {
+		s.Record(e)
+	}
+}
+
+type discard struct{}
+
+func (discard) Record(Event) {}
+
+// Multi returns a Sink that records every event to each of sinks in order.
+// Nil sinks are skipped; with no usable sink the result records nothing.
+func Multi(sinks ...Sink) Sink {
+	var m multi
+	for _, s := range sinks {
+		if s == nil || isNilPointer(s) {
+			continue
+		}
+		m = append(m, s)
+	}
+	switch len(m) {
+	case 0:
+		return discard{}
+	case 1:
+		return m[0]
+	}
+	return m
+}
+
+// isNilPointer catches the typed nil pointers of this package's sinks (a nil
+// *JSONL or *Summary stored in a Sink interface), which would panic on use.
+func isNilPointer(s Sink) bool {
+	switch v := s.(type) {
+	case *JSONL:
+		return v == nil
+	case *Summary:
+		return v == nil
+	}
+	return false
+}
+
+// summaryListLimit is how many groups FormatSummary names before it says how
+// many more there are.
+const summaryListLimit = 10
+
+// FormatSummary renders refusals (as returned by Summary.Refusals) as one
+// line, for example
+//
+//	refused 3 connections: evil.test:443 (not on the allow list) ×2, 169.254.169.254:80 (metadata address)
+//
+// It names at most ten groups and says how many more there are. It returns
+// "" when there are no refusals.
+func FormatSummary(refusals []Refusal) string {
+	total := 0
+	for _, r := range refusals {
+		total += r.Count
+	}
+	if len(refusals) == 0 || total <= 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("refused ")
+	b.WriteString(strconv.Itoa(total))
+	if total == 1 {
+		b.WriteString(" connection: ")
+	} else {
+		b.WriteString(" connections: ")
+	}
+	for i, r := range refusals {
+		if i == summaryListLimit {
+			fmt.Fprintf(&b, ", and %d more", len(refusals)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port))))
+		b.WriteString(" (")
+		b.WriteString(ReasonPhrase(r.Reason))
+		b.WriteString(")")
+		if r.Count > 1 {
+			b.WriteString(" ×")
+			b.WriteString(strconv.Itoa(r.Count))
+		}
+	}
+	return b.String()
+}
+
+// Reason codes the proxy uses in events besides the policy's own codes.
+const (
+	ReasonBadRequest  = "bad-request"    // the request named a target but was malformed
+	ReasonAuthFailed  = "auth-failed"    // proxy credentials missing or wrong
+	ReasonDialFailed  = "dial-failed"    // allowed, but the connection failed
+	ReasonDialTimeout = "dial-timeout"   // allowed, but the connection timed out
+	ReasonUpstream    = "upstream-error" // allowed, but the exchange with the target failed
+	ReasonClientGone  = "client-gone"    // allowed, but the client left before the connection was made
+	ReasonShutdown    = "shutdown"       // allowed, but the proxy was shutting down
+)
+
+// ReasonPhrase returns a short human phrase for a reason code, such as
+// "not on the allow list" for "not-allowed". Unknown codes are returned as
+// they are.
+func ReasonPhrase(reason string) string {
+	switch reason {
+	case "not-allowed":
+		return "not on the allow list"
+	case "denied":
+		return "on the deny list"
+	case "invalid-host":
+		return "invalid host name"
+	case "numeric-name":
+		return "numeric host name"
+	case "no-address":
+		return "no usable address"
+	case "resolve-failed":
+		return "name did not resolve"
+	case ReasonBadRequest:
+		return "bad request"
+	case ReasonAuthFailed:
+		return "proxy authentication failed"
+	case ReasonDialFailed:
+		return "connection failed"
+	case ReasonDialTimeout:
+		return "connection timed out"
+	case ReasonUpstream:
+		return "upstream error"
+	case ReasonClientGone:
+		return "client went away"
+	case ReasonShutdown:
+		return "proxy shutting down"
+	}
+	if class, ok := strings.CutPrefix(reason, "address-class:"); ok && class != "" {
+		switch class {
+		case "local-address":
+			return "an address of this host"
+		case "denied-address":
+			return "denied resolved address"
+		case "this-network":
+			return "this-network address"
+		}
+		return class + " address"
+	}
+	return reason
+}

@@ -1,0 +1,609 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/policy"
+)
+
+// maxResponseHeaderBytes bounds the head of an upstream response.
+const maxResponseHeaderBytes = 1 << 20
+
+// hopByHop lists the headers that describe one connection rather than the
+// message (RFC 9110 section 7.6.1), plus the proxy's own authentication
+// headers. They are never forwarded.
+var hopByHop = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authorization",
+	"Proxy-Authenticate",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// removeHopByHop deletes hop-by-hop headers from h, including every header
+// named in its Connection headers.
+func removeHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
+// handleHTTP is the net/http handler for every proxy request.
+func (s *Server) handleHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.logf("proxy: internal error serving %s %q for %s: %v", r.Method, r.RequestURI, r.RemoteAddr, v)
+			// Let net/http close the connection without logging again.
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	start := time.Now()
+	if r.Method == http.MethodConnect {
+		s.handleConnect(w, r, start)
+		return
+	}
+	s.handleForward(w, r, start)
+}
+
+// plainError writes a short text response that belongs to the proxy.
+func plainError(w http.ResponseWriter, code int, proxyErr, text string) {
+	h := w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	if proxyErr != "" {
+		h.Set("X-Proxy-Error", proxyErr)
+	}
+	w.WriteHeader(code)
+	io.WriteString(w, text+"\n")
+}
+
+// checkProxyAuth reports whether r carries the configured credentials as
+// Proxy-Authorization: Basic. It answers 407 when it does not.
+func (s *Server) checkProxyAuth(w http.ResponseWriter, r *http.Request) bool {
+	if !s.authOn {
+		return true
+	}
+	user, pass, ok := parseBasic(r.Header.Get("Proxy-Authorization"))
+	if ok && s.authorized(user, pass) {
+		return true
+	}
+	w.Header().Set("Proxy-Authenticate", `Basic realm="sandgate", charset="UTF-8"`)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusProxyAuthRequired)
+	if ok {
+		io.WriteString(w, "sandgate: wrong proxy credentials\n")
+	} else {
+		io.WriteString(w, "sandgate: this proxy needs credentials (Proxy-Authorization: Basic)\n")
+	}
+	return false
+}
+
+// parseBasic decodes a "Basic base64(user:password)" header value.
+func parseBasic(v string) (user, pass string, ok bool) {
+	scheme, rest, found := strings.Cut(strings.TrimSpace(v), " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(raw), ":")
+}
+
+// parsePort parses a decimal TCP port, 1 to 65535.
+func parsePort(s string) (uint16, error) {
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || p == 0 {
+		return 0, fmt.Errorf("invalid port %q", s)
+	}
+	return uint16(p), nil
+}
+
+// refused answers a refusal from the gate and records it. A name that did
+// not resolve is not a policy refusal: it is answered 502 so that clients
+// report a network problem rather than a block.
+func (s *Server) refused(w http.ResponseWriter, ev audit.Event, res egress.Result, start time.Time) {
+	if res.Decision.Reason == policy.ReasonResolveFailed {
+		plainError(w, http.StatusBadGateway, "resolve-failed", res.Decision.Text)
+	} else {
+		plainError(w, http.StatusForbidden, blockCode(res.Decision.Block), res.Decision.Text)
+	}
+	s.record(ev, start)
+}
+
+// dialFailed answers a failed connection after an allow and records it.
+func (s *Server) dialFailed(w http.ResponseWriter, ev audit.Event, host string, port uint16, err error, start time.Time) {
+	code, reason, tag := http.StatusBadGateway, audit.ReasonDialFailed, "dial-failed"
+	if isTimeout(err) {
+		code, reason, tag = http.StatusGatewayTimeout, audit.ReasonDialTimeout, "dial-timeout"
+	}
+	ev.Reason = reason
+	ev.Text = fmt.Sprintf("connecting to %s failed: %v", net.JoinHostPort(host, strconv.Itoa(int(port))), err)
+	plainError(w, code, tag, "sandgate: "+ev.Text)
+	s.record(ev, start)
+}
+
+// badTarget answers a request whose target cannot be used, recording it when
+// it named a host.
+func (s *Server) badTarget(w http.ResponseWriter, r *http.Request, proto, host string, port uint16, text string, start time.Time) {
+	plainError(w, http.StatusBadRequest, "bad-request", "sandgate: "+text)
+	if host == "" {
+		s.logf("proxy: bad request from %s: %s", r.RemoteAddr, text)
+		return
+	}
+	s.record(audit.Event{
+		Time: start, Proto: proto, Client: r.RemoteAddr, Host: host, Port: port,
+		Decision: audit.DecisionDeny, Reason: audit.ReasonBadRequest, Text: text,
+	}, start)
+}
+
+// handleConnect answers CONNECT host:port by opening a tunnel.
+func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start time.Time) {
+	// The target is the request's authority as sent, never the Host header.
+	authority := r.RequestURI
+	host, portText, err := net.SplitHostPort(authority)
+	if err != nil || host == "" || strings.HasPrefix(authority, "/") {
+		s.badTarget(w, r, "connect", "", 0, fmt.Sprintf("CONNECT needs host:port, got %q", authority), start)
+		return
+	}
+	port, err := parsePort(portText)
+	if err != nil {
+		s.badTarget(w, r, "connect", host, 0, fmt.Sprintf("CONNECT %q: %v", authority, err), start)
+		return
+	}
+	if !s.checkProxyAuth(w, r) {
+		s.recordAuthFailure(r, "connect", host, port, start)
+		return
+	}
+	upstream, res, dialed, err := s.connect(r.Context(), host, port)
+	ev := event("connect", r.RemoteAddr, host, port, res, dialed)
+	if s.clientGone(r.Context(), &ev, res, err, start) {
+		return
+	}
+	if !res.Decision.Allow {
+		if upstream != nil {
+			upstream.Close()
+		}
+		s.refused(w, ev, res, start)
+		return
+	}
+	if err != nil {
+		s.dialFailed(w, ev, host, port, err, start)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		upstream.Close()
+		plainError(w, http.StatusInternalServerError, "", "sandgate: this connection cannot carry a tunnel")
+		return
+	}
+	raw, brw, err := hj.Hijack()
+	if err != nil {
+		upstream.Close()
+		s.logf("proxy: CONNECT %s from %s: take over connection: %v", authority, r.RemoteAddr, err)
+		return
+	}
+	// Bytes the client sent after the request head (a TLS ClientHello, say)
+	// already sit in net/http's reader; they go upstream first.
+	var initial []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		initial = append([]byte(nil), b...)
+	}
+	client := raw
+	if cc, ok := raw.(*clientConn); ok {
+		client = cc.Conn // the raw socket, so io.Copy can splice
+	}
+	client.SetWriteDeadline(time.Now().Add(s.lim.HeaderTimeout))
+	if _, err := fmt.Fprintf(client, "HTTP/%d.%d 200 Connection established\r\n\r\n", r.ProtoMajor, r.ProtoMinor); err != nil {
+		raw.Close()
+		upstream.Close()
+		ev.Reason, ev.Text = audit.ReasonClientGone, fmt.Sprintf("answering the client failed: %v", err)
+		s.record(ev, start)
+		return
+	}
+	s.startTunnel(client, raw, upstream, initial, ev, start)
+}
+
+// clientGone reports whether the connection attempt failed only because
+// the client went away (net/http cancels a request's context when its
+// connection closes), and records the event as such.
+func (s *Server) clientGone(ctx context.Context, ev *audit.Event, res egress.Result, err error, start time.Time) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	if err == nil && res.Decision.Reason != policy.ReasonResolveFailed {
+		return false
+	}
+	// A failed lookup or dial means the name had already passed the policy.
+	ev.Decision = audit.DecisionAllow
+	ev.Reason = audit.ReasonClientGone
+	ev.Text = "the client went away before the connection was made"
+	s.record(*ev, start)
+	return true
+}
+
+// recordAuthFailure records a request refused for missing or wrong
+// credentials.
+func (s *Server) recordAuthFailure(r *http.Request, proto, host string, port uint16, start time.Time) {
+	s.record(audit.Event{
+		Time: start, Proto: proto, Client: r.RemoteAddr, Host: host, Port: port,
+		Decision: audit.DecisionDeny, Reason: audit.ReasonAuthFailed,
+		Text: "proxy credentials missing or wrong",
+	}, start)
+}
+
+// handleForward forwards an absolute-form request (GET http://host/...).
+func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start time.Time) {
+	u := r.URL
+	if u == nil || u.Host == "" || !u.IsAbs() {
+		s.badTarget(w, r, "http", "", 0,
+			fmt.Sprintf("%s %q is not a proxy request: this is a forward proxy and needs an absolute http:// URL (use CONNECT for https)", r.Method, r.RequestURI), start)
+		return
+	}
+	host := u.Hostname()
+	port := uint16(80)
+	if p := u.Port(); p != "" {
+		var err error
+		if port, err = parsePort(p); err != nil {
+			s.badTarget(w, r, "http", host, 0, fmt.Sprintf("URL %q: %v", r.RequestURI, err), start)
+			return
+		}
+	}
+	switch {
+	case u.Scheme == "https":
+		s.badTarget(w, r, "http", host, port, fmt.Sprintf("%q: https:// URLs must go through CONNECT; this proxy does not originate TLS", r.RequestURI), start)
+		return
+	case u.Scheme != "http":
+		s.badTarget(w, r, "http", host, port, fmt.Sprintf("%q: only http:// URLs can be forwarded", r.RequestURI), start)
+		return
+	case host == "":
+		s.badTarget(w, r, "http", "", 0, fmt.Sprintf("URL %q names no host", r.RequestURI), start)
+		return
+	}
+	if !s.checkProxyAuth(w, r) {
+		s.recordAuthFailure(r, "http", host, port, start)
+		return
+	}
+
+	upstream, res, dialed, err := s.connect(r.Context(), host, port)
+	ev := event("http", r.RemoteAddr, host, port, res, dialed)
+	if s.clientGone(r.Context(), &ev, res, err, start) {
+		return
+	}
+	if !res.Decision.Allow {
+		if upstream != nil {
+			upstream.Close()
+		}
+		s.refused(w, ev, res, start)
+		return
+	}
+	if err != nil {
+		s.dialFailed(w, ev, host, port, err, start)
+		return
+	}
+	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
+	if err != nil {
+		ev.Reason = audit.ReasonUpstream
+		ev.Text = err.Error()
+	}
+	s.record(ev, start)
+	var abort *abortError
+	if errors.As(err, &abort) {
+		// The response head is gone; closing the connection is the only
+		// way to tell the client that the body is incomplete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// abortError marks a failure after the response head was sent.
+type abortError struct{ err error }
+
+func (e *abortError) Error() string { return e.err.Error() }
+func (e *abortError) Unwrap() error { return e.err }
+
+// forward sends r to the already dialled upstream connection and copies the
+// response back. It returns the body bytes moved each way.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Conn) (up, down int64, err error) {
+	ic := &idleConn{Conn: upstream, idle: s.lim.IdleTimeout}
+	pc := &preparedConn{c: ic}
+	defer pc.closeUnused()
+
+	out := &http.Request{
+		Method: r.Method,
+		URL: &url.URL{
+			Scheme:   "http",
+			Host:     r.URL.Host, // the host the gate decided on
+			Path:     r.URL.Path,
+			RawPath:  r.URL.RawPath,
+			RawQuery: r.URL.RawQuery,
+		},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        r.Header.Clone(),
+		ContentLength: r.ContentLength,
+		Host:          r.URL.Host, // Host header agrees with the target
+		Close:         true,
+	}
+	if out.URL.Path == "" {
+		out.URL.Path = "/"
+	}
+	removeHopByHop(out.Header)
+	body := &countingReader{r: r.Body}
+	if r.ContentLength != 0 {
+		out.Body = body
+	}
+	if len(r.Trailer) > 0 {
+		out.Trailer = r.Trailer
+	}
+	ctx := context.WithValue(r.Context(), preparedConnKey{}, pc)
+	resp, err := s.transport.RoundTrip(out.WithContext(ctx))
+	if err != nil {
+		code, tag := http.StatusBadGateway, "upstream-error"
+		if isTimeout(err) {
+			code, tag = http.StatusGatewayTimeout, "upstream-timeout"
+		}
+		err = fmt.Errorf("forwarding to %s failed: %w", r.URL.Host, err)
+		plainError(w, code, tag, "sandgate: "+err.Error())
+		return body.n.Load(), 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		err = fmt.Errorf("%s answered 101 Switching Protocols; upgrades need CONNECT", r.URL.Host)
+		plainError(w, http.StatusBadGateway, "upstream-error", "sandgate: "+err.Error())
+		return body.n.Load(), 0, err
+	}
+
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	removeHopByHop(h)
+	for _, name := range ic.connectionTokens() {
+		h.Del(name)
+	}
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		h["Content-Type"] = nil // forward as it came: no sniffed type
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{})
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			rc.SetWriteDeadline(time.Now().Add(s.lim.IdleTimeout))
+			m, werr := w.Write(buf[:n])
+			down += int64(m)
+			if werr == nil {
+				werr = rc.Flush()
+			}
+			if werr != nil {
+				return body.n.Load(), down, fmt.Errorf("writing the response to the client: %w", werr)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// Headers are gone; abort so the client sees a broken response
+			// rather than a short one that looks complete.
+			return body.n.Load(), down, &abortError{fmt.Errorf("reading the response from %s: %w", r.URL.Host, rerr)}
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	return body.n.Load(), down, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }
+
+// preparedConnKey carries a *preparedConn in a request context to the
+// forwarding transport's DialContext.
+type preparedConnKey struct{}
+
+// preparedConn hands one connection, already dialled by the gate, to the
+// transport exactly once. The transport never dials on its own, so it can
+// neither reach an address the gate did not choose nor reuse a connection
+// across requests.
+type preparedConn struct {
+	mu sync.Mutex
+	c  net.Conn
+}
+
+func (p *preparedConn) take() net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.c
+	p.c = nil
+	return c
+}
+
+// closeUnused closes the connection if the transport never took it.
+func (p *preparedConn) closeUnused() {
+	if c := p.take(); c != nil {
+		c.Close()
+	}
+}
+
+// newForwardTransport returns the transport for absolute-form requests. It
+// keeps no connection alive, adds no Accept-Encoding, and dials nothing: the
+// connection comes from the gate through the request context.
+func newForwardTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			pc, _ := ctx.Value(preparedConnKey{}).(*preparedConn)
+			if pc == nil {
+				return nil, fmt.Errorf("proxy: no connection prepared for %s", addr)
+			}
+			c := pc.take()
+			if c == nil {
+				return nil, fmt.Errorf("proxy: connection to %s already used", addr)
+			}
+			return c, nil
+		},
+		DisableKeepAlives:      true,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ForceAttemptHTTP2:      false,
+	}
+}
+
+// idleConn ends an upstream exchange when no byte moves either way for idle.
+// It also keeps a copy of the response head: net/http drops a response's
+// Connection header when it says "close", and with it the names of other
+// hop-by-hop headers that must not be forwarded.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+	last atomic.Int64 // UnixNano of the last byte moved
+
+	mu       sync.Mutex
+	head     []byte // bytes read until the end of the final response head
+	headDone bool
+}
+
+// connectionTokens returns the header names listed in the Connection
+// headers of the response head(s) captured so far.
+func (c *idleConn) connectionTokens() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tokens, _ := parseConnectionTokens(c.head)
+	return tokens
+}
+
+// capture appends p to the captured head until the final head is complete.
+func (c *idleConn) capture(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.headDone {
+		return
+	}
+	c.head = append(c.head, p...)
+	if _, done := parseConnectionTokens(c.head); done || len(c.head) > maxResponseHeaderBytes {
+		c.headDone = true
+	}
+}
+
+// parseConnectionTokens reads response heads from b (skipping 1xx interim
+// responses) and collects the tokens of their Connection headers. done
+// reports whether the final head ended within b.
+func parseConnectionTokens(b []byte) (tokens []string, done bool) {
+	for len(b) > 0 {
+		first, interim := true, false
+		for {
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				return tokens, false
+			}
+			line := bytes.TrimSuffix(b[:i], []byte("\r"))
+			b = b[i+1:]
+			if len(line) == 0 {
+				break
+			}
+			if first {
+				first = false
+				// "HTTP/1.1 1xx ..." is an interim response.
+				if _, rest, ok := bytes.Cut(line, []byte(" ")); ok && len(rest) > 0 && rest[0] == '1' {
+					interim = true
+				}
+				continue
+			}
+			name, value, ok := bytes.Cut(line, []byte(":"))
+			if !ok || !strings.EqualFold(string(bytes.TrimSpace(name)), "Connection") {
+				continue
+			}
+			for _, tok := range strings.Split(string(value), ",") {
+				if tok = strings.TrimSpace(tok); tok != "" {
+					tokens = append(tokens, tok)
+				}
+			}
+		}
+		if !interim {
+			return tokens, true
+		}
+	}
+	return tokens, false
+}
+
+func (c *idleConn) touch() { c.last.Store(time.Now().UnixNano()) }
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if c.last.Load() == 0 {
+		c.touch()
+	}
+	for {
+		c.Conn.SetReadDeadline(time.Unix(0, c.last.Load()).Add(c.idle))
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.touch()
+			c.capture(p[:n])
+			return n, err
+		}
+		if err != nil && isTimeout(err) && time.Since(time.Unix(0, c.last.Load())) < c.idle {
+			continue // bytes moved the other way meanwhile
+		}
+		return n, err
+	}
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.touch()
+	}
+	return n, err
+}
