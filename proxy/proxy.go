@@ -70,7 +70,7 @@ type Limits struct {
 	HeaderTimeout  time.Duration // default 10s: time allowed to send a request's head
 	DialTimeout    time.Duration // default 10s (passed to the gate when it has none)
 	IdleTimeout    time.Duration // default 5m: a tunnel or keep-alive connection with no traffic either way is closed
-	MaxConns       int           // default 4096: concurrent client connections; more are refused promptly
+	MaxConns       int           // default 8192: concurrent client connections; more are refused promptly
 }
 
 // Default limits, used for zero fields of Limits.
@@ -79,7 +79,7 @@ const (
 	DefaultHeaderTimeout  = 10 * time.Second
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
-	DefaultMaxConns       = 4096
+	DefaultMaxConns       = 8192
 )
 
 // WithDefaults returns l with every zero (or negative) field replaced by its

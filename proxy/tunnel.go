@@ -157,7 +157,11 @@ func (t *tunnel) finish() {
 // which holds no pipe and no buffer, until data arrives or the tunnel has
 // been idle (both ways) for IdleTimeout.
 func (t *tunnel) pump(dst, src net.Conn, count *atomic.Int64) error {
-	quiet := false // the last slice moved nothing
+	// Start quiet: wait for the first byte before splicing, so a tunnel
+	// that opens and then idles never takes a splice pipe (Go keeps released
+	// pipes pooled until a collection; thousands of fresh idle tunnels would
+	// otherwise pin two descriptors each).
+	quiet := true // the last slice moved nothing
 	for {
 		if quiet {
 			deadline := time.Unix(0, t.last.Load()).Add(t.idle)
