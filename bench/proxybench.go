@@ -555,8 +555,8 @@ func idleRows(cfg *config, t *table, s *score) {
 	heldOK := opened == n && errs.Load() == 0 && pingErrs == 0
 	t.add(held, "", fmt.Sprintf("%d held", opened-pingErrs), "", "", "all", s.judge(true, heldOK))
 	maxNote := ""
-	if n > 4096 {
-		maxNote = ": the proxy's default 4096 would refuse more"
+	if n > proxy.DefaultMaxConns {
+		maxNote = fmt.Sprintf(": the proxy's default %d would refuse more", proxy.DefaultMaxConns)
 	}
 	t.note("idle: proxy in a child process (pid %d, RLIMIT_NOFILE %d, MaxConns %d%s); target and clients in this process; %d tunnels opened in %v (%.0f /s, %d openers)",
 		pid, childNoFile, n+256, maxNote, opened, openTime.Round(time.Millisecond), float64(opened)/openTime.Seconds(), cfg.idleConc)
