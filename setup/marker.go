@@ -43,12 +43,39 @@ type Options struct {
 	// AllowLocalBinding opens every local port to the offline user;
 	// non-local destinations stay blocked.
 	AllowLocalBinding bool
+
+	// The fields below say where and under which names to install. Their
+	// zero values are the product's defaults; tests change them.
+
+	// OfflineUser, OnlineUser and Group name the two sandbox users and
+	// their group. Empty: the package constants of the same names.
+	OfflineUser, OnlineUser, Group string
+	// StateDir holds the marker (setup.json) and, on Linux, the users'
+	// homes (home/USER). Empty: the platform default (Linux:
+	// /var/lib/sandgate).
+	StateDir string
+	// EtcDir is the directory holding passwd, shadow, group, gshadow and
+	// login.defs (Linux). Empty: /etc.
+	EtcDir string
+	// NetNS is the path of the network namespace whose firewall rules are
+	// installed and checked (Linux), e.g. /run/netns/NAME. Empty: the
+	// caller's own, which for `sandgate setup` is the host's.
+	NetNS string
 }
 
-// WithDefaults fills in the default port range.
+// WithDefaults fills in the default port range and the default names.
 func (o Options) WithDefaults() Options {
 	if len(o.ProxyPorts) == 0 {
 		o.ProxyPorts = DefaultPorts()
+	}
+	if o.OfflineUser == "" {
+		o.OfflineUser = OfflineUser
+	}
+	if o.OnlineUser == "" {
+		o.OnlineUser = OnlineUser
+	}
+	if o.Group == "" {
+		o.Group = Group
 	}
 	return o
 }

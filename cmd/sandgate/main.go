@@ -77,6 +77,6 @@ system, not the command's good manners, makes it so.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd())
+	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd())
 	return root
 }

@@ -1,0 +1,792 @@
+//go:build linux
+
+package setup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/firewall"
+	"github.com/sandgate/sandgate/ruleplan"
+)
+
+// DefaultStateDir is where setup keeps its marker and the sandbox users'
+// homes on Linux.
+const DefaultStateDir = "/var/lib/sandgate"
+
+// markerName is the marker's file name in the state directory.
+const markerName = "setup.json"
+
+// MissingRules is the difference Check and Status report when sandgate's
+// firewall table is not installed, typically after a reboot.
+const MissingRules = "the firewall rules are missing (they do not survive a reboot; run `sandgate setup` again, e.g. from a oneshot unit: see docs/identity.md)"
+
+// resolve fills in every default.
+func (o Options) resolve() Options {
+	o = o.WithDefaults()
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.EtcDir == "" {
+		o.EtcDir = "/etc"
+	}
+	return o
+}
+
+// MarkerPath returns the path of the setup marker for o
+// (/var/lib/sandgate/setup.json by default).
+func (o Options) MarkerPath() string {
+	return filepath.Join(o.resolve().StateDir, markerName)
+}
+
+// homeOf returns the private home of a sandbox user.
+func (o Options) homeOf(name string) string {
+	return filepath.Join(o.StateDir, "home", name)
+}
+
+// Account is a sandbox user as an identity run needs it.
+type Account struct {
+	Name string
+	UID  uint32
+	// GID is the sandgate group's gid: runs use it as the primary group
+	// (and no supplementary groups).
+	GID  uint32
+	Home string
+}
+
+// Install creates or adopts the two sandbox users and their group, gives
+// each user a private home under the state directory, installs the
+// firewall rules for o (one atomic nftables transaction, in o.NetNS) and
+// writes the marker. It needs root. It is idempotent: it changes only what
+// differs, and returns each change in words (none on a re-run with the same
+// options). Existing users or a group with the configured names are adopted
+// when they look like sandgate's (system ids, no login shell, no
+// password); otherwise Install refuses before changing anything.
+func Install(o Options) (Marker, []string, error) {
+	o = o.resolve()
+	if os.Geteuid() != 0 {
+		return Marker{}, nil, errors.New("setting up the identity backend needs root (it creates system users and installs firewall rules)")
+	}
+	if err := validateNames(o); err != nil {
+		return Marker{}, nil, err
+	}
+	plan, err := o.Plan()
+	if err != nil {
+		return Marker{}, nil, err
+	}
+	unlock, err := lockState(o.StateDir)
+	if err != nil {
+		return Marker{}, nil, err
+	}
+	defer unlock()
+
+	prev, prevErr := ReadMarker(o.MarkerPath())
+	hadMarker := prevErr == nil
+	var changes []string
+
+	acc, ch, err := ensureAccounts(o, prev, hadMarker)
+	changes = append(changes, ch...)
+	if err != nil {
+		return Marker{}, changes, err
+	}
+	for _, u := range []user{acc.offline, acc.online} {
+		ch, err := ensureHome(o, u, acc.gid)
+		changes = append(changes, ch...)
+		if err != nil {
+			return Marker{}, changes, err
+		}
+	}
+
+	live, err := firewall.Read(o.NetNS)
+	if err != nil {
+		return Marker{}, changes, err
+	}
+	var diffs []string
+	if live != nil {
+		if diffs, err = live.Diff(plan, acc.offline.uid); err != nil {
+			return Marker{}, changes, err
+		}
+	}
+	if live == nil || len(diffs) > 0 {
+		if err := firewall.Apply(o.NetNS, plan, acc.offline.uid); err != nil {
+			return Marker{}, changes, err
+		}
+		verb := "installed"
+		if live != nil {
+			verb = "replaced"
+		}
+		changes = append(changes, fmt.Sprintf("%s the firewall rules (nftables table inet %s) for %s (uid %d): %s",
+			verb, firewall.TableName, acc.offline.name, acc.offline.uid, planSummary(plan)))
+	}
+
+	m := Marker{
+		SetupVersion:      Version,
+		PlanVersion:       ruleplan.Version,
+		OfflineUser:       acc.offline.name,
+		OnlineUser:        acc.online.name,
+		Group:             o.Group,
+		OfflineID:         strconv.FormatUint(uint64(acc.offline.uid), 10),
+		OnlineID:          strconv.FormatUint(uint64(acc.online.uid), 10),
+		GroupID:           strconv.FormatUint(uint64(acc.gid), 10),
+		ProxyPorts:        plan.ProxyPorts,
+		AllowLocalBinding: plan.AllowLocalBinding,
+		RulesDigest:       plan.Digest(),
+		InstalledAt:       time.Now().UTC().Truncate(time.Second),
+		InstalledBy:       buildName(),
+	}
+	if hadMarker && sameMarker(prev, m) {
+		return prev, changes, nil
+	}
+	if err := WriteMarker(o.MarkerPath(), m); err != nil {
+		return Marker{}, changes, err
+	}
+	return m, append(changes, "wrote the setup marker "+o.MarkerPath()), nil
+}
+
+// Reconcile brings an installed setup to o: the same as Install (users
+// kept, rules replaced in one transaction, marker rewritten). An identity
+// run started by root calls it when the installed ports or local-binding
+// mode do not cover the run; the changes say what it did.
+func Reconcile(o Options) (Marker, []string, error) {
+	return Install(o)
+}
+
+// Check compares the live state (users, group, homes, firewall rules,
+// marker) with what Install(o) would make it, and returns each difference
+// in plain words; nil means current. Without root it checks what it can
+// read: the firewall rules cannot be read, and that is reported as a
+// difference. The error is for failures to check at all.
+func Check(o Options) ([]string, error) {
+	o = o.resolve()
+	plan, err := o.Plan()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	m, merr := ReadMarker(o.MarkerPath())
+	hasMarker := merr == nil
+	switch {
+	case errors.Is(merr, ErrNotInstalled):
+		out = append(out, fmt.Sprintf("sandgate setup has not been run (no marker at %s)", o.MarkerPath()))
+	case merr != nil:
+		out = append(out, merr.Error())
+	}
+
+	db, err := readAccounts(o.EtcDir, false)
+	if err != nil {
+		return out, err
+	}
+	var recOff, recOn, recGroup string
+	if hasMarker {
+		recOff, recOn, recGroup = m.OfflineID, m.OnlineID, m.GroupID
+	}
+	offline, offOK, d := checkUser(db, o.OfflineUser, recOff)
+	out = append(out, d...)
+	online, onOK, d := checkUser(db, o.OnlineUser, recOn)
+	out = append(out, d...)
+	gid, gOK, d := checkGroup(db, o.Group, recGroup)
+	out = append(out, d...)
+	if offOK && onOK && offline.uid == online.uid {
+		out = append(out, fmt.Sprintf("users %s and %s have the same uid %d", offline.name, online.name, offline.uid))
+	}
+	if gOK {
+		for _, u := range []struct {
+			u  user
+			ok bool
+		}{{offline, offOK}, {online, onOK}} {
+			if u.ok {
+				out = append(out, primaryGroup(u.u, o.Group, gid)...)
+				out = append(out, checkHome(o, u.u, gid)...)
+			}
+		}
+	}
+
+	live, err := firewall.Read(o.NetNS)
+	switch {
+	case err != nil:
+		out = append(out, "the firewall rules could not be read: "+err.Error())
+	case live == nil:
+		out = append(out, MissingRules)
+	case offOK:
+		d, err := live.Diff(plan, offline.uid)
+		if err != nil {
+			return out, err
+		}
+		for _, x := range d {
+			out = append(out, "firewall: "+x)
+		}
+	}
+	if hasMarker {
+		out = append(out, Drift(m, o)...)
+		if offOK && m.OfflineUser != o.OfflineUser {
+			out = append(out, fmt.Sprintf("the marker names the offline user %s, not %s", m.OfflineUser, o.OfflineUser))
+		}
+	}
+	return out, nil
+}
+
+// Status is the cheap check an identity run makes before it starts: it
+// reads the marker (ErrNotInstalled when there is none) and returns it with
+// every way in which the live state differs from what the marker records:
+// versions older than this build's, users or group missing or changed, the
+// firewall rules missing or different from the marker's ports and mode.
+// Names come from the marker; o gives the directories and namespace. A run
+// must not start while drift is non-empty. Reading the rules needs root; a
+// caller without it gets that as drift.
+func Status(o Options) (Marker, []string, error) {
+	o = o.resolve()
+	m, err := ReadMarker(o.MarkerPath())
+	if err != nil {
+		return Marker{}, nil, err
+	}
+	var drift []string
+	if m.SetupVersion != Version {
+		drift = append(drift, fmt.Sprintf("the setup was made by setup version %d, this sandgate installs version %d", m.SetupVersion, Version))
+	}
+	if m.PlanVersion != ruleplan.Version {
+		drift = append(drift, fmt.Sprintf("the installed rules follow rule plan version %d, this sandgate installs version %d", m.PlanVersion, ruleplan.Version))
+	}
+	plan, err := ruleplan.Build(m.ProxyPorts, m.AllowLocalBinding)
+	if err != nil {
+		return m, append(drift, "the setup marker's proxy ports are invalid: "+err.Error()), nil
+	}
+	if m.RulesDigest != plan.Digest() {
+		drift = append(drift, "the setup marker's rules digest does not match its ports and mode")
+	}
+	db, err := readAccounts(o.EtcDir, false)
+	if err != nil {
+		return m, nil, err
+	}
+	offline, offOK, d := checkUser(db, m.OfflineUser, m.OfflineID)
+	drift = append(drift, d...)
+	online, onOK, d := checkUser(db, m.OnlineUser, m.OnlineID)
+	drift = append(drift, d...)
+	gid, gOK, d := checkGroup(db, m.Group, m.GroupID)
+	drift = append(drift, d...)
+	if gOK && offOK {
+		drift = append(drift, primaryGroup(offline, m.Group, gid)...)
+	}
+	if gOK && onOK {
+		drift = append(drift, primaryGroup(online, m.Group, gid)...)
+	}
+	if !offOK {
+		return m, drift, nil
+	}
+	live, err := firewall.Read(o.NetNS)
+	switch {
+	case err != nil:
+		drift = append(drift, "the firewall rules could not be read: "+err.Error())
+	case live == nil:
+		drift = append(drift, MissingRules)
+	default:
+		diffs, err := live.Diff(plan, offline.uid)
+		if err != nil {
+			return m, drift, err
+		}
+		for _, x := range diffs {
+			drift = append(drift, "firewall: "+x)
+		}
+	}
+	return m, drift, nil
+}
+
+// Identity returns the account of one sandbox identity recorded in m, as
+// found in the account database, with the group's gid. It fails when the
+// user or group is missing or its id differs from the marker's.
+func Identity(o Options, m Marker, id ruleplan.Identity) (Account, error) {
+	o = o.resolve()
+	var name, rec string
+	switch id {
+	case ruleplan.Offline:
+		name, rec = m.OfflineUser, m.OfflineID
+	case ruleplan.Online:
+		name, rec = m.OnlineUser, m.OnlineID
+	default:
+		return Account{}, fmt.Errorf("unknown sandbox identity %q", id)
+	}
+	db, err := readAccounts(o.EtcDir, false)
+	if err != nil {
+		return Account{}, err
+	}
+	u, ok, d := checkUser(db, name, rec)
+	if !ok || len(d) > 0 {
+		return Account{}, fmt.Errorf("the %s sandbox user is not as set up (%s); run `sandgate setup`", id, strings.Join(d, "; "))
+	}
+	gid, ok, d := checkGroup(db, m.Group, m.GroupID)
+	if ok {
+		d = append(d, primaryGroup(u, m.Group, gid)...)
+	}
+	if !ok || len(d) > 0 {
+		return Account{}, fmt.Errorf("the sandbox group is not as set up (%s); run `sandgate setup`", strings.Join(d, "; "))
+	}
+	return Account{Name: u.name, UID: u.uid, GID: gid, Home: u.home}, nil
+}
+
+// Uninstall removes what Install made: the marker first (so no new
+// identity run starts), the firewall table, the two users, the group, the
+// homes and the state directory when it is left empty. It refuses, before
+// removing anything, when a user with a configured name does not look like
+// a sandgate user or still has processes running. It returns each change in
+// words; removing what is not there is not an error.
+func Uninstall(o Options) ([]string, error) {
+	o = o.resolve()
+	if os.Geteuid() != 0 {
+		return nil, errors.New("removing the identity backend needs root")
+	}
+	if err := validateNames(o); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(o.StateDir); err == nil {
+		unlock, err := lockState(o.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+
+	unlockAcc, err := lockAccounts(o.EtcDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockAcc()
+	db, err := readAccounts(o.EtcDir, true)
+	if err != nil {
+		return nil, err
+	}
+	var users []user
+	for _, name := range []string{o.OfflineUser, o.OnlineUser} {
+		u, found, err := db.lookupUser(name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue
+		}
+		if why := db.notOurs(u); why != "" {
+			return nil, fmt.Errorf("user %s does not look like a sandgate sandbox user (%s); not removing it", name, why)
+		}
+		if pids := processesOf(u.uid); len(pids) > 0 {
+			return nil, fmt.Errorf("user %s (uid %d) still has processes running (pid %s); stop them first", name, u.uid, strings.Join(pids, ", "))
+		}
+		users = append(users, u)
+	}
+	gid, _, gFound, err := db.lookupGroup(o.Group)
+	if err != nil {
+		return nil, err
+	}
+	if gFound {
+		if why := db.groupNotOurs(gid); why != "" {
+			return nil, fmt.Errorf("group %s does not look like sandgate's (%s); not removing it", o.Group, why)
+		}
+	}
+
+	var changes []string
+	if err := os.Remove(o.MarkerPath()); err == nil {
+		changes = append(changes, "removed the setup marker "+o.MarkerPath())
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return changes, fmt.Errorf("removing the setup marker: %w", err)
+	}
+	live, err := firewall.Read(o.NetNS)
+	if err != nil {
+		return changes, err
+	}
+	if live != nil {
+		if err := firewall.Remove(o.NetNS); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("removed the firewall rules (nftables table inet %s)", firewall.TableName))
+	}
+
+	for _, u := range users {
+		db.removeUser(u.name)
+	}
+	keepGroup := false
+	if gFound {
+		for _, e := range db.passwd.entries() {
+			if len(e) > 3 && e[3] == strconv.FormatUint(uint64(gid), 10) {
+				keepGroup = true
+				changes = append(changes, fmt.Sprintf("kept group %s: it is the primary group of user %s", o.Group, e[0]))
+				break
+			}
+		}
+		if !keepGroup {
+			db.removeGroup(o.Group)
+		}
+	}
+	if err := db.write(true); err != nil {
+		return changes, err
+	}
+	for _, u := range users {
+		changes = append(changes, fmt.Sprintf("removed user %s (uid %d)", u.name, u.uid))
+	}
+	if gFound && !keepGroup {
+		changes = append(changes, fmt.Sprintf("removed group %s (gid %d)", o.Group, gid))
+	}
+
+	for _, name := range []string{o.OfflineUser, o.OnlineUser} {
+		home := o.homeOf(name)
+		if _, err := os.Lstat(home); err == nil {
+			if err := os.RemoveAll(home); err != nil {
+				return changes, fmt.Errorf("removing home directory: %w", err)
+			}
+			changes = append(changes, "removed home directory "+home)
+		}
+	}
+	os.Remove(filepath.Dir(o.homeOf("x"))) // the homes' parent, when empty
+	os.Remove(filepath.Join(o.StateDir, lockName))
+	os.Remove(o.StateDir) // when empty
+	return changes, nil
+}
+
+// accounts are the two users and the group as installed.
+type accounts struct {
+	offline, online user
+	gid             uint32
+}
+
+// ensureAccounts creates or adopts the group and the two users. It decides
+// everything before it changes anything, so a refusal leaves the account
+// databases as they were.
+func ensureAccounts(o Options, prev Marker, hadMarker bool) (accounts, []string, error) {
+	unlock, err := lockAccounts(o.EtcDir)
+	if err != nil {
+		return accounts{}, nil, err
+	}
+	defer unlock()
+	db, err := readAccounts(o.EtcDir, true)
+	if err != nil {
+		return accounts{}, nil, err
+	}
+
+	gid, _, gFound, err := db.lookupGroup(o.Group)
+	if err != nil {
+		return accounts{}, nil, err
+	}
+	if gFound {
+		if why := db.groupNotOurs(gid); why != "" {
+			return accounts{}, nil, fmt.Errorf("group %s already exists and does not look like sandgate's (%s); sandgate will not take it over: remove or rename it, then run setup again", o.Group, why)
+		}
+	}
+	names := []string{o.OfflineUser, o.OnlineUser}
+	existing := make([]user, 2)
+	found := make([]bool, 2)
+	for i, name := range names {
+		u, ok, err := db.lookupUser(name)
+		if err != nil {
+			return accounts{}, nil, err
+		}
+		if ok {
+			if why := db.notOurs(u); why != "" {
+				return accounts{}, nil, fmt.Errorf("user %s already exists and does not look like a sandgate sandbox user (%s); sandgate will not take it over: remove or rename it, then run setup again", name, why)
+			}
+		}
+		existing[i], found[i] = u, ok
+	}
+	if found[0] && found[1] && existing[0].uid == existing[1].uid {
+		return accounts{}, nil, fmt.Errorf("users %s and %s share uid %d; the two sandbox identities must be distinct", names[0], names[1], existing[0].uid)
+	}
+
+	var changes []string
+	if !gFound {
+		if gid, err = db.addGroup(o.Group); err != nil {
+			return accounts{}, nil, err
+		}
+		changes = append(changes, fmt.Sprintf("created group %s (gid %d)", o.Group, gid))
+	} else if !hadMarker || prev.Group != o.Group || prev.GroupID != strconv.FormatUint(uint64(gid), 10) {
+		changes = append(changes, fmt.Sprintf("adopted existing group %s (gid %d)", o.Group, gid))
+	}
+	recorded := []string{prev.OfflineUser + ":" + prev.OfflineID, prev.OnlineUser + ":" + prev.OnlineID}
+	gecos := []string{"sandgate offline sandbox user", "sandgate online sandbox user"}
+	for i, name := range names {
+		if !found[i] {
+			uid, err := db.addUser(name, gid, o.homeOf(name), gecos[i])
+			if err != nil {
+				return accounts{}, nil, err
+			}
+			changes = append(changes, fmt.Sprintf("created user %s (uid %d)", name, uid))
+		} else {
+			if !hadMarker || recorded[i] != name+":"+strconv.FormatUint(uint64(existing[i].uid), 10) {
+				changes = append(changes, fmt.Sprintf("adopted existing user %s (uid %d)", name, existing[i].uid))
+			}
+			if existing[i].gid != gid {
+				// Both identities run with the group as their primary group.
+				f, at := db.passwd.find(name)
+				f[3] = strconv.FormatUint(uint64(gid), 10)
+				db.passwd.set(at, f)
+				changes = append(changes, fmt.Sprintf("set the primary group of user %s to %s (gid %d; was gid %d)", name, o.Group, gid, existing[i].gid))
+			}
+		}
+	}
+	if err := db.write(false); err != nil {
+		return accounts{}, nil, err
+	}
+	var acc accounts
+	acc.gid = gid
+	for i, dst := range []*user{&acc.offline, &acc.online} {
+		u, ok, err := db.lookupUser(names[i])
+		if err != nil || !ok {
+			return accounts{}, changes, fmt.Errorf("user %s vanished after it was written: %v", names[i], err)
+		}
+		*dst = u
+	}
+	return acc, changes, nil
+}
+
+// ensureHome makes the private home of u (mode 0700, owned by u and the
+// group) when its passwd entry points into the state directory; adopted
+// users with homes elsewhere are left alone.
+func ensureHome(o Options, u user, gid uint32) ([]string, error) {
+	home := o.homeOf(u.name)
+	if filepath.Clean(u.home) != home {
+		return nil, nil
+	}
+	base := filepath.Dir(home)
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", base, err)
+	}
+	if err := rootOwnedDir(base); err != nil {
+		return nil, err
+	}
+	st, err := os.Lstat(home)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.Mkdir(home, 0o700); err != nil {
+			return nil, fmt.Errorf("creating home directory: %w", err)
+		}
+		if err := os.Chmod(home, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Lchown(home, int(u.uid), int(gid)); err != nil {
+			return nil, fmt.Errorf("creating home directory: %w", err)
+		}
+		return []string{fmt.Sprintf("created home directory %s (mode 0700, owner %s)", home, u.name)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s should be the home directory of %s but is not a directory; remove it and run setup again", home, u.name)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if st.Mode().Perm() == 0o700 && sys.Uid == u.uid && sys.Gid == gid {
+		return nil, nil
+	}
+	if err := os.Lchown(home, int(u.uid), int(gid)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(home, 0o700); err != nil {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("set home directory %s to mode 0700, owner %s (was mode %04o, uid %d, gid %d)", home, u.name, st.Mode().Perm(), sys.Uid, sys.Gid)}, nil
+}
+
+// checkHome reports how u's home differs from what ensureHome makes.
+func checkHome(o Options, u user, gid uint32) []string {
+	home := o.homeOf(u.name)
+	if filepath.Clean(u.home) != home {
+		return nil
+	}
+	st, err := os.Lstat(home)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return []string{fmt.Sprintf("home directory %s of %s is missing", home, u.name)}
+	case err != nil:
+		return []string{fmt.Sprintf("home directory %s of %s: %v", home, u.name, err)}
+	case !st.IsDir():
+		return []string{fmt.Sprintf("home directory %s of %s is not a directory", home, u.name)}
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if st.Mode().Perm() != 0o700 || sys.Uid != u.uid || sys.Gid != gid {
+		return []string{fmt.Sprintf("home directory %s has mode %04o, uid %d, gid %d; expected mode 0700, uid %d, gid %d", home, st.Mode().Perm(), sys.Uid, sys.Gid, u.uid, gid)}
+	}
+	return nil
+}
+
+// primaryGroup reports a sandbox user whose primary group is not the
+// sandgate group.
+func primaryGroup(u user, group string, gid uint32) []string {
+	if u.gid == gid {
+		return nil
+	}
+	return []string{fmt.Sprintf("user %s's primary group is gid %d, not %s (gid %d)", u.name, u.gid, group, gid)}
+}
+
+// checkUser looks a sandbox user up and reports what is wrong with it:
+// missing, not sandgate-like, or with another uid than recorded (when rec
+// is not empty). ok is true when the user exists.
+func checkUser(db *accountDB, name, rec string) (u user, ok bool, diffs []string) {
+	u, found, err := db.lookupUser(name)
+	if err != nil {
+		return u, false, []string{err.Error()}
+	}
+	if !found {
+		return u, false, []string{fmt.Sprintf("user %s does not exist", name)}
+	}
+	if why := db.notOurs(u); why != "" {
+		diffs = append(diffs, fmt.Sprintf("user %s does not look like a sandgate sandbox user: %s", name, why))
+	}
+	if rec != "" && rec != strconv.FormatUint(uint64(u.uid), 10) {
+		diffs = append(diffs, fmt.Sprintf("user %s has uid %d, but the setup marker records uid %s", name, u.uid, rec))
+	}
+	return u, true, diffs
+}
+
+// checkGroup is checkUser for the group.
+func checkGroup(db *accountDB, name, rec string) (gid uint32, ok bool, diffs []string) {
+	gid, _, found, err := db.lookupGroup(name)
+	if err != nil {
+		return 0, false, []string{err.Error()}
+	}
+	if !found {
+		return 0, false, []string{fmt.Sprintf("group %s does not exist", name)}
+	}
+	if why := db.groupNotOurs(gid); why != "" {
+		diffs = append(diffs, fmt.Sprintf("group %s does not look like sandgate's: %s", name, why))
+	}
+	if rec != "" && rec != strconv.FormatUint(uint64(gid), 10) {
+		diffs = append(diffs, fmt.Sprintf("group %s has gid %d, but the setup marker records gid %s", name, gid, rec))
+	}
+	return gid, true, diffs
+}
+
+var nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+func validateNames(o Options) error {
+	for _, n := range []string{o.OfflineUser, o.OnlineUser, o.Group} {
+		if !nameRE.MatchString(n) {
+			return fmt.Errorf("%q is not a valid user or group name", n)
+		}
+	}
+	if o.OfflineUser == o.OnlineUser {
+		return fmt.Errorf("the offline and online users must differ (both are %s)", o.OfflineUser)
+	}
+	if !filepath.IsAbs(o.StateDir) || strings.ContainsAny(o.StateDir, ":\n") {
+		return fmt.Errorf("the state directory %q must be an absolute path without colons (the users' homes are under it)", o.StateDir)
+	}
+	return nil
+}
+
+// lockName is the lock file that serialises setups in the state directory.
+const lockName = ".setup.lock"
+
+// lockState creates the state directory when needed, checks that only root
+// can write it (every identity run trusts the marker in it) and takes its
+// lock, so that two setups (or a setup and a reconciling run) do not
+// interleave.
+func lockState(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := rootOwnedDir(dir); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking the setup: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking the setup: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// rootOwnedDir refuses a directory that is a symlink, not owned by root, or
+// writable by group or others.
+func rootOwnedDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || sys == nil || sys.Uid != 0 || st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s must be a directory owned by root and writable only by root", dir)
+	}
+	return nil
+}
+
+// processesOf returns the pids of processes with uid as real, effective,
+// saved or filesystem uid.
+func processesOf(uid uint32) []string {
+	ents, _ := os.ReadDir("/proc")
+	var pids []string
+	want := strconv.FormatUint(uint64(uid), 10)
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if slices.Contains(strings.Fields(rest), want) {
+					pids = append(pids, e.Name())
+				}
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// sameMarker compares markers, ignoring when and by what they were written.
+func sameMarker(a, b Marker) bool {
+	a.InstalledAt, b.InstalledAt = time.Time{}, time.Time{}
+	a.InstalledBy, b.InstalledBy = "", ""
+	return a.SetupVersion == b.SetupVersion && a.PlanVersion == b.PlanVersion &&
+		a.OfflineUser == b.OfflineUser && a.OnlineUser == b.OnlineUser && a.Group == b.Group &&
+		a.OfflineID == b.OfflineID && a.OnlineID == b.OnlineID && a.GroupID == b.GroupID &&
+		slices.Equal(a.ProxyPorts, b.ProxyPorts) && a.AllowLocalBinding == b.AllowLocalBinding &&
+		a.RulesDigest == b.RulesDigest
+}
+
+// planSummary says what a plan lets the offline user do, in words.
+func planSummary(p ruleplan.Plan) string {
+	if p.AllowLocalBinding {
+		return "non-local destinations blocked, every local port open (allow_local_binding)"
+	}
+	if len(p.ProxyPorts) == 0 {
+		return "every destination blocked"
+	}
+	return "non-local destinations and local UDP blocked, local TCP only to proxy ports " + portsText(p.ProxyPorts)
+}
+
+// portsText writes sorted ports compactly: "47100-47115", "1080,3128".
+func portsText(ports []uint16) string {
+	var parts []string
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(int(ports[i])))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",")
+}
+
+// buildName names this sandgate build for the marker.
+func buildName() string {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	return "sandgate " + v
+}
