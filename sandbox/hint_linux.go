@@ -43,7 +43,7 @@ func usernsDiagnosis() string {
 const usernsOptions = "options: allow unprivileged user namespaces " +
 	"(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces=15000, " +
 	"or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile that lets sandgate use userns), " +
-	"or use the identity backend (`sandgate setup`; not available yet)"
+	"or use the identity backend (as root: `sudo sandgate setup` once, then `sandgate run --backend identity`)"
 
 // unavailable wraps err in ErrUnavailable with the diagnosis and options.
 func unavailable(what string, err error) error {

@@ -169,6 +169,10 @@ func reap(pid int) int {
 // CMD from it. It returns CMD's pid and, with NetworkProxy, the listening
 // sockets (HTTP, SOCKS5) to hand to the parent.
 func setupAndStart(cfg initConfig, args []string) (pid, httpPort, socksPort int, listeners []int, err error) {
+	if cfg.Identity != nil {
+		pid, err = setupAndStartIdentity(cfg, args)
+		return pid, 0, 0, nil, err
+	}
 	// Mounts made here must never propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")

@@ -25,6 +25,9 @@ type initConfig struct {
 	Dir        string  `json:"dir,omitempty"`
 	Executable string  `json:"exe,omitempty"` // sandgate's path, for GIT_SSH_COMMAND
 	PTY        bool    `json:"pty,omitempty"` // stdin is a pty slave: give CMD its own session on it
+	// Identity, when set, makes this the init of an identity run: CMD runs
+	// as that sandbox user in the host's network namespace.
+	Identity *identityInit `json:"identity,omitempty"`
 }
 
 // Status kinds the init reports, exactly once, on the status socket.

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,14 +32,17 @@ const shutdownGrace = 2 * time.Second
 // when enforcement could not be set up); CMD never runs with less isolation
 // than asked. When ctx ends, the sandbox is killed and ctx's error returned.
 //
+// With BackendAuto, Run tries the netns backend and, only when the kernel
+// refuses to set it up (before CMD could have started), the identity
+// backend; CMD never runs twice. When neither can run, the error explains
+// both.
+//
 // Run marks the calling process non-dumpable (so the sandboxed command
 // cannot inspect it) and leaves it so. It forwards SIGINT, SIGTERM, SIGHUP,
 // SIGQUIT and SIGWINCH it receives while running to the command.
 func Run(ctx context.Context, spec Spec) (Result, error) {
 	switch spec.Backend {
-	case BackendAuto, BackendNetns:
-	case BackendIdentity:
-		return Result{}, fmt.Errorf("sandbox: %w: the identity backend is not set up yet (`sandgate setup` does not exist yet); use --backend netns", ErrUnavailable)
+	case BackendAuto, BackendNetns, BackendIdentity:
 	default:
 		return Result{}, fmt.Errorf("sandbox: unknown backend %d", spec.Backend)
 	}
@@ -57,12 +61,83 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if _, err := seccompABIs(); err != nil {
 		return Result{}, fmt.Errorf("sandbox: %w", err)
 	}
-	logf := spec.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	switch spec.Backend {
+	case BackendNetns:
+		res, err := runNetns(ctx, spec)
+		return res, unwrapNotStarted(err)
+	case BackendIdentity:
+		res, err := runIdentity(ctx, spec)
+		return res, unwrapNotStarted(err)
 	}
+	// auto: netns when the kernel lets it set the sandbox up; when it
+	// refuses before CMD has run, the identity backend.
+	res, err := runNetns(ctx, spec)
+	var ns *notStartedError
+	if !errors.As(err, &ns) {
+		return res, err
+	}
+	res, idErr := runIdentity(ctx, spec)
+	var idns *notStartedError
+	if errors.As(idErr, &idns) {
+		return res, fmt.Errorf("sandbox: %w: no backend can run here: the netns backend: %s; the identity backend: %s",
+			ErrUnavailable, trimUnavailable(ns.err), trimUnavailable(idns.err))
+	}
+	return res, idErr
+}
 
-	exe, self := spec.Executable, spec.Executable
+// notStartedError marks a failure that happened before CMD could have run,
+// so that --backend auto may try the next backend. CMD never runs twice.
+type notStartedError struct{ err error }
+
+func (e *notStartedError) Error() string { return e.err.Error() }
+func (e *notStartedError) Unwrap() error { return e.err }
+
+// unwrapNotStarted returns the error inside a notStartedError.
+func unwrapNotStarted(err error) error {
+	var ns *notStartedError
+	if errors.As(err, &ns) && err == error(ns) {
+		return ns.err
+	}
+	return err
+}
+
+// trimUnavailable shortens an ErrUnavailable error for a combined message.
+func trimUnavailable(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "sandbox: ")
+	return strings.TrimPrefix(msg, ErrUnavailable.Error()+": ")
+}
+
+// runNetns runs spec with the netns backend. Failures before CMD ran in
+// which the kernel refused the namespaces are notStartedErrors.
+func runNetns(ctx context.Context, spec Spec) (Result, error) {
+	exe, self := initExecutable(spec)
+	cfg := initConfig{Network: spec.Network, AllowUnix: spec.AllowUnixSockets, Dir: spec.Dir, Executable: self}
+	env := spec.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	attr := &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWPID |
+			unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
+		// The caller's own ids, inside as outside; root callers too.
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
+		GidMappingsEnableSetgroups: false,
+		// The init needs these (in its own user namespace only) to mount
+		// /proc, bring lo up and drop the bounding set; CMD gets none.
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
+	}
+	if spec.Network == NetworkFull {
+		attr.Cloneflags &^= unix.CLONE_NEWNET
+	}
+	return launch(ctx, spec, &launchPlan{backend: BackendNetns, exe: exe, cfg: cfg, env: env, attr: attr})
+}
+
+// initExecutable returns the binary to re-execute as the init and
+// sandgate's own path (for GIT_SSH_COMMAND).
+func initExecutable(spec Spec) (exe, self string) {
+	exe, self = spec.Executable, spec.Executable
 	if exe == "" {
 		exe = "/proc/self/exe"
 		if p, err := os.Executable(); err == nil {
@@ -71,10 +146,40 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	} else if abs, err := filepath.Abs(exe); err == nil {
 		self = abs
 	}
-	env := spec.Env
-	if env == nil {
-		env = os.Environ()
+	return exe, self
+}
+
+// launchPlan is how a backend starts the sandbox init.
+type launchPlan struct {
+	backend Backend
+	exe     string     // the binary re-executed as the init
+	cfg     initConfig // PTY is filled in by launch
+	env     []string   // the init's environment
+	// attr holds the namespaces and credentials of the init; launch adds
+	// Pdeathsig and Setpgid.
+	attr *syscall.SysProcAttr
+	// listeners are the proxy's (HTTP, SOCKS5) when the parent made them
+	// (identity); nil: the init makes them and passes them (netns).
+	listeners []net.Listener
+	// creds, when set, must be presented to the proxy.
+	creds *proxy.Credentials
+}
+
+// launch starts the init described by lp, serves the proxy while CMD runs
+// and returns CMD's exit status. It closes lp.listeners.
+func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
+	listeners := lp.listeners
+	closeListeners := func() {
+		for _, ln := range listeners {
+			ln.Close()
+		}
 	}
+	exe, cfg := lp.exe, lp.cfg
+	logf := spec.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+
 	stdin, stdout, stderr := spec.Stdin, spec.Stdout, spec.Stderr
 	if stdin == nil {
 		stdin = os.Stdin
@@ -89,11 +194,13 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	// The init reports on a socket pair, with the proxy's listeners attached.
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		closeListeners()
 		return Result{}, fmt.Errorf("sandbox: socketpair: %w", err)
 	}
 	if err := unix.SetNonblock(sp[0], true); err != nil {
 		unix.Close(sp[0])
 		unix.Close(sp[1])
+		closeListeners()
 		return Result{}, fmt.Errorf("sandbox: socketpair: %w", err)
 	}
 	statusR := os.NewFile(uintptr(sp[0]), "sandbox-status")
@@ -101,32 +208,19 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	defer statusR.Close()
 	defer statusW.Close()
 
-	cfg := initConfig{Network: spec.Network, AllowUnix: spec.AllowUnixSockets, Dir: spec.Dir, Executable: self}
+	attr := *lp.attr
+	attr.Pdeathsig = syscall.SIGKILL
+	// Its own process group: terminal signals reach the command once,
+	// through sandgate, not also directly.
+	attr.Setpgid = true
 	cmd := &exec.Cmd{
-		Path:       exe,
-		Env:        env,
-		Stdin:      stdin,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: []*os.File{statusW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWPID |
-				unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
-			// The caller's own ids, inside as outside; root callers too.
-			UidMappings:                []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
-			GidMappings:                []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
-			GidMappingsEnableSetgroups: false,
-			// The init needs these (in its own user namespace only) to mount
-			// /proc, bring lo up and drop the bounding set; CMD gets none.
-			AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
-			Pdeathsig:   syscall.SIGKILL,
-			// Its own process group: terminal signals reach the command
-			// once, through sandgate, not also directly.
-			Setpgid: true,
-		},
-	}
-	if spec.Network == NetworkFull {
-		cmd.SysProcAttr.Cloneflags &^= unix.CLONE_NEWNET
+		Path:        exe,
+		Env:         lp.env,
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      stderr,
+		ExtraFiles:  []*os.File{statusW},
+		SysProcAttr: &attr,
 	}
 
 	var term *terminal
@@ -140,6 +234,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 			relay = stderr
 		}
 		if term, err = newTerminal(f, relay); err != nil {
+			closeListeners()
 			return Result{}, fmt.Errorf("sandbox: setting up the terminal: %w", err)
 		}
 		defer term.restore()
@@ -154,6 +249,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	rawCfg, err := json.Marshal(cfg)
 	if err != nil {
+		closeListeners()
 		return Result{}, fmt.Errorf("sandbox: %w", err)
 	}
 	cmd.Args = append([]string{initArg0, string(rawCfg)}, spec.Args...)
@@ -181,9 +277,10 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		if term != nil {
 			term.stop(0)
 		}
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) ||
-			errors.Is(err, unix.EUSERS) || errors.Is(err, unix.EACCES) && fileExecutable(exe) {
-			return Result{}, fmt.Errorf("sandbox: %w", unavailable("cannot create the sandbox's namespaces", err))
+		closeListeners()
+		if lp.backend == BackendNetns && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) ||
+			errors.Is(err, unix.EUSERS) || errors.Is(err, unix.EACCES) && fileExecutable(exe)) {
+			return Result{}, &notStartedError{fmt.Errorf("sandbox: %w", unavailable("cannot create the sandbox's namespaces", err))}
 		}
 		return Result{}, fmt.Errorf("sandbox: starting the sandbox init (%s): %w", exe, err)
 	}
@@ -198,6 +295,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		if term != nil {
 			term.stop(0)
 		}
+		closeListeners()
 		return Result{}, fmt.Errorf("sandbox: marking sandgate non-dumpable: %w", err)
 	}
 	if term != nil {
@@ -230,8 +328,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		initDone  bool
 		waitErr   error
 		srv       *proxy.Server
-		listeners []net.Listener
 		serving   int
+		notStart  bool // the init reported that the kernel refused its setup
 		serveEnds = make(chan serveEnd, 2)
 		shutting  bool
 		ctxDone   = ctx.Done()
@@ -242,11 +340,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 				_ = cmd.Process.Kill()
 			}
 		}
-		stopProxy = func() {
-			for _, ln := range listeners {
-				ln.Close()
-			}
-		}
+		stopProxy = closeListeners
 	)
 	for !(gotStatus && initDone) {
 		select {
@@ -260,7 +354,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 				// The init died before reporting; its exit status tells more.
 			case m.st.Kind == statusStarted:
 				started2 = true
-				if spec.Network == NetworkProxy {
+				if spec.Network == NetworkProxy && lp.listeners == nil {
 					if len(m.files) != 2 {
 						closeAll(m.files)
 						runErr = fmt.Errorf("sandbox: the init passed %d listeners, want 2", len(m.files))
@@ -281,12 +375,14 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 						killInit()
 						break
 					}
-					srv = proxy.New(proxy.Options{Gate: spec.Gate, Audit: spec.Audit, Limits: spec.ProxyLimits, Logf: spec.Logf})
+				} else {
+					closeAll(m.files)
+				}
+				if spec.Network == NetworkProxy && len(listeners) == 2 {
+					srv = proxy.New(proxy.Options{Gate: spec.Gate, Audit: spec.Audit, Credentials: lp.creds, Limits: spec.ProxyLimits, Logf: spec.Logf})
 					serving = 2
 					go func() { serveEnds <- serveEnd{"HTTP", srv.ServeHTTP(listeners[0])} }()
 					go func() { serveEnds <- serveEnd{"SOCKS5", srv.ServeSOCKS(listeners[1])} }()
-				} else {
-					closeAll(m.files)
 				}
 			case m.st.Kind == statusExecError:
 				closeAll(m.files)
@@ -294,9 +390,13 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 				started2 = true
 			default:
 				closeAll(m.files)
-				if m.st.Unavailable {
+				switch {
+				case m.st.Unavailable && lp.backend == BackendNetns:
 					runErr = fmt.Errorf("sandbox: %w", unavailable("setting up the sandbox", errors.New(m.st.Msg)))
-				} else {
+					notStart = true
+				case m.st.Unavailable:
+					runErr = fmt.Errorf("sandbox: %w: setting up the sandbox: %s", ErrUnavailable, m.st.Msg)
+				default:
 					runErr = fmt.Errorf("sandbox: setting up the sandbox: %s", m.st.Msg)
 				}
 			}
@@ -345,7 +445,9 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		runErr = fmt.Errorf("sandbox: the sandbox init exited (status %d) before starting the command", res.ExitCode)
 	}
 
-	if srv != nil {
+	if srv == nil {
+		stopProxy()
+	} else {
 		shutting = true
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		_ = srv.Shutdown(sctx)
@@ -359,6 +461,9 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		term.stop(shutdownGrace)
 	}
 	if runErr != nil {
+		if notStart && !started2 {
+			return res, &notStartedError{runErr}
+		}
 		return res, runErr
 	}
 	return res, nil

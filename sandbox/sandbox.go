@@ -30,6 +30,23 @@
 //     nowhere to go anyway.
 //   - NetworkFull keeps every other restriction (namespaces, capabilities,
 //     seccomp) and the caller's environment unchanged.
+//
+// The identity backend (root callers, once `sandgate setup` has installed
+// the sandbox users and their firewall rules) runs CMD as the offline
+// sandbox user (NetworkProxy, NetworkNone), whose sockets the rules confine
+// to the loopback proxy ports, or as the online user (NetworkFull), in new
+// PID, mount, IPC and UTS namespaces but on the host's network. The proxy
+// listens in sandgate on two free ports of the reserved set and requires
+// per-run credentials, which the proxy URLs given to CMD carry. CMD has no
+// supplementary groups, no capabilities and no_new_privs; Landlock (ABI 6)
+// closes the host's abstract unix sockets and signals to processes outside
+// the sandbox; the seccomp filter is the netns backend's. For the run, the
+// sandbox group gets rwx on CMD's working directory through a POSIX ACL
+// entry (Spec.KeepDirGrant keeps it); its parent directories must already
+// let the sandbox user search them. A setup that does not fit the run (see
+// setup.Drift, or rules missing after a reboot) is reconciled first and
+// reported in one line on stderr; it is never bypassed. Identity runs need
+// root until sandgate has a privileged launcher.
 package sandbox
 
 import (
@@ -72,13 +89,15 @@ func (n Network) String() string {
 type Backend int
 
 const (
-	// BackendAuto picks the best backend that can be set up: netns, else
-	// identity once that exists. It never falls back to weaker isolation.
+	// BackendAuto uses netns when the kernel lets it create the sandbox's
+	// namespaces, else identity when it is set up (and the caller is
+	// root), else fails with ErrUnavailable explaining both. The command
+	// never runs twice: the fallback happens only before it started.
 	BackendAuto Backend = iota
 	// BackendNetns uses unprivileged Linux namespaces.
 	BackendNetns
-	// BackendIdentity uses a dedicated sandbox user and firewall rules set
-	// up once by `sandgate setup` (not available yet).
+	// BackendIdentity uses the sandbox users and firewall rules installed
+	// by `sandgate setup`; it needs root.
 	BackendIdentity
 )
 
@@ -104,7 +123,10 @@ type Spec struct {
 	// merged (nil: os.Environ()). With NetworkProxy every inherited proxy
 	// variable is replaced by sandgate's (see package proxyenv); with
 	// NetworkNone inherited proxy variables are removed; with NetworkFull
-	// Env is passed unchanged.
+	// Env is passed unchanged. The identity backend also sets HOME, USER
+	// and LOGNAME to the sandbox user's, puts the proxy credentials in the
+	// proxy URLs (and SANDGATE_SOCKS_USER, SANDGATE_SOCKS_PASSWORD), and
+	// sets NO_PROXY and no_proxy empty unless AllowLocalBinding.
 	Env []string
 	// Dir is the working directory ("" = the current one).
 	Dir string
@@ -126,6 +148,14 @@ type Spec struct {
 	Audit audit.Sink
 	// ProxyLimits bounds the proxy's resources (zero fields: defaults).
 	ProxyLimits proxy.Limits
+	// AllowLocalBinding lets the command reach local (loopback) services.
+	// The netns backend's loopback is the sandbox's own and always open;
+	// the identity backend needs setup rules installed with
+	// allow_local_binding (reconciled for a root caller).
+	AllowLocalBinding bool
+	// KeepDirGrant leaves the identity backend's ACL grant on the working
+	// directory in place after the run.
+	KeepDirGrant bool
 	// AllowUnixSockets lifts the seccomp rule that refuses
 	// socket(AF_UNIX, ...). Unix path sockets lead out of the sandbox
 	// (docker.sock, ssh-agent, other forwarders): use with care.

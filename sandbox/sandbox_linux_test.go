@@ -542,8 +542,9 @@ func TestWorkingDirectory(t *testing.T) {
 
 func TestSpecErrors(t *testing.T) {
 	ctx := context.Background()
-	_, err := Run(ctx, Spec{Args: []string{"true"}, Backend: BackendIdentity})
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "identity backend is not set up yet") {
+	defer swapVar(&setupOptions.StateDir, t.TempDir())()
+	_, err := Run(ctx, Spec{Args: []string{"true"}, Network: NetworkNone, Backend: BackendIdentity})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "identity backend is not set up") || !strings.Contains(err.Error(), "sandgate setup`") {
 		t.Errorf("identity backend: %v", err)
 	}
 	if _, err := Run(ctx, Spec{Args: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "Gate") {

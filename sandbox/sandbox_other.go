@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package sandbox
 
@@ -11,7 +11,11 @@ import (
 // Run is not supported on this platform yet; it returns an error wrapping
 // ErrUnavailable without running anything.
 func Run(ctx context.Context, spec Spec) (Result, error) {
-	return Result{}, fmt.Errorf("sandbox: %w: not supported on this platform (%s) yet; sandgate run needs Linux", ErrUnavailable, runtime.GOOS)
+	name := runtime.GOOS
+	if name == "darwin" {
+		name = "macOS"
+	}
+	return Result{}, fmt.Errorf("sandbox: %w: %s is not supported yet; sandgate run needs Linux or Windows", ErrUnavailable, name)
 }
 
 // MaybeInit returns immediately on this platform: there is no sandbox init.

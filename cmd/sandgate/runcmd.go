@@ -25,6 +25,7 @@ func newRunCmd() *cobra.Command {
 		localBind bool
 		quiet     bool
 		allowUnix bool
+		keepGrant bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -62,7 +63,7 @@ executable; 127 CMD not found.`,
 			default:
 				return usageErr("invalid --backend %q: want auto, netns or identity", backend)
 			}
-			cf, pol, _, err := pf.load(localBind)
+			cf, pol, o, err := pf.load(localBind)
 			if err != nil {
 				return err
 			}
@@ -78,6 +79,8 @@ executable; 127 CMD not found.`,
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
 			spec.AllowUnixSockets = allowUnix
+			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
+			spec.KeepDirGrant = keepGrant
 			spec.Logf = func(format string, a ...any) {
 				if !quiet {
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
@@ -112,6 +115,7 @@ executable; 127 CMD not found.`,
 	fs.StringVar(&auditPath, "audit", "", "append every proxy decision as JSON Lines to FILE")
 	fs.BoolVar(&localBind, "allow-local-binding", false, "let CMD reach local (loopback) services; with the netns backend loopback is the sandbox's own and always open")
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
+	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
 }

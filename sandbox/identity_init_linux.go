@@ -1,0 +1,176 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// identityInit is what the init of an identity run needs besides
+// initConfig: who CMD runs as.
+type identityInit struct {
+	UID   int    `json:"uid"`
+	GID   int    `json:"gid"`
+	User  string `json:"user"`  // the sandbox user's name, for messages
+	Group string `json:"group"` // the sandbox group's name, for messages
+}
+
+// setupAndStartIdentity is the init of an identity run: PID 1 of new PID,
+// mount, IPC and UTS namespaces, started by a root parent in the host's
+// user and network namespaces. It mounts the namespace's /proc, turns the
+// thread that starts CMD into the sandbox user with nothing else, checks
+// that this user can reach CMD's directory and starts CMD. The environment
+// (with the proxy variables) was made by the parent.
+func setupAndStartIdentity(cfg initConfig, args []string) (int, error) {
+	id := cfg.Identity
+	if id.UID <= 0 || id.GID <= 0 {
+		return 0, &setupError{msg: fmt.Sprintf("sandbox init: refusing to run CMD as uid %d, gid %d", id.UID, id.GID)}
+	}
+	// Mounts made here must never propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return 0, setupErr(err, "making the sandbox's mounts private")
+	}
+	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return 0, setupErr(err, "mounting /proc for the sandbox's PID namespace")
+	}
+	// CMD must not be able to inspect or ptrace the init.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return 0, setupErr(err, "making the sandbox init non-dumpable")
+	}
+	if err := becomeSandboxUser(id, cfg.AllowUnix); err != nil {
+		return 0, err
+	}
+	// From here on this thread's file system checks are the sandbox user's.
+	if err := checkReachable(cfg.Dir, id); err != nil {
+		return 0, err
+	}
+	env := os.Environ()
+	path, err := lookPath(args[0], env, cfg.Dir)
+	if err != nil {
+		return 0, err
+	}
+	attr := &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Sys:   &syscall.SysProcAttr{},
+	}
+	if cfg.PTY {
+		attr.Sys.Setsid = true
+		attr.Sys.Setctty = true
+		attr.Sys.Ctty = 0
+	}
+	p, err := os.StartProcess(path, args, attr)
+	if err != nil {
+		return 0, execFailure(args[0], path, cfg.Dir, err)
+	}
+	return p.Pid, nil
+}
+
+// becomeSandboxUser turns the calling thread (locked; root with every
+// capability) into the sandbox user: no_new_privs, an empty bounding set,
+// locked secure bits, no supplementary groups, the sandbox user's uid and
+// the sandbox group's gid (real, effective, saved and file system), no
+// capabilities, the Landlock scopes and the seccomp filter. Only this thread
+// changes (raw system calls): the rest of the init stays root to reap and
+// forward signals, and CMD, started from this thread, inherits all of it.
+func becomeSandboxUser(id *identityInit, allowUnix bool) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return setupErr(err, "setting no_new_privs")
+	}
+	for c := 0; c < 64; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err == unix.EINVAL {
+			break // past the last capability this kernel knows
+		}
+		if err != nil {
+			return setupErr(err, "dropping capability %d from the bounding set", c)
+		}
+	}
+	// SECBIT_NO_SETUID_FIXUP among them: the capabilities survive the uid
+	// change below (which needs CAP_SETUID) until capset removes them all.
+	if err := unix.Prctl(unix.PR_SET_SECUREBITS, lockedSecurebits, 0, 0, 0); err != nil {
+		return setupErr(err, "locking the secure bits")
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return setupErr(err, "clearing the ambient capabilities")
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return setupErr(e, "dropping the supplementary groups")
+	}
+	gid, uid := uintptr(id.GID), uintptr(id.UID)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, gid, gid, gid); e != 0 {
+		return setupErr(e, "switching to group %s (gid %d)", id.Group, id.GID)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
+		return setupErr(e, "switching to user %s (uid %d)", id.User, id.UID)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return setupErr(err, "dropping all capabilities")
+	}
+	if err := restrictScopes(); err != nil {
+		return setupErr(err, "closing the host's abstract unix sockets and signals to the command (Landlock)")
+	}
+	if err := installFilter(allowUnix); err != nil {
+		return setupErr(err, "seccomp")
+	}
+	return nil
+}
+
+// checkReachable checks, as the sandbox user, that every directory from /
+// down to dir can be searched. sandgate grants access to the working
+// directory itself, never to its parents: a parent that shuts the sandbox
+// user out is named, with what to do about it.
+func checkReachable(dir string, id *identityInit) error {
+	if dir == "" {
+		return nil
+	}
+	clean := filepath.Clean(dir)
+	var path []string
+	for p := clean; ; p = filepath.Dir(p) {
+		path = append(path, p)
+		if p == "/" || p == "." {
+			break
+		}
+	}
+	for i := len(path) - 1; i >= 0; i-- {
+		p := path[i]
+		err := unix.Faccessat(unix.AT_FDCWD, p, unix.X_OK, unix.AT_EACCESS)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+			return &setupError{msg: fmt.Sprintf("the sandbox user %s cannot reach the working directory %s: %s: %v", id.User, clean, p, err)}
+		}
+		owner := ""
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			owner = fmt.Sprintf(" (owner uid %d, group gid %d, mode %04o)", st.Uid, st.Gid, st.Mode&0o7777)
+		}
+		if p == clean {
+			return &setupError{msg: fmt.Sprintf("the sandbox user %s cannot enter the working directory %s%s even after sandgate's grant (a file system without POSIX ACLs?)", id.User, clean, owner)}
+		}
+		return &setupError{msg: fmt.Sprintf("the sandbox user %s cannot reach the working directory %s: %s is not searchable by it%s; "+
+			"sandgate grants access to the working directory only, never to its parents; let the sandbox group through with `setfacl -m g:%s:x %s`, or run from a directory it can reach",
+			id.User, clean, p, owner, id.Group, shellWord(p))}
+	}
+	return nil
+}
+
+// shellWord quotes s for a POSIX shell when it needs it.
+func shellWord(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
