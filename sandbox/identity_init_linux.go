@@ -83,26 +83,14 @@ func setupAndStartIdentity(cfg initConfig, args []string) (int, error) {
 // changes (raw system calls): the rest of the init stays root to reap and
 // forward signals, and CMD, started from this thread, inherits all of it.
 func becomeSandboxUser(id *identityInit, allowUnix bool) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return setupErr(err, "setting no_new_privs")
-	}
-	for c := 0; c < 64; c++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
-		if err == unix.EINVAL {
-			break // past the last capability this kernel knows
-		}
-		if err != nil {
-			return setupErr(err, "dropping capability %d from the bounding set", c)
-		}
-	}
-	// SECBIT_NO_SETUID_FIXUP among them: the capabilities survive the uid
-	// change below (which needs CAP_SETUID) until capset removes them all.
-	if err := unix.Prctl(unix.PR_SET_SECUREBITS, lockedSecurebits, 0, 0, 0); err != nil {
-		return setupErr(err, "locking the secure bits")
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return setupErr(err, "clearing the ambient capabilities")
-	}
+	return lockDownThread(allowUnix, id)
+}
+
+// switchToSandboxUser drops the supplementary groups and takes the sandbox
+// user's uid and the sandbox group's gid on the calling thread. The locked
+// secure bits (SECBIT_NO_SETUID_FIXUP) keep the capabilities this needs
+// across the switch, until lockDownThread removes them all.
+func switchToSandboxUser(id *identityInit) error {
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
 		return setupErr(e, "dropping the supplementary groups")
 	}
@@ -112,17 +100,6 @@ func becomeSandboxUser(id *identityInit, allowUnix bool) error {
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
 		return setupErr(e, "switching to user %s (uid %d)", id.User, id.UID)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return setupErr(err, "dropping all capabilities")
-	}
-	if err := restrictScopes(); err != nil {
-		return setupErr(err, "closing the host's abstract unix sockets and signals to the command (Landlock)")
-	}
-	if err := installFilter(allowUnix); err != nil {
-		return setupErr(err, "seccomp")
 	}
 	return nil
 }

@@ -228,7 +228,7 @@ func setupAndStart(cfg initConfig, args []string) (pid, httpPort, socksPort int,
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fail(setupErr(err, "making the sandbox init non-dumpable"))
 	}
-	if err := lockDownThread(cfg.AllowUnix); err != nil {
+	if err := lockDownThread(cfg.AllowUnix, nil); err != nil {
 		return fail(err)
 	}
 	attr := &os.ProcAttr{
@@ -308,8 +308,9 @@ const (
 
 // lockDownThread gives the calling thread (and so everything it starts)
 // no_new_privs, no capabilities in any set, locked secure bits and the
-// seccomp filter.
-func lockDownThread(allowUnix bool) error {
+// seccomp filter. With id (the identity backend) the thread also becomes the
+// sandbox user before its capabilities go, and gets the Landlock scopes.
+func lockDownThread(allowUnix bool, id *identityInit) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return setupErr(err, "setting no_new_privs")
 	}
@@ -328,10 +329,20 @@ func lockDownThread(allowUnix bool) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return setupErr(err, "clearing the ambient capabilities")
 	}
+	if id != nil {
+		if err := switchToSandboxUser(id); err != nil {
+			return err
+		}
+	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return setupErr(err, "dropping all capabilities")
+	}
+	if id != nil {
+		if err := restrictScopes(); err != nil {
+			return setupErr(err, "closing the host's abstract unix sockets and signals to the command (Landlock)")
+		}
 	}
 	if err := installFilter(allowUnix); err != nil {
 		return setupErr(err, "seccomp")
