@@ -184,24 +184,8 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "connect", host, 0, fmt.Sprintf("CONNECT %q: %v", authority, err), start)
 		return
 	}
-	if !s.checkProxyAuth(w, r) {
-		s.recordAuthFailure(r, "connect", host, port, start)
-		return
-	}
-	upstream, res, dialed, err := s.connect(r.Context(), host, port)
-	ev := event("connect", r.RemoteAddr, host, port, res, dialed)
-	if s.clientGone(r.Context(), &ev, res, err, start) {
-		return
-	}
-	if !res.Decision.Allow {
-		if upstream != nil {
-			upstream.Close()
-		}
-		s.refused(w, ev, res, start)
-		return
-	}
-	if err != nil {
-		s.dialFailed(w, ev, host, port, err, start)
+	upstream, ev, ok := s.openUpstream(w, r, "connect", host, port, start)
+	if !ok {
 		return
 	}
 	hj, ok := w.(http.Hijacker)
@@ -294,27 +278,11 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "http", "", 0, fmt.Sprintf("URL %q names no host", r.RequestURI), start)
 		return
 	}
-	if !s.checkProxyAuth(w, r) {
-		s.recordAuthFailure(r, "http", host, port, start)
+	upstream, ev, ok := s.openUpstream(w, r, "http", host, port, start)
+	if !ok {
 		return
 	}
-
-	upstream, res, dialed, err := s.connect(r.Context(), host, port)
-	ev := event("http", r.RemoteAddr, host, port, res, dialed)
-	if s.clientGone(r.Context(), &ev, res, err, start) {
-		return
-	}
-	if !res.Decision.Allow {
-		if upstream != nil {
-			upstream.Close()
-		}
-		s.refused(w, ev, res, start)
-		return
-	}
-	if err != nil {
-		s.dialFailed(w, ev, host, port, err, start)
-		return
-	}
+	var err error
 	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
 	if err != nil {
 		ev.Reason = audit.ReasonUpstream
@@ -606,4 +574,31 @@ func (c *idleConn) Write(p []byte) (int, error) {
 		c.touch()
 	}
 	return n, err
+}
+
+// openUpstream authenticates the client, decides host:port and dials it.
+// When it returns ok false it has already answered the client and recorded
+// the event; otherwise the caller owns upstream and records ev when done.
+func (s *Server) openUpstream(w http.ResponseWriter, r *http.Request, proto, host string, port uint16, start time.Time) (net.Conn, audit.Event, bool) {
+	if !s.checkProxyAuth(w, r) {
+		s.recordAuthFailure(r, proto, host, port, start)
+		return nil, audit.Event{}, false
+	}
+	upstream, res, dialed, err := s.connect(r.Context(), host, port)
+	ev := event(proto, r.RemoteAddr, host, port, res, dialed)
+	if s.clientGone(r.Context(), &ev, res, err, start) {
+		return nil, ev, false
+	}
+	if !res.Decision.Allow {
+		if upstream != nil {
+			upstream.Close()
+		}
+		s.refused(w, ev, res, start)
+		return nil, ev, false
+	}
+	if err != nil {
+		s.dialFailed(w, ev, host, port, err, start)
+		return nil, ev, false
+	}
+	return upstream, ev, true
 }
