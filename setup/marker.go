@@ -198,3 +198,24 @@ func Covers(m Marker, ports []uint16, allowLocalBinding bool) bool {
 	}
 	return true
 }
+
+// markerDrift checks a marker against itself and this build: setup and rule
+// plan versions, valid ports, and a digest that matches its ports and mode.
+// It returns the plan the marker describes and the differences in words;
+// ok is false when the marker's ports are invalid (no plan can be built).
+func markerDrift(m Marker) (plan ruleplan.Plan, drift []string, ok bool) {
+	if m.SetupVersion != Version {
+		drift = append(drift, fmt.Sprintf("the setup was made by setup version %d, this sandgate installs version %d", m.SetupVersion, Version))
+	}
+	if m.PlanVersion != ruleplan.Version {
+		drift = append(drift, fmt.Sprintf("the installed rules follow rule plan version %d, this sandgate installs version %d", m.PlanVersion, ruleplan.Version))
+	}
+	plan, err := ruleplan.Build(m.ProxyPorts, m.AllowLocalBinding)
+	if err != nil {
+		return plan, append(drift, "the setup marker's proxy ports are invalid: "+err.Error()), false
+	}
+	if m.RulesDigest != plan.Digest() {
+		drift = append(drift, "the setup marker's rules digest does not match its ports and mode")
+	}
+	return plan, drift, true
+}

@@ -251,19 +251,9 @@ func Status(o Options) (Marker, []string, error) {
 	if err != nil {
 		return Marker{}, nil, err
 	}
-	var drift []string
-	if m.SetupVersion != Version {
-		drift = append(drift, fmt.Sprintf("the setup was made by setup version %d, this sandgate installs version %d", m.SetupVersion, Version))
-	}
-	if m.PlanVersion != ruleplan.Version {
-		drift = append(drift, fmt.Sprintf("the installed rules follow rule plan version %d, this sandgate installs version %d", m.PlanVersion, ruleplan.Version))
-	}
-	plan, err := ruleplan.Build(m.ProxyPorts, m.AllowLocalBinding)
-	if err != nil {
-		return m, append(drift, "the setup marker's proxy ports are invalid: "+err.Error()), nil
-	}
-	if m.RulesDigest != plan.Digest() {
-		drift = append(drift, "the setup marker's rules digest does not match its ports and mode")
+	plan, drift, ok := markerDrift(m)
+	if !ok {
+		return m, drift, nil
 	}
 	db, err := readAccounts(o.EtcDir, false)
 	if err != nil {
