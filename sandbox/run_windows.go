@@ -61,17 +61,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	default:
 		return Result{}, fmt.Errorf("sandbox: unknown backend %d", spec.Backend)
 	}
-	switch spec.Network {
-	case NetworkProxy:
-		if spec.Gate == nil {
-			return Result{}, errors.New("sandbox: NetworkProxy needs an egress Gate")
-		}
-	case NetworkNone, NetworkFull:
-	default:
-		return Result{}, fmt.Errorf("sandbox: unknown network mode %d", spec.Network)
-	}
-	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return Result{}, errors.New("sandbox: no command given")
+	if err := spec.check(); err != nil {
+		return Result{}, err
 	}
 	stdin, stdout, stderr := spec.Stdin, spec.Stdout, spec.Stderr
 	if stdin == nil {

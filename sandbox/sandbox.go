@@ -51,6 +51,7 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/sandgate/sandgate/audit"
@@ -182,3 +183,20 @@ type Result struct {
 // enforcement cannot be set up on this machine (namespaces refused, missing
 // kernel features). The message says why and what to do.
 var ErrUnavailable = errors.New("sandbox enforcement unavailable")
+
+// check validates the platform-neutral parts of a Spec.
+func (spec Spec) check() error {
+	switch spec.Network {
+	case NetworkProxy:
+		if spec.Gate == nil {
+			return errors.New("sandbox: NetworkProxy needs an egress Gate")
+		}
+	case NetworkNone, NetworkFull:
+	default:
+		return fmt.Errorf("sandbox: unknown network mode %d", spec.Network)
+	}
+	if len(spec.Args) == 0 || spec.Args[0] == "" {
+		return errors.New("sandbox: no command given")
+	}
+	return nil
+}
