@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,22 +56,7 @@ func setupAndStartIdentity(cfg initConfig, args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	attr := &os.ProcAttr{
-		Dir:   cfg.Dir,
-		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-		Sys:   &syscall.SysProcAttr{},
-	}
-	if cfg.PTY {
-		attr.Sys.Setsid = true
-		attr.Sys.Setctty = true
-		attr.Sys.Ctty = 0
-	}
-	p, err := os.StartProcess(path, args, attr)
-	if err != nil {
-		return 0, execFailure(args[0], path, cfg.Dir, err)
-	}
-	return p.Pid, nil
+	return startCommand(path, args, env, cfg.Dir, cfg.PTY)
 }
 
 // becomeSandboxUser turns the calling thread (locked; root with every

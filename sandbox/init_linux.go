@@ -231,22 +231,35 @@ func setupAndStart(cfg initConfig, args []string) (pid, httpPort, socksPort int,
 	if err := lockDownThread(cfg.AllowUnix, nil); err != nil {
 		return fail(err)
 	}
-	attr := &os.ProcAttr{
-		Dir:   cfg.Dir,
+	pid, err = startCommand(path, args, env, cfg.Dir, cfg.PTY)
+	if err != nil {
+		return fail(err)
+	}
+	return pid, httpPort, socksPort, listeners, nil
+}
+
+// startCommand forks and executes CMD from the calling (locked, locked-down)
+// thread with stdio as fds 0-2, in its own session on the terminal when pty.
+// It uses syscall.ForkExec rather than os.StartProcess: the init reaps with
+// wait4 itself, and os would first probe the kernel for pidfd support by
+// forking a throwaway child, which costs the start path a whole fork.
+func startCommand(path string, args, env []string, dir string, pty bool) (int, error) {
+	attr := &syscall.ProcAttr{
+		Dir:   dir,
 		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{},
 	}
-	if cfg.PTY {
+	if pty {
 		attr.Sys.Setsid = true
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
 	}
-	p, err := os.StartProcess(path, args, attr)
+	pid, err := syscall.ForkExec(path, args, attr)
 	if err != nil {
-		return fail(execFailure(args[0], path, cfg.Dir, err))
+		return 0, execFailure(args[0], path, dir, err)
 	}
-	return p.Pid, httpPort, socksPort, listeners, nil
+	return pid, nil
 }
 
 // loopbackUp sets IFF_UP on lo, which gives it 127.0.0.1/8 and ::1.
