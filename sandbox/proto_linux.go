@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,7 +49,17 @@ type initStatus struct {
 }
 
 // sendStatus writes st (with fds attached, if any) as one datagram.
+// A message longer than maxStatusMsg bytes is cut (at a character boundary)
+// so the datagram always fits recvStatus's buffer, even after JSON escaping
+// (at most 6 bytes per input byte).
 func sendStatus(fd int, st initStatus, fds ...int) error {
+	if len(st.Msg) > maxStatusMsg {
+		cut := maxStatusMsg
+		for cut > 0 && !utf8.RuneStart(st.Msg[cut]) {
+			cut--
+		}
+		st.Msg = st.Msg[:cut] + "…"
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -59,6 +70,9 @@ func sendStatus(fd int, st initStatus, fds ...int) error {
 	}
 	return unix.Sendmsg(fd, b, oob, nil, 0)
 }
+
+// maxStatusMsg bounds initStatus.Msg; see sendStatus.
+const maxStatusMsg = 4 << 10
 
 // recvStatus reads the init's report. ok is false when the init closed the
 // socket without reporting (it died before getting that far).

@@ -3,7 +3,6 @@
 package setup
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -53,13 +52,13 @@ func readAccountFile(path string) (*accountFile, error) {
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		f.uid, f.gid = int(sys.Uid), int(sys.Gid)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		f.lines = append(f.lines, sc.Text())
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+	// Split on "\n" only: every other byte, "\r" included, belongs to its
+	// line (glibc reads a trailing "\r" as part of the last field), and a
+	// rewrite must keep other entries byte for byte.
+	text := string(data)
+	text = strings.TrimSuffix(text, "\n")
+	if text != "" || len(data) > 0 {
+		f.lines = strings.Split(text, "\n")
 	}
 	return f, nil
 }
@@ -428,6 +427,13 @@ func (db *accountDB) groupNotOurs(gid uint32) string {
 
 // addGroup adds a system group with a free gid and returns the gid.
 func (db *accountDB) addGroup(name string) (uint32, error) {
+	// A stale gshadow entry would keep its password and members, and the
+	// system reads the first entry of a name: refuse, as groupadd does.
+	if db.gshadow != nil {
+		if f, _ := db.gshadow.find(name); f != nil {
+			return 0, fmt.Errorf("%s already has an entry for group %s but %s has none; remove the stale entry first", db.gshadow.path, name, db.group.path)
+		}
+	}
 	gid, err := freeID(usedIDs(db.group), db.ids.gidMin, db.ids.gidMax, "group")
 	if err != nil {
 		return 0, err
@@ -442,6 +448,13 @@ func (db *accountDB) addGroup(name string) (uint32, error) {
 // addUser adds a system user with a free uid, the given primary group and
 // home, no password and a shell that refuses logins.
 func (db *accountDB) addUser(name string, gid uint32, home, gecos string) (uint32, error) {
+	// A stale shadow entry would give the new user its password hash, and
+	// the system reads the first entry of a name: refuse, as useradd does.
+	if db.shadow != nil {
+		if f, _ := db.shadow.find(name); f != nil {
+			return 0, fmt.Errorf("%s already has an entry for user %s but %s has none; remove the stale entry first", db.shadow.path, name, db.passwd.path)
+		}
+	}
 	uid, err := freeID(usedIDs(db.passwd), db.ids.uidMin, db.ids.uidMax, "user")
 	if err != nil {
 		return 0, err

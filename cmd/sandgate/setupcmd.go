@@ -159,6 +159,7 @@ func describeOptions(o setup.Options) string {
 // sorted, de-duplicated ports.
 func parsePortList(s string) ([]uint16, error) {
 	var out []uint16
+	seen := make(map[uint16]bool)
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -178,8 +179,11 @@ func parsePortList(s string) ([]uint16, error) {
 				return nil, fmt.Errorf("range %s runs backwards", part)
 			}
 		}
-		for p := int(a); p <= int(b); p++ {
-			out = append(out, uint16(p))
+		for p := int(a); p <= int(b) && len(out) <= 1024; p++ {
+			if !seen[uint16(p)] {
+				seen[uint16(p)] = true
+				out = append(out, uint16(p))
+			}
 		}
 		if len(out) > 1024 {
 			return nil, errors.New("more than 1024 ports")
