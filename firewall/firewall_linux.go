@@ -28,7 +28,25 @@ const (
 	// SetName is the name of the set of proxy ports (type inet_service)
 	// that the offline user may reach over local TCP.
 	SetName = "proxy_ports"
+	// InputChainName is the name of the base chain on the input hook.
+	InputChainName = "input"
+	// InputRuleName is the comment of the input chain's one rule, which
+	// refuses connections to the proxy ports unless the listening socket
+	// carries ProxySocketMark.
+	InputRuleName = "sandgate-proxy-ports-sandgate-only"
 )
+
+// ProxySocketMark is the socket mark (SO_MARK) that sandgate's identity-run
+// proxy sets on its listening sockets (0x53474154, "SGAT"). The input chain
+// answers a TCP connection attempt to a port of the proxy_ports set with a
+// reset unless the socket that would accept it carries this mark, so that
+// nothing but sandgate's own proxy — not another local user's program, nor a
+// `--network full` run — can serve the ports the offline user may reach.
+// Setting SO_MARK needs CAP_NET_ADMIN in the socket's network namespace, so
+// an unprivileged process cannot forge it. Accepted connections inherit the
+// listener's mark (their packets carry it too; nothing else in sandgate
+// matches on it).
+const ProxySocketMark = 0x53474154
 
 // MaxPorts is the most proxy ports a plan may have (the set's elements go
 // to the kernel in one netlink message).
@@ -73,6 +91,10 @@ func Apply(netns string, plan ruleplan.Plan, offlineUID uint32) error {
 	}
 	for _, r := range want.rules {
 		c.AddRule(&nftables.Rule{Table: t, Chain: want.chain, Exprs: r.exprs, UserData: comment(r.name)})
+	}
+	c.AddChain(want.input)
+	for _, r := range want.inputRules {
+		c.AddRule(&nftables.Rule{Table: t, Chain: want.input, Exprs: r.exprs, UserData: comment(r.name)})
 	}
 	if beforeFlush != nil {
 		beforeFlush(c, want.set)
@@ -120,8 +142,9 @@ type Live struct {
 	chains []*nftables.Chain
 	sets   []*nftables.Set
 	// ports holds the elements of the proxy_ports set, when it exists.
-	ports []uint16
-	rules []liveRule // rules of the output chain, in order
+	ports      []uint16
+	rules      []liveRule // rules of the output chain, in order
+	inputRules []liveRule // rules of the input chain, in order
 }
 
 // liveRule is one rule of the output chain, taken apart.
@@ -188,15 +211,21 @@ func Read(netns string) (*Live, error) {
 		}
 	}
 	for _, ch := range live.chains {
-		if ch.Name != ChainName {
+		var dst *[]liveRule
+		switch ch.Name {
+		case ChainName:
+			dst = &live.rules
+		case InputChainName:
+			dst = &live.inputRules
+		default:
 			continue
 		}
-		rules, err := c.GetRules(t, ch)
+		rules, err := readRules(netns, ch.Name)
 		if err != nil {
-			return nil, netlinkErr("reading the rules of chain "+ChainName, err)
+			return nil, netlinkErr("reading the rules of chain "+ch.Name, err)
 		}
 		for _, r := range rules {
-			live.rules = append(live.rules, takeApart(r.Exprs, readComment(r.UserData), r.Handle))
+			*dst = append(*dst, takeApart(r.exprs, readComment(r.userData), r.handle))
 		}
 	}
 	return live, nil
@@ -211,19 +240,27 @@ func (l *Live) Diff(plan ruleplan.Plan, offlineUID uint32) ([]string, error) {
 	}
 	var out []string
 
-	// The chain.
-	var chain *nftables.Chain
+	// The chains.
+	var chain, input *nftables.Chain
 	for _, ch := range l.chains {
-		if ch.Name == ChainName {
+		switch ch.Name {
+		case ChainName:
 			chain = ch
-		} else {
+		case InputChainName:
+			input = ch
+		default:
 			out = append(out, fmt.Sprintf("%s has an unexpected chain %q", tableDesc, ch.Name))
 		}
 	}
-	if chain == nil {
-		out = append(out, fmt.Sprintf("chain %s is missing from %s", ChainName, tableDesc))
-	} else if got := chainSpec(chain); got != chainSpec(want.chain) {
-		out = append(out, fmt.Sprintf("chain %s is %s, expected %s", ChainName, got, chainSpec(want.chain)))
+	for _, c := range []struct {
+		name      string
+		got, want *nftables.Chain
+	}{{ChainName, chain, want.chain}, {InputChainName, input, want.input}} {
+		if c.got == nil {
+			out = append(out, fmt.Sprintf("chain %s is missing from %s", c.name, tableDesc))
+		} else if got := chainSpec(c.got); got != chainSpec(c.want) {
+			out = append(out, fmt.Sprintf("chain %s is %s, expected %s", c.name, got, chainSpec(c.want)))
+		}
 	}
 
 	// The set.
@@ -299,6 +336,7 @@ func (l *Live) Diff(plan ruleplan.Plan, offlineUID uint32) ([]string, error) {
 			out = append(out, fmt.Sprintf("the rules of chain %s are in a different order (%s) than this version installs (%s)", ChainName, strings.Join(order, ", "), strings.Join(wantOrder, ", ")))
 		}
 	}
+	out = append(out, diffInput(l.inputRules, want.inputRules, input != nil)...)
 	// One line instead of one per rule when every rule names the same wrong uid.
 	if len(wrongUID) == len(want.rules) && len(wrongUID) > 0 && allSame(wrongUID) {
 		out = slices.DeleteFunc(out, func(s string) bool { return strings.Contains(s, "applies to uid") })
@@ -307,17 +345,63 @@ func (l *Live) Diff(plan ruleplan.Plan, offlineUID uint32) ([]string, error) {
 	return out, nil
 }
 
+// diffInput compares the rules of the input chain with those Apply installs
+// (which match on no uid). When the chain itself is missing, that has been
+// said already.
+func diffInput(live []liveRule, want []namedRule, chainThere bool) []string {
+	if !chainThere {
+		return nil
+	}
+	var out []string
+	wanted := map[string]bool{}
+	for _, w := range want {
+		wanted[w.name] = true
+		wr := takeApart(w.exprs, w.name, 0)
+		var got *liveRule
+		n := 0
+		for i := range live {
+			if live[i].name == w.name {
+				if got == nil {
+					got = &live[i]
+				}
+				n++
+			}
+		}
+		switch {
+		case got == nil:
+			out = append(out, fmt.Sprintf("rule %s is missing from chain %s (without it, any local program listening on a free proxy port could relay the offline user's connections)", w.name, InputChainName))
+			continue
+		case n > 1:
+			out = append(out, fmt.Sprintf("rule %s appears %d times", w.name, n))
+		}
+		if got.hasUID || got.match != wr.match {
+			out = append(out, fmt.Sprintf("rule %s does not match what this version installs (found %s; expected %s)", w.name, got.match, wr.match))
+		}
+	}
+	for _, r := range live {
+		switch {
+		case r.name == "":
+			out = append(out, fmt.Sprintf("chain %s has an unexpected rule without a name (handle %d)", InputChainName, r.handle))
+		case !wanted[r.name]:
+			out = append(out, fmt.Sprintf("chain %s has an unexpected rule %s", InputChainName, r.name))
+		}
+	}
+	return out
+}
+
 // Ports returns the elements of the proxy_ports set, sorted (nil when the
 // set is missing).
 func (l *Live) Ports() []uint16 { return slices.Clone(l.ports) }
 
 // rendered is a plan rendered as nftables objects.
 type rendered struct {
-	table *nftables.Table
-	chain *nftables.Chain
-	set   *nftables.Set
-	elems []nftables.SetElement
-	rules []namedRule
+	table      *nftables.Table
+	chain      *nftables.Chain // output
+	set        *nftables.Set
+	elems      []nftables.SetElement
+	rules      []namedRule // of the output chain
+	input      *nftables.Chain
+	inputRules []namedRule
 }
 
 type namedRule struct {
@@ -354,6 +438,15 @@ func render(plan ruleplan.Plan, offlineUID uint32) (rendered, error) {
 			Policy:   &accept,
 		},
 		set: &nftables.Set{Table: t, Name: SetName, KeyType: nftables.TypeInetService},
+		input: &nftables.Chain{
+			Name:     InputChainName,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookInput,
+			Priority: nftables.ChainPriorityFilter,
+			Policy:   &accept,
+		},
+		inputRules: []namedRule{{name: InputRuleName, exprs: proxyPortsGuard()}},
 	}
 	for _, p := range ports {
 		r.elems = append(r.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
@@ -375,6 +468,36 @@ func render(plan ruleplan.Plan, offlineUID uint32) (rendered, error) {
 
 // Registers: everything here fits in the first 16-byte register.
 const reg = 1
+
+// proxyPortsGuard is the input chain's rule:
+//
+//	meta l4proto tcp tcp flags & (syn | ack) == syn tcp dport @proxy_ports socket mark != ProxySocketMark reject with tcp reset
+//
+// A connection attempt (SYN without ACK) to a proxy port is answered with a
+// reset when the listening socket that would take it does not carry
+// sandgate's mark. When nothing listens there the socket expression finds no
+// socket, the rule does not match, and the kernel resets the connection as
+// usual. It applies to every source, not only local ones: the ports are
+// reserved for sandgate's proxy, which listens on 127.0.0.1 only, so a
+// connection from anywhere to another listener on them is never sandgate's
+// business to allow, and matching on every source leaves no question of
+// which packets count as local (VRFs, containers, addresses moved between
+// interfaces).
+func proxyPortsGuard() []expr.Any {
+	const tcpFlagsSYN, tcpFlagsACK = 0x02, 0x10
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{tcpFlagsSYN | tcpFlagsACK}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{tcpFlagsSYN}},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: reg, SetName: SetName},
+		&expr.Socket{Key: expr.SocketKeyMark, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(ProxySocketMark)},
+		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+	}
+}
 
 // renderRule turns one plan rule into expressions:
 //
@@ -492,6 +615,12 @@ func canonical(e expr.Any) string {
 		return fmt.Sprintf("verdict %d %s", e.Kind, e.Chain)
 	case *expr.Reject:
 		return fmt.Sprintf("reject type=%d code=%d", e.Type, e.Code)
+	case *expr.Bitwise:
+		return fmt.Sprintf("bitwise sreg=%d dreg=%d len=%d mask=%x xor=%x", e.SourceRegister, e.DestRegister, e.Len, e.Mask, e.Xor)
+	case *expr.Socket:
+		return fmt.Sprintf("socket key=%d level=%d reg=%d", e.Key, e.Level, e.Register)
+	case *opaqueExpr:
+		return fmt.Sprintf("%s %x", e.name, e.data)
 	default:
 		return fmt.Sprintf("%T %+v", e, e)
 	}

@@ -3,15 +3,20 @@
 package firewall
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandgate/sandgate/firewall/fwtest"
 	"github.com/sandgate/sandgate/ruleplan"
@@ -142,6 +147,9 @@ func TestApplyVerifyRemove(t *testing.T) {
 	if len(live.rules) != len(plan.Rules) {
 		t.Errorf("%d rules live after two Applies, want %d", len(live.rules), len(plan.Rules))
 	}
+	if len(live.inputRules) != 1 || live.inputRules[0].name != InputRuleName {
+		t.Errorf("input chain after two Applies: %+v, want the one rule %s", live.inputRules, InputRuleName)
+	}
 
 	wantDiff := func(name string, diffs []string, err error, want ...string) {
 		t.Helper()
@@ -199,6 +207,96 @@ func TestApplyVerifyRemove(t *testing.T) {
 		t.Fatalf("Verify after repair = %q, %v", diffs, err)
 	}
 
+	// The input rule changed (another mark), then gone, then its chain gone.
+	inputRules := func() (*nftables.Conn, func(), *nftables.Table, *nftables.Chain, []*nftables.Rule) {
+		t.Helper()
+		c, done, err := dial(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+		ch := &nftables.Chain{Name: InputChainName, Table: tbl}
+		rules, err := c.GetRules(tbl, ch)
+		if err != nil {
+			done()
+			t.Fatal(err)
+		}
+		if len(rules) != 1 {
+			done()
+			t.Fatalf("input chain has %d rules, want 1", len(rules))
+		}
+		return c, done, tbl, ch, rules
+	}
+	replaceInput := func(label string, exprs []expr.Any) {
+		t.Helper()
+		c, done, _, _, rules := inputRules()
+		rules[0].Exprs = exprs
+		c.ReplaceRule(rules[0])
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		done()
+		d, err := Verify(ns, plan, offUID)
+		wantDiff(label, d, err, "rule "+InputRuleName+" does not match what this version installs")
+		if len(d) != 1 {
+			t.Errorf("%s: %q, want one line", label, d)
+		}
+		if err := Apply(ns, plan, offUID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another mark.
+	exprs := proxyPortsGuard()
+	for i, e := range exprs {
+		if cmp, ok := e.(*expr.Cmp); ok && cmp.Op == expr.CmpOpNeq {
+			exprs[i] = &expr.Cmp{Op: expr.CmpOpNeq, Register: cmp.Register, Data: []byte{1, 0, 0, 0}}
+		}
+	}
+	replaceInput("input rule with another mark", exprs)
+	// No socket expression (one the nftables library does not decode):
+	// the rule would then refuse sandgate's proxy as well.
+	exprs = slices.DeleteFunc(proxyPortsGuard(), func(e expr.Any) bool { _, ok := e.(*expr.Socket); return ok })
+	replaceInput("input rule without its socket match", exprs)
+	// The socket's wildcard flag instead of its mark.
+	exprs = proxyPortsGuard()
+	for i, e := range exprs {
+		if _, ok := e.(*expr.Socket); ok {
+			exprs[i] = &expr.Socket{Key: expr.SocketKeyWildcard, Register: reg}
+		}
+	}
+	replaceInput("input rule on another socket key", exprs)
+
+	c, done, _, _, rules = inputRules()
+	if err := c.DelRule(rules[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	d, err = Verify(ns, plan, offUID)
+	wantDiff("input rule missing", d, err, "rule "+InputRuleName+" is missing from chain input")
+	if len(d) != 1 {
+		t.Errorf("input rule missing: %q, want one line", d)
+	}
+	c, done, err = dial(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DelChain(&nftables.Chain{Name: InputChainName, Table: tbl})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	d, err = Verify(ns, plan, offUID)
+	wantDiff("input chain missing", d, err, "chain input is missing from "+tableDesc)
+	if err := Apply(ns, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	if diffs, err := Verify(ns, plan, offUID); err != nil || diffs != nil {
+		t.Fatalf("Verify after the second repair = %q, %v", diffs, err)
+	}
+
 	// The largest set there may be goes in; a larger one is refused.
 	many := make([]uint16, MaxPorts)
 	for i := range many {
@@ -243,7 +341,8 @@ func want(c fwtest.Check, outcome string) fwtest.Expect {
 // (an element of the wrong size for the set) and shows that the first
 // Apply's rules are still installed and still enforced.
 func TestFailedApplyKeepsOldRules(t *testing.T) {
-	w := fwtest.NewWorld(t, 47100, 47200)
+	w := fwtest.NewWorld(t, 47200)
+	w.ServeMarkedTCP(t, 47100, ProxySocketMark)
 	old := mustPlan(t, []uint16{47100}, false)
 	if err := Apply(w.Host, old, offUID); err != nil {
 		t.Fatal(err)
@@ -276,7 +375,9 @@ func TestFailedApplyKeepsOldRules(t *testing.T) {
 // online user and root can and cannot reach from the host namespace.
 func TestRulesByBehaviour(t *testing.T) {
 	t.Parallel()
-	w := fwtest.NewWorld(t, 47100, 47101, nonProxyPort)
+	w := fwtest.NewWorld(t, nonProxyPort)
+	w.ServeMarkedTCP(t, 47100, ProxySocketMark) // as sandgate's proxy does
+	w.ServeMarkedTCP(t, 47101, ProxySocketMark)
 	if err := Apply(w.Host, mustPlan(t, proxyPorts, false), offUID); err != nil {
 		t.Fatal(err)
 	}
@@ -360,5 +461,103 @@ func TestRulesByBehaviour(t *testing.T) {
 		want(tcp("127.0.0.1", 47100), fwtest.Refused),
 		want(tcp(fwtest.HostV6, 47101), fwtest.Refused),
 		want(kind("udp", "::1", fwtest.LocalUDPPort), fwtest.Denied),
+	)
+}
+
+// TestProxyPortsServedOnlyByMarkedListeners proves the input rule: a
+// reserved proxy port served by a listener without ProxySocketMark (a would-be
+// relay) refuses every connection, from the offline user, the online user,
+// root and another host alike, while a marked listener (sandgate's proxy)
+// serves the offline user and ports outside the set are untouched.
+func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
+	t.Parallel()
+	const marked, unmarked, split = 47100, 47101, 47102
+	w := fwtest.NewWorld(t, unmarked, nonProxyPort) // unmarked, on every address
+	w.ServeMarkedTCP(t, marked, ProxySocketMark)
+	// split: sandgate's marked listener on 127.0.0.1, someone else's
+	// unmarked one on ::1 at the same port.
+	for _, l := range []struct {
+		network, addr string
+		mark          int
+	}{{"tcp4", "127.0.0.1", ProxySocketMark}, {"tcp6", "::1", 0}} {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				if l.mark != 0 {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, l.mark)
+				}
+			})
+			return errors.Join(err, serr)
+		}}
+		var ln net.Listener
+		if err := fwtest.Do(w.Host, func() (err error) {
+			ln, err = lc.Listen(context.Background(), l.network, net.JoinHostPort(l.addr, strconv.Itoa(split)))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	ports := []uint16{marked, unmarked, split}
+
+	// Without the rules, the unmarked listeners serve everyone.
+	fwtest.ExpectAll(t, "root, no rules", w.Host, 0, 0,
+		want(tcp("127.0.0.1", unmarked), fwtest.OK),
+		want(tcp("::1", split), fwtest.OK),
+	)
+
+	for _, alb := range []bool{false, true} {
+		if err := Apply(w.Host, mustPlan(t, ports, alb), offUID); err != nil {
+			t.Fatal(err)
+		}
+		label := func(who string) string { return fmt.Sprintf("%s, allow_local_binding=%v", who, alb) }
+		fwtest.ExpectAll(t, label("offline"), w.Host, offUID, offGID,
+			want(tcp("127.0.0.1", marked), fwtest.OK),
+			want(tcp("::1", marked), fwtest.OK),
+			want(tcp(fwtest.HostV4, marked), fwtest.OK),
+			want(kind("tcp6mapped", "127.0.0.1", marked), fwtest.OK),
+			want(kind("mptcp", "127.0.0.1", marked), fwtest.OK),
+			want(tcp("127.0.0.1", unmarked), fwtest.Refused),
+			want(tcp("::1", unmarked), fwtest.Refused),
+			want(tcp(fwtest.HostV4, unmarked), fwtest.Refused),
+			want(tcp(fwtest.HostV6, unmarked), fwtest.Refused),
+			want(kind("tcp6mapped", "127.0.0.1", unmarked), fwtest.Refused),
+			want(kind("mptcp", "::1", unmarked), fwtest.Refused),
+			want(tcp("127.0.0.1", split), fwtest.OK),
+			want(tcp("::1", split), fwtest.Refused),
+		)
+		for _, id := range []struct {
+			who      string
+			uid, gid uint32
+		}{{"online", onUID, onGID}, {"root", 0, 0}} {
+			fwtest.ExpectAll(t, label(id.who), w.Host, id.uid, id.gid,
+				want(tcp("127.0.0.1", marked), fwtest.OK),
+				want(tcp("127.0.0.1", unmarked), fwtest.Refused),
+				want(tcp("::1", unmarked), fwtest.Refused),
+				want(tcp(fwtest.HostV4, unmarked), fwtest.Refused),
+				want(tcp("::1", split), fwtest.Refused),
+				want(tcp("127.0.0.1", nonProxyPort), fwtest.OK),
+				want(tcp("::1", nonProxyPort), fwtest.OK),
+			)
+		}
+		// Another host: the rule applies to every source.
+		fwtest.ExpectAll(t, label("remote host"), w.Remote, 0, 0,
+			want(tcp(fwtest.HostV4, unmarked), fwtest.Refused),
+			want(tcp(fwtest.HostV6, unmarked), fwtest.Refused),
+			want(tcp(fwtest.HostV4, nonProxyPort), fwtest.OK),
+		)
+	}
+	// With allow_local_binding every local port is open to the offline user.
+	fwtest.ExpectAll(t, "offline, allow_local_binding", w.Host, offUID, offGID,
+		want(tcp("127.0.0.1", nonProxyPort), fwtest.OK),
 	)
 }

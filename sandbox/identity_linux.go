@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/ruleplan"
@@ -205,11 +206,16 @@ func identityEnv(env []string, name, home string) []string {
 }
 
 // reserveProxyPorts listens on 127.0.0.1 at the first two free ports of the
-// reserved set (a port another run or program holds fails to bind).
+// reserved set (a port another run or program holds fails to bind). The
+// listening sockets carry firewall.ProxySocketMark, without which the
+// installed input rule answers every connection to them with a reset;
+// setting it needs CAP_NET_ADMIN, and a run that cannot set it does not
+// start.
 func reserveProxyPorts(ports []uint16, alb bool) ([]net.Listener, error) {
 	var got []net.Listener
+	lc := net.ListenConfig{Control: markProxySocket}
 	for _, p := range ports {
-		ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p))))
+		ln, err := lc.Listen(context.Background(), "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p))))
 		if errors.Is(err, unix.EADDRINUSE) {
 			continue
 		}
@@ -225,6 +231,21 @@ func reserveProxyPorts(ports []uint16, alb bool) ([]net.Listener, error) {
 	closeListenerList(got)
 	return nil, fmt.Errorf("sandbox: %w: all %d reserved proxy ports (%s) are in use: each identity run takes two; widen the range with `%s`",
 		ErrUnavailable, len(ports), formatPorts(ports), setupCommand(false, alb, alb, widerRange(ports)))
+}
+
+// markProxySocket sets SO_MARK = firewall.ProxySocketMark on a proxy
+// listener before it binds; connections it accepts inherit the mark.
+func markProxySocket(_, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, firewall.ProxySocketMark)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", firewall.ProxySocketMark, address, serr)
+	}
+	return nil
 }
 
 // widerRange suggests a port range twice the size of ports, from its lowest.

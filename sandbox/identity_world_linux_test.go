@@ -682,6 +682,47 @@ func (w *idWorld) testProxy(t *testing.T) {
 		t.Errorf("loopback UDP got through:\n%s", o.stdout)
 	}
 
+	// Another program listening on reserved ports (an unmarked socket, as
+	// another local user or a --network full run would have) cannot serve
+	// the offline user: neither on a port no run holds nor on ::1 at a port
+	// a run may hold on 127.0.0.1. Without the input rule both would answer.
+	last := int(setup.DefaultPorts()[setup.DefaultPortCount-1])
+	relays := []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(last)), net.JoinHostPort("::1", strconv.Itoa(setup.DefaultPortBase))}
+	for _, addr := range relays {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+	}
+	relay := w.spec("id-net", "direct="+relays[0], "direct="+relays[1], "http-auth="+httpAddr)
+	relay.Network, relay.Gate = NetworkProxy, spec.Gate
+	o = sandboxRun(t, relay)
+	if o.err != nil || o.res.ExitCode != 0 {
+		t.Fatalf("%+v %v %s", o.res, o.err, o.stderr)
+	}
+	mustContain(t, o.stdout, "direct "+relays[0]+" ECONNREFUSED\n", "direct "+relays[1]+" ECONNREFUSED\n",
+		"http-auth "+httpAddr+" 200 hello from host\n")
+
+	// The proxy's listeners carry the mark the input rule asks for.
+	lns, err := reserveProxyPorts(setup.DefaultPorts(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeListenerList(lns)
+	for _, ln := range lns {
+		rc, err := ln.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mark int
+		var merr error
+		rc.Control(func(fd uintptr) { mark, merr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+		if merr != nil || mark != firewall.ProxySocketMark {
+			t.Errorf("proxy listener %s has SO_MARK %#x (%v), want %#x", ln.Addr(), mark, merr, firewall.ProxySocketMark)
+		}
+	}
+
 	// The environment: credentials in the URLs, NO_PROXY empty, the
 	// sandbox user's home.
 	env := w.spec("id-status", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "no_proxy", "SANDGATE_SOCKS_USER", "HOME", "USER")

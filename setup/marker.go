@@ -20,8 +20,10 @@ import (
 )
 
 // Version is the version of the setup procedure (users, group, homes,
-// marker layout). Bump it when Install would do something different.
-const Version = 1
+// marker layout, and the firewall's fixed parts outside the rule plan).
+// Bump it when Install would do something different. Version 2 added the
+// input chain that keeps the proxy ports for sandgate's marked listeners.
+const Version = 2
 
 // Default names and ports.
 const (

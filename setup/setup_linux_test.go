@@ -117,7 +117,9 @@ func passwdEntry(t *testing.T, name string) []string {
 // TestInstallCheckUninstall is the round trip: nothing, install, current,
 // idempotent, enforced by behaviour, uninstalled, nothing again.
 func TestInstallCheckUninstall(t *testing.T) {
-	w := fwtest.NewWorld(t, 47100, 47101, 8080)
+	w := fwtest.NewWorld(t, 8080)
+	w.ServeMarkedTCP(t, 47100, firewall.ProxySocketMark) // as sandgate's proxy does
+	w.ServeMarkedTCP(t, 47101, firewall.ProxySocketMark)
 	o := testOptions(t, w.Host, 47100, 47101)
 
 	diffs, err := Check(o)

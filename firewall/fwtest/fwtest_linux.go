@@ -121,10 +121,10 @@ func NewWorld(t testing.TB, localTCP ...int) *World {
 	}); err != nil {
 		t.Fatalf("allowing ICMP echo sockets in the host namespace: %v", err)
 	}
-	w.serveTCP(t, w.Remote, RemoteTCPPort)
+	w.serveTCP(t, w.Remote, RemoteTCPPort, 0)
 	w.serveUDP(t, w.Remote, RemoteUDPPort)
 	for _, p := range localTCP {
-		w.serveTCP(t, w.Host, p)
+		w.serveTCP(t, w.Host, p, 0)
 	}
 	w.serveUDP(t, w.Host, LocalUDPPort)
 	return w
@@ -158,13 +158,34 @@ func Do(ns string, fn func() error) error {
 	return <-errc
 }
 
+// ServeMarkedTCP serves TCP in the host namespace, on every address at
+// port, like the listeners NewWorld makes, from a listening socket whose
+// SO_MARK is mark (as sandgate's proxy marks its listeners).
+func (w *World) ServeMarkedTCP(t testing.TB, port int, mark uint32) {
+	t.Helper()
+	w.serveTCP(t, w.Host, port, mark)
+}
+
 // serveTCP accepts connections on every address of ns at port and closes
-// them after writing "hi".
-func (w *World) serveTCP(t testing.TB, ns string, port int) {
+// them after writing "hi". A non-zero mark is set as the listening
+// socket's SO_MARK.
+func (w *World) serveTCP(t testing.TB, ns string, port int, mark uint32) {
 	t.Helper()
 	var ln net.Listener
+	lc := net.ListenConfig{}
+	if mark != 0 {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	if err := Do(ns, func() (err error) {
-		ln, err = net.Listen("tcp", ":"+strconv.Itoa(port))
+		ln, err = lc.Listen(context.Background(), "tcp", ":"+strconv.Itoa(port))
 		return err
 	}); err != nil {
 		t.Fatalf("listening on TCP port %d in %s: %v", port, ns, err)
