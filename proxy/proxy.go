@@ -14,7 +14,8 @@
 // blocked-by-denylist or blocked-by-address and the decision's text as the
 // body; an allowed name whose lookup failed is 502 with X-Proxy-Error
 // resolve-failed; a failed connection is 502 (dial-failed), or 504 when it
-// timed out (dial-timeout). SOCKS5 answers reply 2 for a refusal, 4 for a
+// timed out (dial-timeout); an upstream whose whole response head has not
+// arrived ResponseHeadTimeout after the request is 504 (upstream-timeout). SOCKS5 answers reply 2 for a refusal, 4 for a
 // lookup failure or time-out, 5 for a refused connection, 3 for an
 // unreachable network, 7 for BIND and UDP ASSOCIATE, and 8 for an unknown
 // address type.
@@ -71,6 +72,12 @@ type Limits struct {
 	DialTimeout    time.Duration // default 10s (passed to the gate when it has none)
 	IdleTimeout    time.Duration // default 5m: a tunnel or keep-alive connection with no traffic either way is closed
 	MaxConns       int           // default 8192: concurrent client connections; more are refused promptly
+
+	// ResponseHeadTimeout (default 60s) bounds the wait for an upstream's
+	// whole response head once the request has been sent, however the head
+	// trickles in; the client then gets 504 with X-Proxy-Error
+	// upstream-timeout.
+	ResponseHeadTimeout time.Duration
 }
 
 // Default limits, used for zero fields of Limits.
@@ -80,6 +87,8 @@ const (
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
 	DefaultMaxConns       = 8192
+
+	DefaultResponseHeadTimeout = 60 * time.Second
 )
 
 // WithDefaults returns l with every zero (or negative) field replaced by its
@@ -99,6 +108,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxConns <= 0 {
 		l.MaxConns = DefaultMaxConns
+	}
+	if l.ResponseHeadTimeout <= 0 {
+		l.ResponseHeadTimeout = DefaultResponseHeadTimeout
 	}
 	return l
 }
@@ -179,7 +191,7 @@ func New(opts Options) *Server {
 		ErrorLog:                     log.New(logWriter{s.logf}, "", 0),
 		BaseContext:                  func(net.Listener) context.Context { return s.baseCtx },
 	}
-	s.transport = newForwardTransport()
+	s.transport = newForwardTransport(s.lim.ResponseHeadTimeout)
 	return s
 }
 
