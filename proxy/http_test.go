@@ -479,7 +479,7 @@ func TestShutdownClosesTunnels(t *testing.T) {
 		t.Fatalf("CONNECT: %v %v", resp, err)
 	}
 	s := e.socks(t)
-	if rep := s.request(cmdConnect, "allowed.test", port); rep != repSucceeded {
+	if rep, _ := s.connect("allowed.test", port); rep != repSucceeded {
 		t.Fatalf("SOCKS reply %d", rep)
 	}
 
