@@ -27,15 +27,21 @@
 // malformed are recorded with reason "bad-request", and requests without the
 // right credentials with "auth-failed".
 //
-// Tunnels: after the handshake each direction runs io.Copy (ReadFrom)
-// between the raw connections, which splices between two TCP sockets on
-// Linux. io.Copy runs in short slices under a read deadline so that the
-// tunnel can notice idleness; a quiet direction then waits for readability
-// without holding a pipe or a buffer, so an idle tunnel costs two parked
-// goroutines and about a kilobyte of heap.
+// Tunnels: after the handshake each direction waits for data without
+// holding a pipe or a buffer, then moves what there is: with splice(2)
+// between two TCP sockets on Linux, through a pipe of a bounded pool that is
+// given back after each burst (idle pipes are closed after two seconds), or
+// through a pooled buffer when no pipe is free or on other systems. An idle
+// tunnel costs two parked goroutines and about a kilobyte of heap.
+//
+// Descriptors: New raises the soft RLIMIT_NOFILE to the hard limit and fits
+// MaxConns to it (saying so through Logf when it lowers it), counting every
+// descriptor a connection can hold (client, upstream) and bounding the other
+// holders (splice pipes, DNS lookups, refusals), so serving never meets
+// EMFILE. A client over the limit gets 503 (HTTP) or a general-failure reply
+// (SOCKS5) and the open connections go on working. The plan assumes the
+// Server is the main user of descriptors in its process.
 package proxy
-
-// THIS FILE'S EXPORTED API IS AGREED. Implementations replace the panics.
 
 import (
 	"context"
@@ -136,8 +142,11 @@ type Server struct {
 	userHash [sha256.Size]byte
 	passHash [sha256.Size]byte
 
-	httpSrv   *http.Server
-	transport *http.Transport
+	httpSrv    *http.Server
+	transport  *http.Transport
+	pipes      *pipePool     // splice pipes of the tunnels
+	refusals   chan struct{} // polite refusals in flight (a semaphore)
+	refusalLog refusalLog
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting
 	cancelBase context.CancelFunc
@@ -162,8 +171,8 @@ func New(opts Options) *Server {
 		conns:     make(map[io.Closer]struct{}),
 	}
 	if opts.Gate != nil {
-		// A copy, so that the DialTimeout default reaches the gate without
-		// changing the caller's Gate.
+		// A copy, so that the DialTimeout default and the lookup bound
+		// reach the gate without changing the caller's Gate.
 		g := *opts.Gate
 		if g.DialTimeout <= 0 {
 			g.DialTimeout = s.lim.DialTimeout
@@ -181,6 +190,12 @@ func New(opts Options) *Server {
 		s.userHash = sha256.Sum256([]byte(c.User))
 		s.passHash = sha256.Sum256([]byte(c.Password))
 	}
+	plan := s.planDescriptors()
+	s.pipes = newPipePool(plan.pipes, defaultPipeTrim)
+	s.refusals = make(chan struct{}, plan.refusals)
+	if s.gate != nil {
+		s.gate.Resolver = egress.LimitLookups(s.gate.Resolver, plan.lookups)
+	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
 		Handler:                      http.HandlerFunc(s.handleHTTP),
@@ -194,6 +209,28 @@ func New(opts Options) *Server {
 	s.transport = newForwardTransport(s.lim.ResponseHeadTimeout)
 	return s
 }
+
+// planDescriptors fits MaxConns to the process's descriptor limit (raising
+// the soft limit first) and sizes the pools; it says so when it lowers
+// MaxConns.
+func (s *Server) planDescriptors() fdPlan {
+	limit, open, err := descriptorLimit()
+	if err != nil {
+		s.logf("proxy: %v; max_conns %d is not checked against it", err, s.lim.MaxConns)
+	}
+	plan := planFDs(limit, open, s.lim.MaxConns)
+	if plan.lowered {
+		s.logf("proxy: lowering max_conns from %d to %d to fit the descriptor limit of %d "+
+			"(%d open; each connection can hold %d, splice pipes up to %d, DNS lookups up to %d)",
+			s.lim.MaxConns, plan.conns, limit, open, fdsPerConn, fdsPerPipe*plan.pipes, fdsPerLookup*plan.lookups)
+		s.lim.MaxConns = plan.conns
+	}
+	return plan
+}
+
+// Limits returns the limits in force: Options.Limits with the defaults
+// filled in and MaxConns fitted to the descriptor limit.
+func (s *Server) Limits() Limits { return s.lim }
 
 // logWriter turns net/http's log lines into Logf calls.
 type logWriter struct{ logf func(string, ...any) }
@@ -255,8 +292,7 @@ func (s *Server) ServeSOCKS(ln net.Listener) error {
 		}
 		backoff = 0
 		if !s.acquire() {
-			s.logf("proxy: refusing SOCKS client %s: %d connections open (the limit)", c.RemoteAddr(), s.lim.MaxConns)
-			c.Close()
+			s.refuse(c, true)
 			continue
 		}
 		cc := &clientConn{Conn: c, s: s}
@@ -298,6 +334,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if n == 0 {
 			s.cancelBase()
+			s.pipes.close()
 			return nil
 		}
 		select {
@@ -323,6 +360,7 @@ func (s *Server) forceClose() {
 	for _, c := range cs {
 		c.Close()
 	}
+	s.pipes.close()
 }
 
 func (s *Server) isShutting() bool {
@@ -381,18 +419,11 @@ func (c *clientConn) Close() error {
 }
 
 // limitListener enforces MaxConns for the HTTP server: excess connections get
-// a 503 and are closed at once, without reaching net/http.
+// a 503 (see refuse) without reaching net/http.
 type limitListener struct {
 	net.Listener
 	s *Server
 }
-
-const busyResponse = "HTTP/1.1 503 Service Unavailable\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\n" +
-	"Content-Length: 47\r\n" +
-	"\r\n" +
-	"sandgate: too many connections open; try later\n"
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
@@ -403,11 +434,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.s.acquire() {
 			return &clientConn{Conn: c, s: l.s}, nil
 		}
-		l.s.logf("proxy: refusing HTTP client %s: %d connections open (the limit)", c.RemoteAddr(), l.s.lim.MaxConns)
-		// A fresh socket's send buffer is empty, so this write does not wait.
-		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		io.WriteString(c, busyResponse)
-		c.Close()
+		l.s.refuse(c, false)
 	}
 }
 
