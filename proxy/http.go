@@ -66,6 +66,9 @@ func (s *Server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	start := time.Now()
+	sc := screenOf(r.Context())
+	sc.next()
+	defer sc.done()
 	if r.Method == http.MethodConnect {
 		s.handleConnect(w, r, start)
 		return
@@ -73,11 +76,16 @@ func (s *Server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handleForward(w, r, start)
 }
 
-// plainError writes a short text response that belongs to the proxy.
+// plainError writes a short text response that belongs to the proxy. A
+// "Connection: close" the handler set is kept.
 func plainError(w http.ResponseWriter, code int, proxyErr, text string) {
 	h := w.Header()
+	closing := h.Get("Connection") == "close"
 	for k := range h {
 		delete(h, k)
+	}
+	if closing {
+		h.Set("Connection", "close")
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -171,6 +179,9 @@ func (s *Server) badTarget(w http.ResponseWriter, r *http.Request, proto, host s
 
 // handleConnect answers CONNECT host:port by opening a tunnel.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start time.Time) {
+	// The bytes after a CONNECT head are the tunnel's and are not screened,
+	// so a CONNECT that does not become a tunnel ends the connection.
+	w.Header().Set("Connection", "close")
 	// The target is the request's authority as sent, never the Host header.
 	authority := r.RequestURI
 	host, portText, err := net.SplitHostPort(authority)
@@ -277,17 +288,27 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "http", "", 0, fmt.Sprintf("URL %q names no host", r.RequestURI), start)
 		return
 	}
+	if ferr := screenOf(r.Context()).failure(); ferr != nil {
+		w.Header().Set("Connection", "close")
+		s.badTarget(w, r, "http", host, port, "refused: "+ferr.Error(), start)
+		return
+	}
 	upstream, ev, ok := s.openUpstream(w, r, "http", host, port, start)
 	if !ok {
 		return
 	}
 	var err error
 	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
-	if err != nil {
+	var ferr *framingError
+	switch {
+	case errors.As(err, &ferr):
+		ev.Decision, ev.Reason = audit.DecisionDeny, audit.ReasonBadRequest
+	case isTimeout(err):
+		ev.Reason = audit.ReasonUpstreamTimeout
+	case err != nil:
 		ev.Reason = audit.ReasonUpstream
-		if isTimeout(err) {
-			ev.Reason = audit.ReasonUpstreamTimeout
-		}
+	}
+	if err != nil {
 		ev.Text = err.Error()
 	}
 	s.record(ev, start)
@@ -342,6 +363,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Co
 	}
 	ctx := context.WithValue(r.Context(), preparedConnKey{}, pc)
 	resp, err := s.transport.RoundTrip(out.WithContext(ctx))
+	if ferr := screenOf(r.Context()).failure(); err != nil && ferr != nil {
+		// The body turned out to be ambiguously framed while it was sent.
+		w.Header().Set("Connection", "close")
+		plainError(w, http.StatusBadRequest, "bad-request", "sandgate: refused: "+ferr.Error())
+		return body.n.Load(), 0, ferr
+	}
 	if err != nil {
 		code, tag := http.StatusBadGateway, "upstream-error"
 		if isTimeout(err) {

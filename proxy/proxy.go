@@ -20,6 +20,15 @@
 // unreachable network, 7 for BIND and UDP ASSOCIATE, and 8 for an unknown
 // address type.
 //
+// Framing: the bytes of an HTTP client pass a screen (requestFramer) before
+// net/http parses them, and a request whose framing two parsers could read
+// differently (Content-Length with Transfer-Encoding, repeated or odd
+// Content-Length, Transfer-Encoding other than chunked, folded lines, bare
+// CR or LF, bad chunk sizes, ...) is answered 400 before anything of it is
+// forwarded, and the connection closed. A CONNECT that does not become a
+// tunnel closes the connection too, since the bytes after its head are not
+// screened.
+//
 // Audit: every decision about a named target is an event. Refusals are
 // recorded at once, allowed requests and tunnels when they end (with the
 // body or tunnel bytes moved each way). Requests that name no usable target
@@ -205,6 +214,7 @@ func New(opts Options) *Server {
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     log.New(logWriter{s.logf}, "", 0),
 		BaseContext:                  func(net.Listener) context.Context { return s.baseCtx },
+		ConnContext:                  withClientConn,
 	}
 	s.transport = newForwardTransport(s.lim.ResponseHeadTimeout)
 	return s
@@ -404,11 +414,21 @@ func (s *Server) acquire() bool {
 func (s *Server) release() { s.active.Add(-1) }
 
 // clientConn is an accepted client connection holding a MaxConns slot, which
-// it gives back when closed.
+// it gives back when closed. An HTTP client's bytes pass a screen for
+// ambiguous framing on their way to net/http.
 type clientConn struct {
 	net.Conn
-	s    *Server
-	once sync.Once
+	s      *Server
+	screen *screen // nil for SOCKS clients
+	once   sync.Once
+}
+
+// Read reads through the screen when there is one.
+func (c *clientConn) Read(p []byte) (int, error) {
+	if c.screen == nil {
+		return c.Conn.Read(p)
+	}
+	return c.screen.read(c, p)
 }
 
 // Close closes the connection and releases its slot once.
@@ -432,7 +452,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.s.acquire() {
-			return &clientConn{Conn: c, s: l.s}, nil
+			return &clientConn{Conn: c, s: l.s, screen: newScreen(l.s.lim.MaxHeaderBytes)}, nil
 		}
 		l.s.refuse(c, false)
 	}
