@@ -34,7 +34,7 @@ type fdPlan struct {
 // slots.
 func pipesFor(conns int) int    { return clamp(conns/8, 16, 1024) }
 func lookupsFor(conns int) int  { return clamp(conns/64, 16, 256) }
-func refusalsFor(conns int) int { return clamp(conns/64, 16, 128) }
+func refusalsFor(conns int) int { return clamp(conns/32, 32, 256) }
 
 func clamp(v, lo, hi int) int {
 	return min(max(v, lo), hi)

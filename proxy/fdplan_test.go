@@ -40,7 +40,7 @@ func TestPlanFDs(t *testing.T) {
 	}
 	// The cost counts each holder.
 	c := fdCost(5, 800)
-	want := 5 + fdMargin + 2*800 + 2*100 + 3*16 + 16
+	want := 5 + fdMargin + 2*800 + 2*100 + 3*16 + 32
 	if c != want {
 		t.Errorf("fdCost(5, 800) = %d, want %d", c, want)
 	}

@@ -18,17 +18,23 @@ const busyResponse = "HTTP/1.1 503 Service Unavailable\r\n" +
 	"\r\n" +
 	"sandgate: too many connections open; try later\n"
 
+// refusalWait is how long the accept loop waits for a refusal slot when all
+// are in use, before it refuses without ceremony.
+const refusalWait = 100 * time.Millisecond
+
 // refuse answers a client that arrived while every connection slot was
 // taken, and closes it: 503 for HTTP, and for SOCKS5 a general-failure reply
 // once the client has sent its greeting and request. A bounded number of
 // refusals (fdPlan.refusals) run at once, each for at most refusalTimeout;
-// beyond that an HTTP client gets its 503 at once and a SOCKS5 client is
-// closed without a reply.
+// when they are all in use for refusalWait (the accept loop waits: clients
+// wait in the listen queue meanwhile, holding no descriptor of ours), an
+// HTTP client gets its 503 at once and a SOCKS5 client is closed without a
+// reply.
 func (s *Server) refuse(c net.Conn, socks bool) {
 	s.refusalLog.note(s, socks, c.RemoteAddr())
 	select {
 	case s.refusals <- struct{}{}:
-	default:
+	case <-time.After(refusalWait):
 		if !socks {
 			// A fresh socket's send buffer is empty, so this write does not wait.
 			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))

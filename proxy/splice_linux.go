@@ -105,11 +105,13 @@ func (p *pipePool) put(pp *pipe, empty bool) {
 	p.idle = append(p.idle, pp)
 	if !p.armed {
 		p.armed = true
-		time.AfterFunc(p.trim, p.trimIdle)
+		time.AfterFunc(p.trim/2, p.trimIdle)
 	}
 }
 
-// trimIdle closes the pipes idle for trim or longer.
+// trimIdle closes the pipes idle for trim or longer. It runs every trim/2
+// while pipes are idle, so a pipe is closed at most 1.5 trim after its
+// last use.
 func (p *pipePool) trimIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -123,7 +125,7 @@ func (p *pipePool) trimIdle() {
 	p.idle = append(p.idle[:0:0], p.idle[n:]...)
 	p.armed = len(p.idle) > 0 && !p.closed
 	if p.armed {
-		time.AfterFunc(p.trim, p.trimIdle)
+		time.AfterFunc(p.trim/2, p.trimIdle)
 	}
 }
 
@@ -138,6 +140,9 @@ func (p *pipePool) close() {
 	p.open -= len(p.idle)
 	p.idle = nil
 }
+
+// bound returns the most pipes the pool holds.
+func (p *pipePool) bound() int { return p.max }
 
 // stats returns the pipes open and, of those, idle.
 func (p *pipePool) stats() (open, idle int) {
