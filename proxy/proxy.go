@@ -242,6 +242,20 @@ func (s *Server) planDescriptors() fdPlan {
 // filled in and MaxConns fitted to the descriptor limit.
 func (s *Server) Limits() Limits { return s.lim }
 
+// Stats is a snapshot of what a Server holds.
+type Stats struct {
+	Conns     int // client connections holding a MaxConns slot
+	Pipes     int // splice pipes open, in use or idle
+	IdlePipes int // of those, idle in the pool
+	MaxPipes  int // the pool's bound (0 where tunnels do not splice)
+}
+
+// Stats returns what the Server holds now.
+func (s *Server) Stats() Stats {
+	open, idle := s.pipes.stats()
+	return Stats{Conns: int(s.active.Load()), Pipes: open, IdlePipes: idle, MaxPipes: s.pipes.bound()}
+}
+
 // logWriter turns net/http's log lines into Logf calls.
 type logWriter struct{ logf func(string, ...any) }
 

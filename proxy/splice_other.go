@@ -19,6 +19,8 @@ func (*pipePool) close() {}
 
 func (*pipePool) stats() (open, idle int) { return 0, 0 }
 
+func (*pipePool) bound() int { return 0 }
+
 // splicer never splices here.
 type splicer struct{}
 

@@ -72,6 +72,7 @@ Listening on a non-loopback address is refused unless credentials are set
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", args...)
 				},
 			})
+			defer statsOnSignal(srv, os.Stderr)()
 			errc := make(chan error, 2)
 			serve := func(addr, proto string, fn func(net.Listener) error) error {
 				ln, err := net.Listen("tcp", addr)
