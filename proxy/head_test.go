@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,43 +18,35 @@ import (
 // connection was seen to close.
 func trickleServer(t *testing.T, interval time.Duration) (uint16, <-chan time.Time) {
 	t.Helper()
-	ln := listen(t, "tcp4", "127.0.0.1:0")
 	closed := make(chan time.Time, 4)
-	var wg sync.WaitGroup
-	go func() {
+	stop := make(chan struct{})
+	port := serveConns(t, "tcp4", "127.0.0.1:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				head := "HTTP/1.1 200 OK\r\nX-Slow: " + strings.Repeat("z", 1<<20)
-				for i := 0; i < len(head); i++ {
-					c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-					if _, err := c.Write([]byte{head[i]}); err != nil {
-						closed <- time.Now()
-						return
-					}
-					time.Sleep(interval)
-				}
-			}()
+			if line == "\r\n" {
+				break
+			}
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return uint16(ln.Addr().(*net.TCPAddr).Port), closed
+		head := "HTTP/1.1 200 OK\r\nX-Slow: " + strings.Repeat("z", 1<<20)
+		for i := 0; i < len(head); i++ {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write([]byte{head[i]}); err != nil {
+				closed <- time.Now()
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval):
+			}
+		}
+	})
+	t.Cleanup(func() { close(stop) }) // runs before serveConns waits
+	return port, closed
 }
 
 // TestResponseHeadTimeout: an upstream that trickles an unfinished response

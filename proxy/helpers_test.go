@@ -163,6 +163,14 @@ func dial(t *testing.T, addr string) net.Conn {
 // closes. It returns its port.
 func echoServer(t *testing.T, network, addr string) uint16 {
 	t.Helper()
+	return serveConns(t, network, addr, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// serveConns accepts connections on a new listener and runs handle for each
+// in its own goroutine, closing the connection after; the test's cleanup
+// waits for them. It returns the port.
+func serveConns(t *testing.T, network, addr string, handle func(net.Conn)) uint16 {
+	t.Helper()
 	ln := listen(t, network, addr)
 	var wg sync.WaitGroup
 	go func() {
@@ -175,7 +183,7 @@ func echoServer(t *testing.T, network, addr string) uint16 {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()

@@ -17,15 +17,19 @@ import (
 // realUpstream is a net/http server that records every request it is
 // handed and every connection made to it.
 type realUpstream struct {
-	port uint16
-	mu   sync.Mutex
-	seen []string // "METHOD PATH complete|incomplete"
-	conn int
+	port    uint16
+	mu      sync.Mutex
+	seen    []string // "METHOD PATH complete|incomplete"
+	conn    int
+	started int // handlers begun
 }
 
 func newRealUpstream(t *testing.T) *realUpstream {
 	u := &realUpstream{}
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.started++
+		u.mu.Unlock()
 		_, err := io.ReadAll(r.Body)
 		state := "complete"
 		if err != nil {
@@ -49,23 +53,52 @@ func newRealUpstream(t *testing.T) *realUpstream {
 	return u
 }
 
-// requests returns what the upstream saw, after letting in-flight requests
-// arrive.
-func (u *realUpstream) requests() ([]string, int) {
+// requests returns what the upstream saw, once it has handled want requests
+// (or 5s have passed) and a little longer, for any it should not see.
+func (u *realUpstream) requests(want int) ([]string, int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u.mu.Lock()
+		n := len(u.seen)
+		u.mu.Unlock()
+		if n >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	time.Sleep(200 * time.Millisecond)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]string(nil), u.seen...), u.conn
 }
 
-// exchange writes raw to the proxy in parts (pausing between them) and
-// reads responses until the proxy closes the connection.
-func exchange(t *testing.T, addr string, parts ...string) (statuses []int, proxyErrs []string) {
+// waitStarted waits until n upstream handlers have begun.
+func (u *realUpstream) waitStarted(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u.mu.Lock()
+		got := u.started
+		u.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream began %d requests, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// exchange writes raw to the proxy in parts, calling between before each
+// part after the first, and reads responses until the proxy closes the
+// connection.
+func exchange(t *testing.T, addr string, between func(), parts ...string) (statuses []int, proxyErrs []string) {
 	t.Helper()
 	c := dial(t, addr)
 	for i, p := range parts {
 		if i > 0 {
-			time.Sleep(200 * time.Millisecond)
+			between()
 		}
 		if _, err := io.WriteString(c, p); err != nil {
 			break // the proxy may close early
@@ -226,16 +259,17 @@ func TestSmugglingAgainstARealUpstream(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up.mu.Lock()
-			up.seen, up.conn = nil, 0
+			up.seen, up.conn, up.started = nil, 0, 0
 			up.mu.Unlock()
-			statuses, xerrs := exchange(t, e.httpAddr, tt.parts...)
+			// A later part goes once the upstream has the request's head.
+			statuses, xerrs := exchange(t, e.httpAddr, func() { up.waitStarted(t, 1) }, tt.parts...)
 			if got := joinInts(statuses); got != tt.statuses {
 				t.Errorf("answers %q, want %q", got, tt.statuses)
 			}
 			if tt.xerr != "" && (len(xerrs) == 0 || xerrs[len(xerrs)-1] != tt.xerr) {
 				t.Errorf("X-Proxy-Error %q, want %q", xerrs, tt.xerr)
 			}
-			seen, conns := up.requests()
+			seen, conns := up.requests(len(tt.seen))
 			if strings.Join(seen, ", ") != strings.Join(tt.seen, ", ") {
 				t.Errorf("the upstream handled %q, want %q", seen, tt.seen)
 			}
