@@ -39,7 +39,7 @@
 // Tunnels: after the handshake each direction waits for data without
 // holding a pipe or a buffer, then moves what there is: with splice(2)
 // between two TCP sockets on Linux, through a pipe of a bounded pool that is
-// given back after each burst (idle pipes are closed after two seconds), or
+// given back after each burst (idle pipes are closed within three seconds), or
 // through a pooled buffer when no pipe is free or on other systems. An idle
 // tunnel costs two parked goroutines and about a kilobyte of heap.
 //
