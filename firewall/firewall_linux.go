@@ -36,21 +36,14 @@ const (
 	InputRuleName = "sandgate-proxy-ports-sandgate-only"
 )
 
-// ProxySocketMark is the socket mark (SO_MARK) that sandgate's identity-run
-// proxy sets on its listening sockets (0x53474154, "SGAT"). The input chain
-// answers a TCP connection attempt to a port of the proxy_ports set with a
-// reset unless the socket that would accept it carries this mark, so that
-// nothing but sandgate's own proxy — not another local user's program, nor a
-// `--network full` run — can serve the ports the offline user may reach.
-// Setting SO_MARK needs CAP_NET_ADMIN in the socket's network namespace, so
-// an unprivileged process cannot forge it. Accepted connections inherit the
-// listener's mark (their packets carry it too; nothing else in sandgate
-// matches on it).
-const ProxySocketMark = 0x53474154
+// ProxySocketMark is ruleplan.ProxySocketMark.
+//
+// Deprecated: use ruleplan.ProxySocketMark.
+const ProxySocketMark = ruleplan.ProxySocketMark
 
 // MaxPorts is the most proxy ports a plan may have (the set's elements go
-// to the kernel in one netlink message).
-const MaxPorts = 1024
+// to the kernel in one netlink message): ruleplan.MaxPorts.
+const MaxPorts = ruleplan.MaxPorts
 
 // tableDesc names the table in messages.
 const tableDesc = "the nftables table inet " + TableName
@@ -278,7 +271,7 @@ func (l *Live) Diff(plan ruleplan.Plan, offlineUID uint32) ([]string, error) {
 	case set.KeyType.GetNFTMagic() != nftables.TypeInetService.GetNFTMagic() || set.KeyType.Bytes != 2 || set.Interval || set.IsMap:
 		out = append(out, fmt.Sprintf("set %s is not a plain set of type inet_service", SetName))
 	case !slices.Equal(l.ports, plan.ProxyPorts):
-		out = append(out, fmt.Sprintf("set %s holds ports %s, expected %s", SetName, fmtPorts(l.ports), fmtPorts(plan.ProxyPorts)))
+		out = append(out, fmt.Sprintf("set %s holds ports %v, expected %v", SetName, l.ports, plan.ProxyPorts))
 	}
 
 	// The rules, found by name.
@@ -494,7 +487,7 @@ func proxyPortsGuard() []expr.Any {
 		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Lookup{SourceRegister: reg, SetName: SetName},
 		&expr.Socket{Key: expr.SocketKeyMark, Register: reg},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(ProxySocketMark)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(ruleplan.ProxySocketMark)},
 		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
 	}
 }
@@ -697,14 +690,6 @@ func netlinkErr(what string, err error) error {
 		return fmt.Errorf("%s: %w (changing or reading nftables rules needs root, or CAP_NET_ADMIN)", what, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
-}
-
-func fmtPorts(ps []uint16) string {
-	parts := make([]string, len(ps))
-	for i, p := range ps {
-		parts[i] = fmt.Sprint(p)
-	}
-	return "[" + strings.Join(parts, " ") + "]"
 }
 
 func allSame(xs []uint32) bool {

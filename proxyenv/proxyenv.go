@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sandgate/sandgate/policy"
 )
 
 // DefaultNoProxy is the NO_PROXY list for a sandbox whose loopback interface
@@ -364,11 +366,11 @@ func loopbackPort(v string) (uint16, string) {
 	if p == "" {
 		return 0, "no explicit port in " + quoteShort(redact(u))
 	}
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil || n == 0 {
+	n, err := policy.ParsePort(p)
+	if err != nil {
 		return 0, "invalid port " + quoteShort(p)
 	}
-	return uint16(n), ""
+	return n, ""
 }
 
 // redact returns u without its password.

@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/ruleplan"
@@ -207,7 +206,7 @@ func identityEnv(env []string, name, home string) []string {
 
 // reserveProxyPorts listens on 127.0.0.1 at the first two free ports of the
 // reserved set (a port another run or program holds fails to bind). The
-// listening sockets carry firewall.ProxySocketMark, without which the
+// listening sockets carry ruleplan.ProxySocketMark, without which the
 // installed input rule answers every connection to them with a reset;
 // setting it needs CAP_NET_ADMIN, and a run that cannot set it does not
 // start.
@@ -233,17 +232,17 @@ func reserveProxyPorts(ports []uint16, alb bool) ([]net.Listener, error) {
 		ErrUnavailable, len(ports), formatPorts(ports), setupCommand(false, alb, alb, widerRange(ports)))
 }
 
-// markProxySocket sets SO_MARK = firewall.ProxySocketMark on a proxy
+// markProxySocket sets SO_MARK = ruleplan.ProxySocketMark on a proxy
 // listener before it binds; connections it accepts inherit the mark.
 func markProxySocket(_, address string, c syscall.RawConn) error {
 	var serr error
 	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, firewall.ProxySocketMark)
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, ruleplan.ProxySocketMark)
 	}); err != nil {
 		return err
 	}
 	if serr != nil {
-		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", firewall.ProxySocketMark, address, serr)
+		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", ruleplan.ProxySocketMark, address, serr)
 	}
 	return nil
 }

@@ -229,19 +229,3 @@ func TestAccountLockExcludes(t *testing.T) {
 	}
 	u3()
 }
-
-func TestPortsText(t *testing.T) {
-	for _, c := range []struct {
-		in   []uint16
-		want string
-	}{
-		{DefaultPorts(), "47100-47115"},
-		{[]uint16{1080, 3128}, "1080,3128"},
-		{[]uint16{80, 81, 82, 443}, "80-82,443"},
-		{nil, ""},
-	} {
-		if got := portsText(c.in); got != c.want {
-			t.Errorf("portsText(%v) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}

@@ -128,7 +128,7 @@ func Install(o Options) (Marker, []string, error) {
 			verb = "replaced"
 		}
 		changes = append(changes, fmt.Sprintf("%s the firewall rules (nftables table inet %s) for %s (uid %d): %s",
-			verb, firewall.TableName, acc.offline.name, acc.offline.uid, planSummary(plan)))
+			verb, firewall.TableName, acc.offline.name, acc.offline.uid, plan.Summary()))
 	}
 
 	m := Marker{
@@ -741,35 +741,6 @@ func sameMarker(a, b Marker) bool {
 		a.OfflineID == b.OfflineID && a.OnlineID == b.OnlineID && a.GroupID == b.GroupID &&
 		slices.Equal(a.ProxyPorts, b.ProxyPorts) && a.AllowLocalBinding == b.AllowLocalBinding &&
 		a.RulesDigest == b.RulesDigest
-}
-
-// planSummary says what a plan lets the offline user do, in words.
-func planSummary(p ruleplan.Plan) string {
-	if p.AllowLocalBinding {
-		return "non-local destinations blocked, every local port open (allow_local_binding)"
-	}
-	if len(p.ProxyPorts) == 0 {
-		return "every destination blocked"
-	}
-	return "non-local destinations and local UDP blocked, local TCP only to proxy ports " + portsText(p.ProxyPorts)
-}
-
-// portsText writes sorted ports compactly: "47100-47115", "1080,3128".
-func portsText(ports []uint16) string {
-	var parts []string
-	for i := 0; i < len(ports); {
-		j := i
-		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
-			j++
-		}
-		if j > i {
-			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
-		} else {
-			parts = append(parts, strconv.Itoa(int(ports[i])))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
 }
 
 // buildName names this sandgate build for the marker.

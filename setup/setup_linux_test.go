@@ -118,8 +118,8 @@ func passwdEntry(t *testing.T, name string) []string {
 // idempotent, enforced by behaviour, uninstalled, nothing again.
 func TestInstallCheckUninstall(t *testing.T) {
 	w := fwtest.NewWorld(t, 8080)
-	w.ServeMarkedTCP(t, 47100, firewall.ProxySocketMark) // as sandgate's proxy does
-	w.ServeMarkedTCP(t, 47101, firewall.ProxySocketMark)
+	w.ServeMarkedTCP(t, 47100, ruleplan.ProxySocketMark) // as sandgate's proxy does
+	w.ServeMarkedTCP(t, 47101, ruleplan.ProxySocketMark)
 	o := testOptions(t, w.Host, 47100, 47101)
 
 	diffs, err := Check(o)

@@ -217,7 +217,7 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 	if err != nil {
 		return Marker{}, changes, err
 	}
-	note(fmt.Sprintf("firewall rules for %s verified: %s", o.OfflineUser, planSummary(plan)))
+	note(fmt.Sprintf("firewall rules for %s verified: %s", o.OfflineUser, plan.Summary()))
 
 	m := Marker{
 		SetupVersion:      Version,
@@ -338,13 +338,6 @@ func userChange(name, sid string, created bool) string {
 		return fmt.Sprintf("created local user %s (%s), hidden from the logon screen, with a new random password", name, sid)
 	}
 	return fmt.Sprintf("adopted local user %s (%s): new random password, hidden from the logon screen", name, sid)
-}
-
-func planSummary(p ruleplan.Plan) string {
-	if p.AllowLocalBinding {
-		return fmt.Sprintf("non-loopback traffic blocked, loopback open (allow_local_binding), proxy ports %v", p.ProxyPorts)
-	}
-	return fmt.Sprintf("non-loopback traffic and loopback UDP/ICMP blocked, loopback TCP only to proxy ports %v", p.ProxyPorts)
 }
 
 func windowsBuildName() string {
