@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/firewall"
+	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/ruleplan"
 )
 
@@ -109,7 +109,7 @@ func Install(o Options) (Marker, []string, error) {
 		}
 	}
 
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	if err != nil {
 		return Marker{}, changes, err
 	}
@@ -120,7 +120,7 @@ func Install(o Options) (Marker, []string, error) {
 		}
 	}
 	if live == nil || len(diffs) > 0 {
-		if err := firewall.Apply(o.NetNS, plan, acc.offline.uid); err != nil {
+		if err := nftfw.Apply(o.NetNS, plan, acc.offline.uid); err != nil {
 			return Marker{}, changes, err
 		}
 		verb := "installed"
@@ -128,7 +128,7 @@ func Install(o Options) (Marker, []string, error) {
 			verb = "replaced"
 		}
 		changes = append(changes, fmt.Sprintf("%s the firewall rules (nftables table inet %s) for %s (uid %d): %s",
-			verb, firewall.TableName, acc.offline.name, acc.offline.uid, plan.Summary()))
+			verb, nftfw.TableName, acc.offline.name, acc.offline.uid, plan.Summary()))
 	}
 
 	m := Marker{
@@ -213,7 +213,7 @@ func Check(o Options) ([]string, error) {
 		}
 	}
 
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	switch {
 	case err != nil:
 		out = append(out, "the firewall rules could not be read: "+err.Error())
@@ -274,7 +274,7 @@ func Status(o Options) (Marker, []string, error) {
 	if !offOK {
 		return m, drift, nil
 	}
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	switch {
 	case err != nil:
 		drift = append(drift, "the firewall rules could not be read: "+err.Error())
@@ -388,15 +388,15 @@ func Uninstall(o Options) ([]string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return changes, fmt.Errorf("removing the setup marker: %w", err)
 	}
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	if err != nil {
 		return changes, err
 	}
 	if live != nil {
-		if err := firewall.Remove(o.NetNS); err != nil {
+		if err := nftfw.Remove(o.NetNS); err != nil {
 			return changes, err
 		}
-		changes = append(changes, fmt.Sprintf("removed the firewall rules (nftables table inet %s)", firewall.TableName))
+		changes = append(changes, fmt.Sprintf("removed the firewall rules (nftables table inet %s)", nftfw.TableName))
 	}
 
 	for _, u := range users {

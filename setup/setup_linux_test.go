@@ -14,13 +14,13 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/sandgate/sandgate/firewall"
-	"github.com/sandgate/sandgate/firewall/fwtest"
+	"github.com/sandgate/sandgate/nftfw"
+	"github.com/sandgate/sandgate/nftfw/nfttest"
 	"github.com/sandgate/sandgate/ruleplan"
 )
 
 func TestMain(m *testing.M) {
-	fwtest.MaybeProbe()
+	nfttest.MaybeProbe()
 	os.Exit(m.Run())
 }
 
@@ -29,11 +29,11 @@ func TestMain(m *testing.M) {
 // removed when it ends, through Uninstall and, should that fail, directly.
 func testOptions(t *testing.T, netns string, ports ...uint16) Options {
 	t.Helper()
-	fwtest.RequirePrivileged(t)
+	nfttest.RequirePrivileged(t)
 	if netns == "" {
 		t.Fatal("tests must not touch the host's firewall: give a network namespace")
 	}
-	base := fwtest.UniqueName(6)
+	base := nfttest.UniqueName(6)
 	state := filepath.Join(t.TempDir(), "state")
 	o := Options{
 		ProxyPorts:  ports,
@@ -117,7 +117,7 @@ func passwdEntry(t *testing.T, name string) []string {
 // TestInstallCheckUninstall is the round trip: nothing, install, current,
 // idempotent, enforced by behaviour, uninstalled, nothing again.
 func TestInstallCheckUninstall(t *testing.T) {
-	w := fwtest.NewWorld(t, 8080)
+	w := nfttest.NewWorld(t, 8080)
 	w.ServeMarkedTCP(t, 47100, ruleplan.ProxySocketMark) // as sandgate's proxy does
 	w.ServeMarkedTCP(t, 47101, ruleplan.ProxySocketMark)
 	o := testOptions(t, w.Host, 47100, 47101)
@@ -195,21 +195,21 @@ func TestInstallCheckUninstall(t *testing.T) {
 
 	// The rules hold for the real users.
 	hp := func(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) }
-	fwtest.ExpectAll(t, "offline user", w.Host, off.UID, off.GID,
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 47100)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("::1", 47101)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: fwtest.Refused},
-		fwtest.Expect{Check: fwtest.Check{Kind: "udp", Addr: hp("127.0.0.1", fwtest.LocalUDPPort)}, Want: fwtest.Denied},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp(fwtest.RemoteV4, fwtest.RemoteTCPPort)}, Want: fwtest.Blocked},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp(fwtest.RemoteV6, fwtest.RemoteTCPPort)}, Want: fwtest.Blocked},
-		fwtest.Expect{Check: fwtest.Check{Kind: "icmp", Addr: fwtest.RemoteV4}, Want: fwtest.Blocked},
+	nfttest.ExpectAll(t, "offline user", w.Host, off.UID, off.GID,
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 47100)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("::1", 47101)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: nfttest.Refused},
+		nfttest.Expect{Check: nfttest.Check{Kind: "udp", Addr: hp("127.0.0.1", nfttest.LocalUDPPort)}, Want: nfttest.Denied},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp(nfttest.RemoteV4, nfttest.RemoteTCPPort)}, Want: nfttest.Blocked},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp(nfttest.RemoteV6, nfttest.RemoteTCPPort)}, Want: nfttest.Blocked},
+		nfttest.Expect{Check: nfttest.Check{Kind: "icmp", Addr: nfttest.RemoteV4}, Want: nfttest.Blocked},
 	)
-	fwtest.ExpectAll(t, "online user", w.Host, on.UID, on.GID,
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "udp", Addr: hp("127.0.0.1", fwtest.LocalUDPPort)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp(fwtest.RemoteV6, fwtest.RemoteTCPPort)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "udp", Addr: hp(fwtest.RemoteV4, fwtest.RemoteUDPPort)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "icmp", Addr: fwtest.RemoteV4}, Want: fwtest.OK},
+	nfttest.ExpectAll(t, "online user", w.Host, on.UID, on.GID,
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "udp", Addr: hp("127.0.0.1", nfttest.LocalUDPPort)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp(nfttest.RemoteV6, nfttest.RemoteTCPPort)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "udp", Addr: hp(nfttest.RemoteV4, nfttest.RemoteUDPPort)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "icmp", Addr: nfttest.RemoteV4}, Want: nfttest.OK},
 	)
 
 	changes, err = Uninstall(o)
@@ -221,7 +221,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 	if e := passwdEntry(t, o.OfflineUser); e != nil {
 		t.Errorf("user still in passwd: %q", e)
 	}
-	if live, err := firewall.Read(w.Host); err != nil || live != nil {
+	if live, err := nftfw.Read(w.Host); err != nil || live != nil {
 		t.Errorf("firewall after Uninstall: %v, %v", live, err)
 	}
 	if _, err := os.Lstat(o.StateDir); !errors.Is(err, os.ErrNotExist) {
@@ -240,7 +240,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 // TestDriftAndReconcile: a change of ports or mode, and lost rules, are
 // each reported in words, and Reconcile brings the setup back to current.
 func TestDriftAndReconcile(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := nfttest.NewNetns(t)
 	o := testOptions(t, ns, 3128)
 	if _, _, err := Install(o); err != nil {
 		t.Fatal(err)
@@ -266,7 +266,7 @@ func TestDriftAndReconcile(t *testing.T) {
 		"allow_local_binding changed from false to true", "firewall: chain output has an unexpected rule "+ruleplan.NameLocalTCP)
 
 	// As after a reboot: the rules are gone.
-	if err := firewall.Remove(ns); err != nil {
+	if err := nftfw.Remove(ns); err != nil {
 		t.Fatal(err)
 	}
 	diffs, err = Check(o)
@@ -306,7 +306,7 @@ func TestDriftAndReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := firewall.Apply(ns, mustBuild(t, []uint16{9999}, false), off.UID); err != nil {
+	if err := nftfw.Apply(ns, mustBuild(t, []uint16{9999}, false), off.UID); err != nil {
 		t.Fatal(err)
 	}
 	_, drift, err := Status(o)
@@ -328,7 +328,7 @@ func mustBuild(t *testing.T, ports []uint16, alb bool) ruleplan.Plan {
 // TestMarkerVersions: a marker written by another setup or plan version is
 // reported, and a re-run of setup rewrites it.
 func TestMarkerVersions(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := nfttest.NewNetns(t)
 	o := testOptions(t, ns)
 	m, _, err := Install(o)
 	if err != nil {
@@ -422,7 +422,7 @@ func freeSystemIDs(t *testing.T, n int) []uint32 {
 // TestAdoption: existing users that look like sandgate's are adopted with
 // their ids; others are refused before anything is changed.
 func TestAdoption(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := nfttest.NewNetns(t)
 	o := testOptions(t, ns)
 	ids := freeSystemIDs(t, 2)
 	addRawUser(t, o.OfflineUser, ids[0], 65534, "/usr/sbin/nologin", "/nonexistent")

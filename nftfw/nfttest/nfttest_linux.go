@@ -1,6 +1,6 @@
 //go:build linux
 
-package fwtest
+package nfttest
 
 import (
 	"bytes"
@@ -258,7 +258,7 @@ type Result struct {
 
 // probeEnv names the environment variable that turns the test binary into a
 // probe; it holds "UID:GID".
-const probeEnv = "SANDGATE_FWTEST_PROBE"
+const probeEnv = "SANDGATE_NFTTEST_PROBE"
 
 // probeTimeout bounds each check.
 const probeTimeout = 1200 * time.Millisecond

@@ -1,6 +1,6 @@
 //go:build linux
 
-package firewall
+package nftfw
 
 import (
 	"context"
@@ -18,105 +18,34 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/firewall/fwtest"
+	"github.com/sandgate/sandgate/nftfw/nfttest"
 	"github.com/sandgate/sandgate/ruleplan"
 )
 
-func TestMain(m *testing.M) {
-	fwtest.MaybeProbe()
-	os.Exit(m.Run())
-}
-
-// Test identities: uids that need not exist (the rules match numbers).
-const (
-	offUID, offGID = 4000101, 4000101
-	onUID, onGID   = 4000102, 4000102
-)
-
-// Ports of the test plans.
-var (
-	proxyPorts   = []uint16{47100, 47101}
-	nonProxyPort = 8080
-)
-
-func mustPlan(t *testing.T, ports []uint16, alb bool) ruleplan.Plan {
+// mustNft converts expressions for the nftables library, as Apply does.
+func mustNft(t *testing.T, exprs []Expr) []expr.Any {
 	t.Helper()
-	p, err := ruleplan.Build(ports, alb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func TestRenderRefusesWhatItCannotRender(t *testing.T) {
-	good := mustPlan(t, proxyPorts, false)
-	if _, err := render(good, offUID); err != nil {
-		t.Fatalf("render(good plan): %v", err)
-	}
-	if _, err := render(good, 0); err == nil {
-		t.Error("render for uid 0 succeeded; root must never be the offline user")
-	}
-	online := mustPlan(t, proxyPorts, false)
-	online.Rules[0].Identity = ruleplan.Online
-	if _, err := render(online, offUID); err == nil || !strings.Contains(err.Error(), "offline") {
-		t.Errorf("render(rule for the online identity) = %v, want a refusal", err)
-	}
-	odd := mustPlan(t, proxyPorts, false)
-	odd.Rules[2].Ports = []ruleplan.PortRange{{Lo: 1, Hi: 100}}
-	if _, err := render(odd, offUID); err == nil || !strings.Contains(err.Error(), "complement") {
-		t.Errorf("render(rule with arbitrary ports) = %v, want a refusal", err)
-	}
-	unsorted := mustPlan(t, proxyPorts, false)
-	unsorted.ProxyPorts = []uint16{47101, 47100}
-	if _, err := render(unsorted, offUID); err == nil {
-		t.Error("render(unsorted ports) succeeded")
-	}
-}
-
-func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
-	for _, alb := range []bool{false, true} {
-		p := mustPlan(t, proxyPorts, alb)
-		r, err := render(p, offUID)
+	out := make([]expr.Any, len(exprs))
+	for i, e := range exprs {
+		x, err := nftExpr(e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.rules) != len(p.Rules) {
-			t.Fatalf("alb=%v: %d nft rules for %d plan rules", alb, len(r.rules), len(p.Rules))
-		}
-		for i, nr := range r.rules {
-			if nr.name != p.Rules[i].Name {
-				t.Errorf("rule %d is named %q, want %q", i, nr.name, p.Rules[i].Name)
-			}
-			if got := readComment(comment(nr.name)); got != nr.name {
-				t.Errorf("comment round trip: %q became %q", nr.name, got)
-			}
-			lr := takeApart(nr.exprs, nr.name, 0)
-			if !lr.hasUID || lr.uid != offUID {
-				t.Errorf("rule %s does not start with meta skuid == %d", nr.name, offUID)
-			}
-			// Every rule ends in a verdict that refuses.
-			switch last := nr.exprs[len(nr.exprs)-1].(type) {
-			case *expr.Verdict:
-				if last.Kind != expr.VerdictDrop {
-					t.Errorf("rule %s ends in verdict %v", nr.name, last.Kind)
-				}
-			case *expr.Reject:
-			default:
-				t.Errorf("rule %s ends in %T", nr.name, last)
-			}
-		}
+		out[i] = x
 	}
-	// Malformed comments do not panic.
-	for _, ud := range [][]byte{nil, {0}, {0, 9, 'a'}, {1, 1, 'x', 0, 2, 'o', 'k'}} {
-		readComment(ud)
-	}
+	return out
+}
+
+func TestMain(m *testing.M) {
+	nfttest.MaybeProbe()
+	os.Exit(m.Run())
 }
 
 // TestApplyVerifyRemove installs, reads back and removes the table in a
 // namespace of the test's own, and checks that Verify names each kind of
 // difference.
 func TestApplyVerifyRemove(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := nfttest.NewNetns(t)
 	plan := mustPlan(t, proxyPorts, false)
 
 	diffs, err := Verify(ns, plan, offUID)
@@ -227,10 +156,10 @@ func TestApplyVerifyRemove(t *testing.T) {
 		}
 		return c, done, tbl, ch, rules
 	}
-	replaceInput := func(label string, exprs []expr.Any) {
+	replaceInput := func(label string, exprs []Expr) {
 		t.Helper()
 		c, done, _, _, rules := inputRules()
-		rules[0].Exprs = exprs
+		rules[0].Exprs = mustNft(t, exprs)
 		c.ReplaceRule(rules[0])
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
@@ -248,20 +177,20 @@ func TestApplyVerifyRemove(t *testing.T) {
 	// Another mark.
 	exprs := proxyPortsGuard()
 	for i, e := range exprs {
-		if cmp, ok := e.(*expr.Cmp); ok && cmp.Op == expr.CmpOpNeq {
-			exprs[i] = &expr.Cmp{Op: expr.CmpOpNeq, Register: cmp.Register, Data: []byte{1, 0, 0, 0}}
+		if cmp, ok := e.(Cmp); ok && cmp.Op == cmpNeq {
+			exprs[i] = Cmp{Op: cmpNeq, Register: cmp.Register, Data: []byte{1, 0, 0, 0}}
 		}
 	}
 	replaceInput("input rule with another mark", exprs)
 	// No socket expression (one the nftables library does not decode):
 	// the rule would then refuse sandgate's proxy as well.
-	exprs = slices.DeleteFunc(proxyPortsGuard(), func(e expr.Any) bool { _, ok := e.(*expr.Socket); return ok })
+	exprs = slices.DeleteFunc(proxyPortsGuard(), func(e Expr) bool { _, ok := e.(Socket); return ok })
 	replaceInput("input rule without its socket match", exprs)
 	// The socket's wildcard flag instead of its mark.
 	exprs = proxyPortsGuard()
 	for i, e := range exprs {
-		if _, ok := e.(*expr.Socket); ok {
-			exprs[i] = &expr.Socket{Key: expr.SocketKeyWildcard, Register: reg}
+		if _, ok := e.(Socket); ok {
+			exprs[i] = Socket{Key: uint32(expr.SocketKeyWildcard), Register: reg}
 		}
 	}
 	replaceInput("input rule on another socket key", exprs)
@@ -298,18 +227,18 @@ func TestApplyVerifyRemove(t *testing.T) {
 	}
 
 	// The largest set there may be goes in; a larger one is refused.
-	many := make([]uint16, MaxPorts)
+	many := make([]uint16, ruleplan.MaxPorts)
 	for i := range many {
 		many[i] = uint16(20000 + i)
 	}
 	if err := Apply(ns, mustPlan(t, many, false), offUID); err != nil {
-		t.Fatalf("Apply with %d ports: %v", MaxPorts, err)
+		t.Fatalf("Apply with %d ports: %v", ruleplan.MaxPorts, err)
 	}
 	if diffs, err := Verify(ns, mustPlan(t, many, false), offUID); err != nil || diffs != nil {
-		t.Fatalf("Verify with %d ports = %q, %v", MaxPorts, diffs, err)
+		t.Fatalf("Verify with %d ports = %q, %v", ruleplan.MaxPorts, diffs, err)
 	}
 	if err := Apply(ns, mustPlan(t, append(many, 30000), false), offUID); err == nil {
-		t.Errorf("Apply with %d ports succeeded", MaxPorts+1)
+		t.Errorf("Apply with %d ports succeeded", ruleplan.MaxPorts+1)
 	}
 
 	if err := Remove(ns); err != nil {
@@ -323,38 +252,36 @@ func TestApplyVerifyRemove(t *testing.T) {
 	}
 }
 
-func tcp(host string, port int) fwtest.Check {
-	return fwtest.Check{Kind: "tcp", Addr: net.JoinHostPort(host, strconv.Itoa(port))}
+func tcp(host string, port int) nfttest.Check {
+	return nfttest.Check{Kind: "tcp", Addr: net.JoinHostPort(host, strconv.Itoa(port))}
 }
 
-func kind(k, host string, port int) fwtest.Check {
-	return fwtest.Check{Kind: k, Addr: net.JoinHostPort(host, strconv.Itoa(port))}
+func kind(k, host string, port int) nfttest.Check {
+	return nfttest.Check{Kind: k, Addr: net.JoinHostPort(host, strconv.Itoa(port))}
 }
 
-func icmp(host string) fwtest.Check { return fwtest.Check{Kind: "icmp", Addr: host} }
+func icmp(host string) nfttest.Check { return nfttest.Check{Kind: "icmp", Addr: host} }
 
-func want(c fwtest.Check, outcome string) fwtest.Expect {
-	return fwtest.Expect{Check: c, Want: outcome}
+func want(c nfttest.Check, outcome string) nfttest.Expect {
+	return nfttest.Expect{Check: c, Want: outcome}
 }
 
 // TestFailedApplyKeepsOldRules makes the second Apply's transaction fail
 // (an element of the wrong size for the set) and shows that the first
 // Apply's rules are still installed and still enforced.
 func TestFailedApplyKeepsOldRules(t *testing.T) {
-	w := fwtest.NewWorld(t, 47200)
-	w.ServeMarkedTCP(t, 47100, ProxySocketMark)
+	w := nfttest.NewWorld(t, 47200)
+	w.ServeMarkedTCP(t, 47100, ruleplan.ProxySocketMark)
 	old := mustPlan(t, []uint16{47100}, false)
 	if err := Apply(w.Host, old, offUID); err != nil {
 		t.Fatal(err)
 	}
-	beforeFlush = func(c *nftables.Conn, s *nftables.Set) {
+	failing := &Netlink{NetNS: w.Host, beforeFlush: func(c *nftables.Conn, s *nftables.Set) {
 		if err := c.SetAddElements(s, []nftables.SetElement{{Key: []byte{1, 2, 3}}}); err != nil {
 			t.Errorf("queueing the bad element: %v", err)
 		}
-	}
-	t.Cleanup(func() { beforeFlush = nil })
-	err := Apply(w.Host, mustPlan(t, []uint16{47200}, true), offUID)
-	beforeFlush = nil
+	}}
+	err := ApplyTo(failing, mustPlan(t, []uint16{47200}, true), offUID)
 	if err == nil {
 		t.Fatal("Apply with a bad element succeeded")
 	}
@@ -364,10 +291,10 @@ func TestFailedApplyKeepsOldRules(t *testing.T) {
 	if diffs, err := Verify(w.Host, old, offUID); err != nil || diffs != nil {
 		t.Fatalf("after the failed Apply, Verify(old plan) = %q, %v; want no differences", diffs, err)
 	}
-	fwtest.ExpectAll(t, "offline", w.Host, offUID, offGID,
-		want(tcp("127.0.0.1", 47100), fwtest.OK),
-		want(tcp("127.0.0.1", 47200), fwtest.Refused), // the failed plan would have opened it
-		want(kind("udp", "127.0.0.1", fwtest.LocalUDPPort), fwtest.Denied),
+	nfttest.ExpectAll(t, "offline", w.Host, offUID, offGID,
+		want(tcp("127.0.0.1", 47100), nfttest.OK),
+		want(tcp("127.0.0.1", 47200), nfttest.Refused), // the failed plan would have opened it
+		want(kind("udp", "127.0.0.1", nfttest.LocalUDPPort), nfttest.Denied),
 	)
 }
 
@@ -375,111 +302,111 @@ func TestFailedApplyKeepsOldRules(t *testing.T) {
 // online user and root can and cannot reach from the host namespace.
 func TestRulesByBehaviour(t *testing.T) {
 	t.Parallel()
-	w := fwtest.NewWorld(t, nonProxyPort)
-	w.ServeMarkedTCP(t, 47100, ProxySocketMark) // as sandgate's proxy does
-	w.ServeMarkedTCP(t, 47101, ProxySocketMark)
+	w := nfttest.NewWorld(t, nonProxyPort)
+	w.ServeMarkedTCP(t, 47100, ruleplan.ProxySocketMark) // as sandgate's proxy does
+	w.ServeMarkedTCP(t, 47101, ruleplan.ProxySocketMark)
 	if err := Apply(w.Host, mustPlan(t, proxyPorts, false), offUID); err != nil {
 		t.Fatal(err)
 	}
 
-	remote := []fwtest.Check{
-		tcp(fwtest.RemoteV4, fwtest.RemoteTCPPort),
-		tcp(fwtest.RemoteV6, fwtest.RemoteTCPPort),
-		kind("mptcp", fwtest.RemoteV4, fwtest.RemoteTCPPort),
-		kind("tcp6mapped", fwtest.RemoteV4, fwtest.RemoteTCPPort),
-		kind("udp", fwtest.RemoteV4, fwtest.RemoteUDPPort),
-		kind("udp", fwtest.RemoteV6, fwtest.RemoteUDPPort),
-		icmp(fwtest.RemoteV4),
-		icmp(fwtest.RemoteV6),
+	remote := []nfttest.Check{
+		tcp(nfttest.RemoteV4, nfttest.RemoteTCPPort),
+		tcp(nfttest.RemoteV6, nfttest.RemoteTCPPort),
+		kind("mptcp", nfttest.RemoteV4, nfttest.RemoteTCPPort),
+		kind("tcp6mapped", nfttest.RemoteV4, nfttest.RemoteTCPPort),
+		kind("udp", nfttest.RemoteV4, nfttest.RemoteUDPPort),
+		kind("udp", nfttest.RemoteV6, nfttest.RemoteUDPPort),
+		icmp(nfttest.RemoteV4),
+		icmp(nfttest.RemoteV6),
 	}
-	localOther := []fwtest.Check{
-		kind("udp", "127.0.0.1", fwtest.LocalUDPPort),
-		kind("udp", "::1", fwtest.LocalUDPPort),
-		kind("udp", fwtest.HostV4, fwtest.LocalUDPPort),
+	localOther := []nfttest.Check{
+		kind("udp", "127.0.0.1", nfttest.LocalUDPPort),
+		kind("udp", "::1", nfttest.LocalUDPPort),
+		kind("udp", nfttest.HostV4, nfttest.LocalUDPPort),
 		icmp("127.0.0.1"),
 		icmp("::1"),
 		tcp("127.0.0.1", nonProxyPort),
 		tcp("::1", nonProxyPort),
-		tcp(fwtest.HostV4, nonProxyPort),
-		tcp(fwtest.HostV6, nonProxyPort),
+		tcp(nfttest.HostV4, nonProxyPort),
+		tcp(nfttest.HostV6, nonProxyPort),
 		kind("tcp6mapped", "127.0.0.1", nonProxyPort),
 	}
-	proxy := []fwtest.Check{
+	proxy := []nfttest.Check{
 		tcp("127.0.0.1", 47100),
 		tcp("::1", 47101),
-		tcp(fwtest.HostV4, 47100), // the host's own LAN address is local
-		tcp(fwtest.HostV6, 47101),
+		tcp(nfttest.HostV4, 47100), // the host's own LAN address is local
+		tcp(nfttest.HostV6, 47101),
 		kind("tcp6mapped", "127.0.0.1", 47100),
 		kind("mptcp", "127.0.0.1", 47101),
 	}
 
-	var offline []fwtest.Expect
+	var offline []nfttest.Expect
 	for _, c := range remote {
-		offline = append(offline, want(c, fwtest.Blocked))
+		offline = append(offline, want(c, nfttest.Blocked))
 	}
 	for _, c := range localOther {
-		o := fwtest.Denied // dropped in the output hook: sendmsg says EPERM
+		o := nfttest.Denied // dropped in the output hook: sendmsg says EPERM
 		switch {
 		case strings.HasPrefix(c.Kind, "tcp"):
-			o = fwtest.Refused // rejected with a reset: fails at once
+			o = nfttest.Refused // rejected with a reset: fails at once
 		case c.Kind == "icmp":
-			o = fwtest.Blocked // IPv6 echo sockets do not report the drop
+			o = nfttest.Blocked // IPv6 echo sockets do not report the drop
 		}
 		offline = append(offline, want(c, o))
 	}
 	for _, c := range proxy {
-		offline = append(offline, want(c, fwtest.OK))
+		offline = append(offline, want(c, nfttest.OK))
 	}
-	var open []fwtest.Expect
+	var open []nfttest.Expect
 	for _, c := range slices.Concat(remote, localOther, proxy) {
-		open = append(open, want(c, fwtest.OK))
+		open = append(open, want(c, nfttest.OK))
 	}
 
-	fwtest.ExpectAll(t, "offline", w.Host, offUID, offGID, offline...)
-	fwtest.ExpectAll(t, "online", w.Host, onUID, onGID, open...)
-	fwtest.ExpectAll(t, "root", w.Host, 0, 0, open...)
+	nfttest.ExpectAll(t, "offline", w.Host, offUID, offGID, offline...)
+	nfttest.ExpectAll(t, "online", w.Host, onUID, onGID, open...)
+	nfttest.ExpectAll(t, "root", w.Host, 0, 0, open...)
 
 	// With allow_local_binding every local destination opens, UDP and
 	// ICMP too; the rest of the world stays shut.
 	if err := Apply(w.Host, mustPlan(t, proxyPorts, true), offUID); err != nil {
 		t.Fatal(err)
 	}
-	var alb []fwtest.Expect
+	var alb []nfttest.Expect
 	for _, c := range remote {
-		alb = append(alb, want(c, fwtest.Blocked))
+		alb = append(alb, want(c, nfttest.Blocked))
 	}
 	for _, c := range slices.Concat(localOther, proxy) {
-		alb = append(alb, want(c, fwtest.OK))
+		alb = append(alb, want(c, nfttest.OK))
 	}
-	fwtest.ExpectAll(t, "offline, allow_local_binding", w.Host, offUID, offGID, alb...)
+	nfttest.ExpectAll(t, "offline, allow_local_binding", w.Host, offUID, offGID, alb...)
 
 	// With no proxy ports (a run without network), local TCP is shut too.
 	if err := Apply(w.Host, mustPlan(t, nil, false), offUID); err != nil {
 		t.Fatal(err)
 	}
-	fwtest.ExpectAll(t, "offline, no proxy ports", w.Host, offUID, offGID,
-		want(tcp("127.0.0.1", 47100), fwtest.Refused),
-		want(tcp(fwtest.HostV6, 47101), fwtest.Refused),
-		want(kind("udp", "::1", fwtest.LocalUDPPort), fwtest.Denied),
+	nfttest.ExpectAll(t, "offline, no proxy ports", w.Host, offUID, offGID,
+		want(tcp("127.0.0.1", 47100), nfttest.Refused),
+		want(tcp(nfttest.HostV6, 47101), nfttest.Refused),
+		want(kind("udp", "::1", nfttest.LocalUDPPort), nfttest.Denied),
 	)
 }
 
 // TestProxyPortsServedOnlyByMarkedListeners proves the input rule: a
-// reserved proxy port served by a listener without ProxySocketMark (a would-be
+// reserved proxy port served by a listener without ruleplan.ProxySocketMark (a would-be
 // relay) refuses every connection, from the offline user, the online user,
 // root and another host alike, while a marked listener (sandgate's proxy)
 // serves the offline user and ports outside the set are untouched.
 func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
 	t.Parallel()
 	const marked, unmarked, split = 47100, 47101, 47102
-	w := fwtest.NewWorld(t, unmarked, nonProxyPort) // unmarked, on every address
-	w.ServeMarkedTCP(t, marked, ProxySocketMark)
+	w := nfttest.NewWorld(t, unmarked, nonProxyPort) // unmarked, on every address
+	w.ServeMarkedTCP(t, marked, ruleplan.ProxySocketMark)
 	// split: sandgate's marked listener on 127.0.0.1, someone else's
 	// unmarked one on ::1 at the same port.
 	for _, l := range []struct {
 		network, addr string
 		mark          int
-	}{{"tcp4", "127.0.0.1", ProxySocketMark}, {"tcp6", "::1", 0}} {
+	}{{"tcp4", "127.0.0.1", ruleplan.ProxySocketMark}, {"tcp6", "::1", 0}} {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
@@ -490,7 +417,7 @@ func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
 			return errors.Join(err, serr)
 		}}
 		var ln net.Listener
-		if err := fwtest.Do(w.Host, func() (err error) {
+		if err := nfttest.Do(w.Host, func() (err error) {
 			ln, err = lc.Listen(context.Background(), l.network, net.JoinHostPort(l.addr, strconv.Itoa(split)))
 			return err
 		}); err != nil {
@@ -510,9 +437,9 @@ func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
 	ports := []uint16{marked, unmarked, split}
 
 	// Without the rules, the unmarked listeners serve everyone.
-	fwtest.ExpectAll(t, "root, no rules", w.Host, 0, 0,
-		want(tcp("127.0.0.1", unmarked), fwtest.OK),
-		want(tcp("::1", split), fwtest.OK),
+	nfttest.ExpectAll(t, "root, no rules", w.Host, 0, 0,
+		want(tcp("127.0.0.1", unmarked), nfttest.OK),
+		want(tcp("::1", split), nfttest.OK),
 	)
 
 	for _, alb := range []bool{false, true} {
@@ -520,44 +447,44 @@ func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
 			t.Fatal(err)
 		}
 		label := func(who string) string { return fmt.Sprintf("%s, allow_local_binding=%v", who, alb) }
-		fwtest.ExpectAll(t, label("offline"), w.Host, offUID, offGID,
-			want(tcp("127.0.0.1", marked), fwtest.OK),
-			want(tcp("::1", marked), fwtest.OK),
-			want(tcp(fwtest.HostV4, marked), fwtest.OK),
-			want(kind("tcp6mapped", "127.0.0.1", marked), fwtest.OK),
-			want(kind("mptcp", "127.0.0.1", marked), fwtest.OK),
-			want(tcp("127.0.0.1", unmarked), fwtest.Refused),
-			want(tcp("::1", unmarked), fwtest.Refused),
-			want(tcp(fwtest.HostV4, unmarked), fwtest.Refused),
-			want(tcp(fwtest.HostV6, unmarked), fwtest.Refused),
-			want(kind("tcp6mapped", "127.0.0.1", unmarked), fwtest.Refused),
-			want(kind("mptcp", "::1", unmarked), fwtest.Refused),
-			want(tcp("127.0.0.1", split), fwtest.OK),
-			want(tcp("::1", split), fwtest.Refused),
+		nfttest.ExpectAll(t, label("offline"), w.Host, offUID, offGID,
+			want(tcp("127.0.0.1", marked), nfttest.OK),
+			want(tcp("::1", marked), nfttest.OK),
+			want(tcp(nfttest.HostV4, marked), nfttest.OK),
+			want(kind("tcp6mapped", "127.0.0.1", marked), nfttest.OK),
+			want(kind("mptcp", "127.0.0.1", marked), nfttest.OK),
+			want(tcp("127.0.0.1", unmarked), nfttest.Refused),
+			want(tcp("::1", unmarked), nfttest.Refused),
+			want(tcp(nfttest.HostV4, unmarked), nfttest.Refused),
+			want(tcp(nfttest.HostV6, unmarked), nfttest.Refused),
+			want(kind("tcp6mapped", "127.0.0.1", unmarked), nfttest.Refused),
+			want(kind("mptcp", "::1", unmarked), nfttest.Refused),
+			want(tcp("127.0.0.1", split), nfttest.OK),
+			want(tcp("::1", split), nfttest.Refused),
 		)
 		for _, id := range []struct {
 			who      string
 			uid, gid uint32
 		}{{"online", onUID, onGID}, {"root", 0, 0}} {
-			fwtest.ExpectAll(t, label(id.who), w.Host, id.uid, id.gid,
-				want(tcp("127.0.0.1", marked), fwtest.OK),
-				want(tcp("127.0.0.1", unmarked), fwtest.Refused),
-				want(tcp("::1", unmarked), fwtest.Refused),
-				want(tcp(fwtest.HostV4, unmarked), fwtest.Refused),
-				want(tcp("::1", split), fwtest.Refused),
-				want(tcp("127.0.0.1", nonProxyPort), fwtest.OK),
-				want(tcp("::1", nonProxyPort), fwtest.OK),
+			nfttest.ExpectAll(t, label(id.who), w.Host, id.uid, id.gid,
+				want(tcp("127.0.0.1", marked), nfttest.OK),
+				want(tcp("127.0.0.1", unmarked), nfttest.Refused),
+				want(tcp("::1", unmarked), nfttest.Refused),
+				want(tcp(nfttest.HostV4, unmarked), nfttest.Refused),
+				want(tcp("::1", split), nfttest.Refused),
+				want(tcp("127.0.0.1", nonProxyPort), nfttest.OK),
+				want(tcp("::1", nonProxyPort), nfttest.OK),
 			)
 		}
 		// Another host: the rule applies to every source.
-		fwtest.ExpectAll(t, label("remote host"), w.Remote, 0, 0,
-			want(tcp(fwtest.HostV4, unmarked), fwtest.Refused),
-			want(tcp(fwtest.HostV6, unmarked), fwtest.Refused),
-			want(tcp(fwtest.HostV4, nonProxyPort), fwtest.OK),
+		nfttest.ExpectAll(t, label("remote host"), w.Remote, 0, 0,
+			want(tcp(nfttest.HostV4, unmarked), nfttest.Refused),
+			want(tcp(nfttest.HostV6, unmarked), nfttest.Refused),
+			want(tcp(nfttest.HostV4, nonProxyPort), nfttest.OK),
 		)
 	}
 	// With allow_local_binding every local port is open to the offline user.
-	fwtest.ExpectAll(t, "offline, allow_local_binding", w.Host, offUID, offGID,
-		want(tcp("127.0.0.1", nonProxyPort), fwtest.OK),
+	nfttest.ExpectAll(t, "offline, allow_local_binding", w.Host, offUID, offGID,
+		want(tcp("127.0.0.1", nonProxyPort), nfttest.OK),
 	)
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package firewall
+package nftfw
 
 import (
 	"encoding/binary"
@@ -12,29 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawRule is one rule of a chain as the kernel lists it.
-type rawRule struct {
-	handle   uint64
-	userData []byte
-	exprs    []expr.Any
-}
-
-// opaqueExpr stands for an expression this package does not decode; its
-// canonical text carries the name and the raw data, so it never compares
-// equal to anything sandgate installs.
-type opaqueExpr struct {
-	expr.Any
-	name string
-	data []byte
-}
-
 // readRules lists the rules of chain in sandgate's table in the network
 // namespace at netns ("" is the caller's own). It talks netlink itself
 // rather than through nftables.Conn.GetRules because that leaves out, without
 // a word, the expressions it cannot decode — among them "socket", which the
 // input chain's rule relies on — and a comparison that cannot see an
 // expression cannot tell a rule that has it from one that does not.
-func readRules(netns, chain string) ([]rawRule, error) {
+func readRules(netns, chain string) ([]LiveRule, error) {
 	cfg := &netlink.Config{}
 	if netns != "" {
 		f, err := os.Open(netns)
@@ -68,7 +52,7 @@ func readRules(netns, chain string) ([]rawRule, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []rawRule
+	var out []LiveRule
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			return nil, fmt.Errorf("short rule message (%d bytes)", len(m.Data))
@@ -82,8 +66,10 @@ func readRules(netns, chain string) ([]rawRule, error) {
 	return out, nil
 }
 
-func decodeRule(b []byte) (rawRule, error) {
-	var r rawRule
+// decodeRule decodes the attributes of one rule message (after its
+// nfgenmsg header).
+func decodeRule(b []byte) (LiveRule, error) {
+	var r LiveRule
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
 		return r, err
@@ -92,9 +78,9 @@ func decodeRule(b []byte) (rawRule, error) {
 	for ad.Next() {
 		switch ad.Type() {
 		case unix.NFTA_RULE_HANDLE:
-			r.handle = ad.Uint64()
+			r.Handle = ad.Uint64()
 		case unix.NFTA_RULE_USERDATA:
-			r.userData = ad.Bytes()
+			r.UserData = ad.Bytes()
 		case unix.NFTA_RULE_EXPRESSIONS:
 			ad.Nested(func(nd *netlink.AttributeDecoder) error {
 				for nd.Next() {
@@ -105,7 +91,7 @@ func decodeRule(b []byte) (rawRule, error) {
 					if err != nil {
 						return err
 					}
-					r.exprs = append(r.exprs, e)
+					r.Exprs = append(r.Exprs, e)
 				}
 				return nil
 			})
@@ -114,8 +100,9 @@ func decodeRule(b []byte) (rawRule, error) {
 	return r, ad.Err()
 }
 
-// decodeExpr decodes one NFTA_LIST_ELEM of a rule's expressions.
-func decodeExpr(b []byte) (expr.Any, error) {
+// decodeExpr decodes one NFTA_LIST_ELEM of a rule's expressions; one of
+// a kind this package does not know is Opaque.
+func decodeExpr(b []byte) (Expr, error) {
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
 		return nil, err
@@ -159,14 +146,14 @@ func decodeExpr(b []byte) (expr.Any, error) {
 			return nil, fmt.Errorf("expression %s: %w", name, err)
 		}
 		if im.Register != unix.NFT_REG_VERDICT || len(im.Data) != 0 {
-			return im, nil
+			return ownExpr(im), nil
 		}
 		e = &expr.Verdict{}
 	default:
-		return &opaqueExpr{name: name, data: data}, nil
+		return Opaque{Name: name, Data: data}, nil
 	}
 	if err := expr.Unmarshal(unix.NFPROTO_INET, data, e); err != nil {
 		return nil, fmt.Errorf("expression %s: %w", name, err)
 	}
-	return e, nil
+	return ownExpr(e), nil
 }
