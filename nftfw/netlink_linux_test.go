@@ -18,6 +18,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/internal/testnet"
 	"github.com/sandgate/sandgate/nftfw/nfttest"
 	"github.com/sandgate/sandgate/ruleplan"
 )
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) {
 // namespace of the test's own, and checks that Verify names each kind of
 // difference.
 func TestApplyVerifyRemove(t *testing.T) {
-	ns := nfttest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	plan := mustPlan(t, proxyPorts, false)
 
 	diffs, err := Verify(ns, plan, offUID)
@@ -417,7 +418,7 @@ func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
 			return errors.Join(err, serr)
 		}}
 		var ln net.Listener
-		if err := nfttest.Do(w.Host, func() (err error) {
+		if err := w.HostNS.Do(func() (err error) {
 			ln, err = lc.Listen(context.Background(), l.network, net.JoinHostPort(l.addr, strconv.Itoa(split)))
 			return err
 		}); err != nil {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sandgate/sandgate/internal/testnet"
 	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/nftfw/nfttest"
 	"github.com/sandgate/sandgate/ruleplan"
@@ -29,11 +30,11 @@ func TestMain(m *testing.M) {
 // removed when it ends, through Uninstall and, should that fail, directly.
 func testOptions(t *testing.T, netns string, ports ...uint16) Options {
 	t.Helper()
-	nfttest.RequirePrivileged(t)
+	testnet.RequirePrivileged(t)
 	if netns == "" {
 		t.Fatal("tests must not touch the host's firewall: give a network namespace")
 	}
-	base := nfttest.UniqueName(6)
+	base := testnet.UniqueName(6)
 	state := filepath.Join(t.TempDir(), "state")
 	o := Options{
 		ProxyPorts:  ports,
@@ -240,7 +241,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 // TestDriftAndReconcile: a change of ports or mode, and lost rules, are
 // each reported in words, and Reconcile brings the setup back to current.
 func TestDriftAndReconcile(t *testing.T) {
-	ns := nfttest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	o := testOptions(t, ns, 3128)
 	if _, _, err := Install(o); err != nil {
 		t.Fatal(err)
@@ -328,7 +329,7 @@ func mustBuild(t *testing.T, ports []uint16, alb bool) ruleplan.Plan {
 // TestMarkerVersions: a marker written by another setup or plan version is
 // reported, and a re-run of setup rewrites it.
 func TestMarkerVersions(t *testing.T) {
-	ns := nfttest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	o := testOptions(t, ns)
 	m, _, err := Install(o)
 	if err != nil {
@@ -422,7 +423,7 @@ func freeSystemIDs(t *testing.T, n int) []uint32 {
 // TestAdoption: existing users that look like sandgate's are adopted with
 // their ids; others are refused before anything is changed.
 func TestAdoption(t *testing.T) {
-	ns := nfttest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	o := testOptions(t, ns)
 	ids := freeSystemIDs(t, 2)
 	addRawUser(t, o.OfflineUser, ids[0], 65534, "/usr/sbin/nologin", "/nonexistent")

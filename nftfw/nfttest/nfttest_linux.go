@@ -5,15 +5,12 @@ package nfttest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,14 +22,17 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/internal/testnet"
 )
 
-// Addresses of the two namespaces (documentation ranges).
+// Addresses of the two namespaces (documentation ranges; those of a
+// testnet pair).
 const (
-	HostV4   = "192.0.2.1"
-	RemoteV4 = "192.0.2.2"
-	HostV6   = "2001:db8::1"
-	RemoteV6 = "2001:db8::2"
+	HostV4   = testnet.HostV4
+	RemoteV4 = testnet.RemoteV4
+	HostV6   = testnet.HostV6
+	RemoteV6 = testnet.RemoteV6
 )
 
 // Ports the world serves.
@@ -42,120 +42,34 @@ const (
 	LocalUDPPort  = 5301 // UDP echo in the host namespace, on every address
 )
 
-// RequirePrivileged skips the test when it cannot run (not root), unless
-// SANDGATE_REQUIRE_PRIVILEGED is set, as in CI, where it fails instead.
-func RequirePrivileged(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("SANDGATE_REQUIRE_PRIVILEGED") != "" {
-		t.Fatal("this test needs root (SANDGATE_REQUIRE_PRIVILEGED is set, so it may not skip)")
-	}
-	t.Skip("needs root: creates network namespaces and nftables rules")
-}
-
-// UniqueName returns "sgtest-" followed by n random hex digits.
-func UniqueName(n int) string {
-	b := make([]byte, (n+1)/2)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return "sgtest-" + hex.EncodeToString(b)[:n]
-}
-
-// NewNetns creates an empty network namespace (only lo, up) for the test
-// and returns its path; it is removed when the test ends.
-func NewNetns(t testing.TB) string {
-	t.Helper()
-	RequirePrivileged(t)
-	name := UniqueName(8)
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() { delNetns(t, name) })
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-	return "/run/netns/" + name
-}
-
-func delNetns(t testing.TB, name string) {
-	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-		t.Errorf("removing network namespace %s: %v: %s", name, err, out)
-	}
-}
-
 // World is a pair of network namespaces joined by a veth link.
 type World struct {
-	Host   string // path of the host namespace (/run/netns/NAME)
+	Host   string // path of the host namespace
 	Remote string // path of the remote namespace
+
+	HostNS, RemoteNS *testnet.NS
 }
 
 // NewWorld builds a host and a remote namespace, each with lo up, joined by
-// a veth link (host 192.0.2.1 and 2001:db8::1, remote .2 and ::2), and
-// serves: in the remote, TCP on RemoteTCPPort and UDP echo on RemoteUDPPort;
-// in the host, TCP on each of localTCP and UDP echo on LocalUDPPort, on
-// every address. Every user of the host namespace may open ICMP echo
-// sockets. Everything is removed when the test ends.
+// a veth link (testnet.NewPair: host 192.0.2.1 and 2001:db8::1, remote .2
+// and ::2), and serves: in the remote, TCP on RemoteTCPPort and UDP echo on
+// RemoteUDPPort; in the host, TCP on each of localTCP and UDP echo on
+// LocalUDPPort, on every address. Every user of the host namespace may open
+// ICMP echo sockets. Everything is removed when the test ends.
 func NewWorld(t testing.TB, localTCP ...int) *World {
 	t.Helper()
-	RequirePrivileged(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("the tests need ip (iproute2): %v", err)
-	}
-	hostName, remoteName := UniqueName(8), UniqueName(8)
-	w := &World{Host: "/run/netns/" + hostName, Remote: "/run/netns/" + remoteName}
-	for _, n := range []string{hostName, remoteName} {
-		ipCmd(t, "netns", "add", n)
-		t.Cleanup(func() { delNetns(t, n) })
-	}
-	ipCmd(t, "-n", hostName, "link", "set", "lo", "up")
-	ipCmd(t, "-n", remoteName, "link", "set", "lo", "up")
-	ipCmd(t, "-n", hostName, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", remoteName)
-	ipCmd(t, "-n", hostName, "addr", "add", HostV4+"/24", "dev", "veth0")
-	ipCmd(t, "-n", hostName, "addr", "add", HostV6+"/64", "dev", "veth0", "nodad")
-	ipCmd(t, "-n", remoteName, "addr", "add", RemoteV4+"/24", "dev", "veth1")
-	ipCmd(t, "-n", remoteName, "addr", "add", RemoteV6+"/64", "dev", "veth1", "nodad")
-	ipCmd(t, "-n", hostName, "link", "set", "veth0", "up")
-	ipCmd(t, "-n", remoteName, "link", "set", "veth1", "up")
-
-	if err := Do(w.Host, func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0)
-	}); err != nil {
+	host, remote := testnet.NewPair(t)
+	w := &World{Host: host.Path, Remote: remote.Path, HostNS: host, RemoteNS: remote}
+	if err := host.Sysctl("net/ipv4/ping_group_range", "0 2147483647"); err != nil {
 		t.Fatalf("allowing ICMP echo sockets in the host namespace: %v", err)
 	}
-	w.serveTCP(t, w.Remote, RemoteTCPPort, 0)
-	w.serveUDP(t, w.Remote, RemoteUDPPort)
+	w.serveTCP(t, remote, RemoteTCPPort, 0)
+	w.serveUDP(t, remote, RemoteUDPPort)
 	for _, p := range localTCP {
-		w.serveTCP(t, w.Host, p, 0)
+		w.serveTCP(t, host, p, 0)
 	}
-	w.serveUDP(t, w.Host, LocalUDPPort)
+	w.serveUDP(t, host, LocalUDPPort)
 	return w
-}
-
-func ipCmd(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// Do runs fn on an OS thread switched into the network namespace at ns.
-// The thread is thrown away afterwards, so nothing else runs in it.
-func Do(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		f, err := os.Open(ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering network namespace %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 // ServeMarkedTCP serves TCP in the host namespace, on every address at
@@ -163,13 +77,13 @@ func Do(ns string, fn func() error) error {
 // SO_MARK is mark (as sandgate's proxy marks its listeners).
 func (w *World) ServeMarkedTCP(t testing.TB, port int, mark uint32) {
 	t.Helper()
-	w.serveTCP(t, w.Host, port, mark)
+	w.serveTCP(t, w.HostNS, port, mark)
 }
 
 // serveTCP accepts connections on every address of ns at port and closes
 // them after writing "hi". A non-zero mark is set as the listening
 // socket's SO_MARK.
-func (w *World) serveTCP(t testing.TB, ns string, port int, mark uint32) {
+func (w *World) serveTCP(t testing.TB, ns *testnet.NS, port int, mark uint32) {
 	t.Helper()
 	var ln net.Listener
 	lc := net.ListenConfig{}
@@ -184,7 +98,7 @@ func (w *World) serveTCP(t testing.TB, ns string, port int, mark uint32) {
 			return serr
 		}
 	}
-	if err := Do(ns, func() (err error) {
+	if err := ns.Do(func() (err error) {
 		ln, err = lc.Listen(context.Background(), "tcp", ":"+strconv.Itoa(port))
 		return err
 	}); err != nil {
@@ -204,10 +118,10 @@ func (w *World) serveTCP(t testing.TB, ns string, port int, mark uint32) {
 }
 
 // serveUDP echoes datagrams on every address of ns at port.
-func (w *World) serveUDP(t testing.TB, ns string, port int) {
+func (w *World) serveUDP(t testing.TB, ns *testnet.NS, port int) {
 	t.Helper()
 	var pc net.PacketConn
-	if err := Do(ns, func() (err error) {
+	if err := ns.Do(func() (err error) {
 		pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(port))
 		return err
 	}); err != nil {
@@ -297,7 +211,7 @@ func Probe(t testing.TB, ns string, uid, gid uint32, checks ...Check) []Result {
 	cmd.Stdin = bytes.NewReader(in)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := Do(ns, cmd.Run); err != nil {
+	if err := testnet.At(ns).Run(cmd); err != nil {
 		t.Fatalf("probe as uid %d in %s: %v; stderr:\n%s", uid, ns, err, stderr.String())
 	}
 	var rep probeReport
