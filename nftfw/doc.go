@@ -33,4 +33,10 @@
 // Backend that talks to the kernel (Netlink, through google/nftables and,
 // for reading rules back, raw netlink in rawrules_linux.go), with Apply,
 // Remove, Read and Verify for a network namespace given by path.
+//
+// Watch keeps the table under watch while runs depend on it: it listens to
+// the kernel's nftables notifications and, after every change that touches
+// the table, verifies it again and reports when enforcement no longer
+// matches the plan. Which notifications count and the watch loop are pure
+// (watch.go); the netlink subscription is in watch_linux.go.
 package nftfw
