@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sandgate/sandgate/accounts"
 	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/firewall/fwtest"
 	"github.com/sandgate/sandgate/ruleplan"
@@ -62,27 +63,27 @@ func forceRemoveAccounts(t *testing.T, users []string, group string, complain bo
 			t.Fatalf("refusing to force-remove %q: not a test name", n)
 		}
 	}
-	unlock, err := lockAccounts("/etc")
+	unlock, err := accounts.Lock("/etc")
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
 	defer unlock()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
 	removed := false
 	for _, u := range users {
-		if db.removeUser(u) {
+		if db.RemoveUser(u) {
 			removed = true
 		}
 	}
-	if db.removeGroup(group) {
+	if db.RemoveGroup(group) {
 		removed = true
 	}
-	if err := db.write(true); err != nil {
+	if err := db.Write(true); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 	if removed && complain && !t.Failed() {
@@ -104,14 +105,21 @@ func contains(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+// passwdEntry returns the fields of name's passwd entry (nil: none).
 func passwdEntry(t *testing.T, name string) []string {
 	t.Helper()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := db.passwd.find(name)
-	return f
+	u, found, err := db.LookupUser(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return nil
+	}
+	return []string{u.Name, u.Password, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID)), u.Gecos, u.Home, u.Shell}
 }
 
 // TestInstallCheckUninstall is the round trip: nothing, install, current,
@@ -150,7 +158,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 			t.Fatalf("passwd entry of %s: %q", name, e)
 		}
 		uid, _ := strconv.Atoi(e[2])
-		if uid < 100 || uid > 999 || e[3] != m.GroupID || e[6] != noLoginShell() || e[5] != filepath.Join(o.StateDir, "home", name) {
+		if uid < 100 || uid > 999 || e[3] != m.GroupID || e[6] != accounts.NoLoginShell() || e[5] != filepath.Join(o.StateDir, "home", name) {
 			t.Errorf("passwd entry of %s: %q (group %s)", name, e, m.GroupID)
 		}
 		st, err := os.Lstat(e[5])
@@ -162,9 +170,9 @@ func TestInstallCheckUninstall(t *testing.T) {
 			t.Errorf("home of %s: mode %v uid %d gid %d", name, st.Mode(), sys.Uid, sys.Gid)
 		}
 	}
-	db, _ := readAccounts("/etc", true)
-	if f, _ := db.shadow.find(o.OfflineUser); len(f) < 2 || f[1] != "!" {
-		t.Errorf("shadow entry of %s: %q, want a locked password", o.OfflineUser, f)
+	db, _ := accounts.Read("/etc", true)
+	if pw, ok := db.ShadowPassword(o.OfflineUser); !ok || pw != "!" {
+		t.Errorf("shadow entry of %s: %q (%v), want a locked password", o.OfflineUser, pw, ok)
 	}
 
 	if diffs, err := Check(o); err != nil || diffs != nil {
@@ -382,33 +390,34 @@ func TestMarkerVersions(t *testing.T) {
 // tool would have.
 func addRawUser(t *testing.T, name string, uid, gid uint32, shell, home string) {
 	t.Helper()
-	unlock, err := lockAccounts("/etc")
+	unlock, err := accounts.Lock("/etc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.passwd.add(name, "x", strconv.Itoa(int(uid)), strconv.Itoa(int(gid)), "pre-existing", home, shell)
-	db.shadow.add(name, "!", "19000", "", "", "", "", "", "")
-	if err := db.write(false); err != nil {
+	if err := db.AddUserEntry(accounts.User{Name: name, UID: uid, GID: gid, Gecos: "pre-existing", Home: home, Shell: shell}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(false); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func freeSystemIDs(t *testing.T, n int) []uint32 {
 	t.Helper()
-	db, err := readAccounts("/etc", false)
+	db, err := accounts.Read("/etc", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	used := usedIDs(db.passwd)
-	gused := usedIDs(db.group)
+	used := db.UsedUIDs()
+	gused := db.UsedGIDs()
 	var out []uint32
 	// Search from the bottom: Install takes ids from the top.
-	for id := db.ids.uidMin; id <= db.ids.uidMax && len(out) < n; id++ {
+	for id := db.IDs().UIDMin; id <= db.IDs().UIDMax && len(out) < n; id++ {
 		if !used[id] && !gused[id] {
 			out = append(out, id)
 		}
@@ -472,11 +481,11 @@ func TestAdoption(t *testing.T) {
 		if len(changes) != 0 {
 			t.Errorf("the refused Install changed %q", changes)
 		}
-		db, _ := readAccounts("/etc", false)
-		if f, _ := db.group.find(o2.Group); f != nil {
+		db, _ := accounts.Read("/etc", false)
+		if _, _, found, _ := db.LookupGroup(o2.Group); found {
 			t.Errorf("the refused Install created group %s", o2.Group)
 		}
-		if f, _ := db.passwd.find(o2.OnlineUser); f != nil {
+		if _, found, _ := db.LookupUser(o2.OnlineUser); found {
 			t.Errorf("the refused Install created user %s", o2.OnlineUser)
 		}
 		// Uninstall refuses the stranger too; the cleanup removes it directly.
@@ -484,5 +493,21 @@ func TestAdoption(t *testing.T) {
 			t.Error("Uninstall removed a user that is not sandgate's")
 		}
 		forceRemove(t, o2)
+	}
+}
+
+func TestPortsText(t *testing.T) {
+	for _, c := range []struct {
+		in   []uint16
+		want string
+	}{
+		{DefaultPorts(), "47100-47115"},
+		{[]uint16{1080, 3128}, "1080,3128"},
+		{[]uint16{80, 81, 82, 443}, "80-82,443"},
+		{nil, ""},
+	} {
+		if got := portsText(c.in); got != c.want {
+			t.Errorf("portsText(%v) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/windows"
 
+	"github.com/sandgate/sandgate/accounts"
 	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/winfw"
 	"github.com/sandgate/sandgate/winsec"
@@ -170,28 +171,28 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 			return Marker{}, changes, err
 		}
 	}
-	offSID, created, err := winsec.EnsureUser(o.OfflineUser, pw[0], "sandgate offline sandbox user (network only through sandgate's proxy)")
+	offSID, created, err := accounts.EnsureUser(o.OfflineUser, pw[0], "sandgate offline sandbox user (network only through sandgate's proxy)")
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	note(userChange(o.OfflineUser, offSID, created))
-	onSID, created, err := winsec.EnsureUser(o.OnlineUser, pw[1], "sandgate online sandbox user (direct network)")
+	onSID, created, err := accounts.EnsureUser(o.OnlineUser, pw[1], "sandgate online sandbox user (direct network)")
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	note(userChange(o.OnlineUser, onSID, created))
-	groupSID, err := winsec.EnsureGroup(o.Group, "sandgate sandbox users")
+	groupSID, err := accounts.EnsureGroup(o.Group, "sandgate sandbox users")
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	for _, s := range []string{offSID, onSID} {
-		if err := winsec.AddToGroup(o.Group, s); err != nil {
+		if err := accounts.AddToGroup(o.Group, s); err != nil {
 			return Marker{}, changes, err
 		}
 	}
 	note(fmt.Sprintf("local group %s (%s) has both sandbox users", o.Group, groupSID))
 	for _, u := range []string{o.OfflineUser, o.OnlineUser} {
-		if err := winsec.HideFromLogon(u); err != nil {
+		if err := accounts.HideFromLogon(u); err != nil {
 			return Marker{}, changes, err
 		}
 	}
@@ -434,8 +435,8 @@ type liveAcc struct{ offSID, onSID, groupSID string }
 func liveAccounts(offline, online, group string, m Marker) (liveAcc, []string) {
 	var a liveAcc
 	var d []string
-	look := func(name, rec string, typ uint32, what string) string {
-		sid, err := winsec.LookupLocal(name, typ)
+	look := func(name, rec string, lookup func(string) (string, error), what string) string {
+		sid, err := lookup(name)
 		if err != nil {
 			d = append(d, fmt.Sprintf("the %s %s is missing (%v)", what, name, err))
 			return ""
@@ -446,11 +447,11 @@ func liveAccounts(offline, online, group string, m Marker) (liveAcc, []string) {
 		}
 		return sid
 	}
-	a.offSID = look(offline, m.OfflineID, windows.SidTypeUser, "offline sandbox user")
-	a.onSID = look(online, m.OnlineID, windows.SidTypeUser, "online sandbox user")
-	a.groupSID = look(group, m.GroupID, windows.SidTypeAlias, "sandbox group")
+	a.offSID = look(offline, m.OfflineID, accounts.LookupUser, "offline sandbox user")
+	a.onSID = look(online, m.OnlineID, accounts.LookupUser, "online sandbox user")
+	a.groupSID = look(group, m.GroupID, accounts.LookupGroup, "sandbox group")
 	for _, u := range []string{offline, online} {
-		if !winsec.IsHiddenFromLogon(u) {
+		if !accounts.IsHiddenFromLogon(u) {
 			d = append(d, fmt.Sprintf("the user %s is not hidden from the logon screen", u))
 		}
 	}
@@ -476,11 +477,11 @@ func Identity(o Options, m Marker, id ruleplan.Identity) (Account, error) {
 	default:
 		return Account{}, fmt.Errorf("unknown sandbox identity %q", id)
 	}
-	sid, err := winsec.LookupLocal(name, windows.SidTypeUser)
+	sid, err := accounts.LookupUser(name)
 	if err != nil || !strings.EqualFold(sid, rec) {
 		return Account{}, fmt.Errorf("the %s sandbox user %s is not as set up (%v); run `sandgate setup`", id, name, errOr(err, "SID "+sid+" differs from the recorded "+rec))
 	}
-	gsid, err := winsec.LookupLocal(m.Group, windows.SidTypeAlias)
+	gsid, err := accounts.LookupGroup(m.Group)
 	if err != nil || !strings.EqualFold(gsid, m.GroupID) {
 		return Account{}, fmt.Errorf("the sandbox group %s is not as set up (%v); run `sandgate setup`", m.Group, errOr(err, "SID "+gsid+" differs from the recorded "+m.GroupID))
 	}
@@ -533,15 +534,15 @@ func uninstallElevated(o Options, progress func(string)) ([]string, error) {
 		return changes, fmt.Errorf("removing the setup marker: %w", err)
 	}
 	for _, u := range []string{o.OfflineUser, o.OnlineUser} {
-		if err := winsec.DeleteUser(u); err != nil {
+		if err := accounts.RemoveUser(u); err != nil {
 			return changes, err
 		}
-		if err := winsec.UnhideFromLogon(u); err != nil {
+		if err := accounts.UnhideFromLogon(u); err != nil {
 			return changes, err
 		}
 		note("removed local user " + u + " and its profile")
 	}
-	if err := winsec.DeleteGroup(o.Group); err != nil {
+	if err := accounts.RemoveGroup(o.Group); err != nil {
 		return changes, err
 	}
 	note("removed local group " + o.Group)
