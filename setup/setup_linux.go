@@ -30,10 +30,6 @@ const DefaultStateDir = "/var/lib/sandgate"
 // markerName is the marker's file name in the state directory.
 const markerName = "setup.json"
 
-// MissingRules is the difference Check and Status report when sandgate's
-// firewall table is not installed, typically after a reboot.
-const MissingRules = "the firewall rules are missing (they do not survive a reboot; run `sandgate setup` again, e.g. from a oneshot unit: see docs/identity.md)"
-
 // resolve fills in every default.
 func (o Options) resolve() Options {
 	o = o.WithDefaults()
@@ -524,8 +520,11 @@ func ensureAccounts(o Options, prev Marker, hadMarker bool) (installedAccounts, 
 	acc.gid = gid
 	for i, dst := range []*accounts.User{&acc.offline, &acc.online} {
 		u, ok, err := db.LookupUser(names[i])
-		if err != nil || !ok {
-			return installedAccounts{}, changes, fmt.Errorf("user %s vanished after it was written: %v", names[i], err)
+		if err != nil {
+			return installedAccounts{}, changes, fmt.Errorf("user %s vanished after it was written: %w", names[i], err)
+		}
+		if !ok {
+			return installedAccounts{}, changes, fmt.Errorf("user %s vanished after it was written", names[i])
 		}
 		*dst = u
 	}

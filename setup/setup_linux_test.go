@@ -511,3 +511,50 @@ func TestPortsText(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseOnRealSetup: the lease over the real Status and Reconcile
+// switches the local-binding mode and restores lost rules, each in one
+// message, and leaves a setup that checks out.
+func TestLeaseOnRealSetup(t *testing.T) {
+	ns := fwtest.NewNetns(t)
+	o := testOptions(t, ns)
+	if _, _, err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	l := Leaser{Options: Options{StateDir: o.StateDir, NetNS: ns}, LockDir: filepath.Join(t.TempDir(), "run")}
+	var said []string
+	notify := func(s string) { said = append(said, s) }
+	s, err := l.Acquire(Need{AllowLocalBinding: true}, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Marker().AllowLocalBinding || !slices.Equal(said, []string{"reconciled the identity setup: allow_local_binding changed from false to true"}) {
+		t.Errorf("switch: marker %+v, messages %q", s.Marker(), said)
+	}
+	acc, err := s.Account()
+	if err != nil || acc.Name != o.OfflineUser {
+		t.Errorf("Account = %+v, %v", acc, err)
+	}
+	s.Release()
+
+	if err := firewall.Remove(ns); err != nil {
+		t.Fatal(err)
+	}
+	said = nil
+	s, err = l.Acquire(Need{AllowLocalBinding: true}, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	if !slices.Equal(said, []string{"reconciled the identity setup: the firewall rules were missing, as after a reboot"}) {
+		t.Errorf("after lost rules: messages %q", said)
+	}
+	if _, drift, err := Status(o); err != nil || drift != nil {
+		t.Errorf("Status after the lease = %q, %v", drift, err)
+	}
+	said = nil
+	if s, err = l.Acquire(Need{AllowLocalBinding: true}, notify); err != nil || len(said) != 0 {
+		t.Errorf("current setup: %v, messages %q", err, said)
+	}
+	s.Release()
+}

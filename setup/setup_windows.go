@@ -40,10 +40,6 @@ const (
 	secretsName = "secrets.bin"
 )
 
-// ElevationNotice receives the one line printed before the administrator
-// prompt (default: standard error).
-var ElevationNotice io.Writer = os.Stderr
-
 // resolve fills in every default; the state directory defaults to
 // %ProgramData%\sandgate (the known folder, not the environment variable).
 func (o Options) resolve() Options {
@@ -116,7 +112,20 @@ func validateNames(o Options) error {
 // prompt), prints that on one line, and relaunches sandgate elevated
 // ("runas"). A declined prompt returns an error wrapping
 // winsec.ErrElevationCancelled. It returns each change in words.
-func Install(o Options) (Marker, []string, error) {
+func Install(o Options) (Marker, []string, error) { return install(o, stderrNotice) }
+
+// stderrNotice is where Install and Uninstall say why the administrator
+// prompt appears: one line on standard error.
+func stderrNotice(msg string) { fmt.Fprintln(os.Stderr, "sandgate: "+msg) }
+
+// reconcileNotify is Reconcile, saying why the administrator prompt
+// appears (when it does) through notify.
+func reconcileNotify(o Options, notify func(string)) (Marker, []string, error) {
+	return install(o, notify)
+}
+
+// install is Install with the notice before the prompt going to notify.
+func install(o Options, notify func(string)) (Marker, []string, error) {
 	o = o.resolve()
 	if err := validateNames(o); err != nil {
 		return Marker{}, nil, err
@@ -133,7 +142,7 @@ func Install(o Options) (Marker, []string, error) {
 			m, err := ReadMarker(o.MarkerPath())
 			return m, nil, err
 		}
-		changes, err := runElevated(opInstall, o, "setting up the sandbox users and firewall rules", reasons)
+		changes, err := runElevated(opInstall, o, "setting up the sandbox users and firewall rules", reasons, notify)
 		if err != nil {
 			return Marker{}, changes, err
 		}
@@ -159,6 +168,11 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 	}
 	if err := winsec.EnsureStateDir(o.StateDir); err != nil {
 		return Marker{}, changes, err
+	}
+	if ch, err := ensureLockFiles(o.StateDir); err != nil {
+		return Marker{}, changes, err
+	} else if ch != "" {
+		note(ch)
 	}
 	if ch, err := installLauncher(o); err != nil {
 		return Marker{}, changes, err
@@ -479,20 +493,21 @@ func Identity(o Options, m Marker, id ruleplan.Identity) (Account, error) {
 	}
 	sid, err := accounts.LookupUser(name)
 	if err != nil || !strings.EqualFold(sid, rec) {
-		return Account{}, fmt.Errorf("the %s sandbox user %s is not as set up (%v); run `sandgate setup`", id, name, errOr(err, "SID "+sid+" differs from the recorded "+rec))
+		return Account{}, fmt.Errorf("the %s sandbox user %s is not as set up (%w); run `sandgate setup`", id, name, errOr(err, "SID "+sid+" differs from the recorded "+rec))
 	}
 	gsid, err := accounts.LookupGroup(m.Group)
 	if err != nil || !strings.EqualFold(gsid, m.GroupID) {
-		return Account{}, fmt.Errorf("the sandbox group %s is not as set up (%v); run `sandgate setup`", m.Group, errOr(err, "SID "+gsid+" differs from the recorded "+m.GroupID))
+		return Account{}, fmt.Errorf("the sandbox group %s is not as set up (%w); run `sandgate setup`", m.Group, errOr(err, "SID "+gsid+" differs from the recorded "+m.GroupID))
 	}
 	return Account{Name: name, SID: sid, GroupSID: gsid}, nil
 }
 
-func errOr(err error, s string) any {
+// errOr returns err, or an error saying s when err is nil.
+func errOr(err error, s string) error {
 	if err != nil {
 		return err
 	}
-	return s
+	return errors.New(s)
 }
 
 // Passwords returns the sandbox users' passwords, decrypted with this
@@ -517,7 +532,7 @@ func Uninstall(o Options) ([]string, error) {
 		return nil, err
 	}
 	if !winsec.IsElevated() {
-		return runElevated(opUninstall, o, "removing the sandbox users and firewall rules", nil)
+		return runElevated(opUninstall, o, "removing the sandbox users and firewall rules", nil, stderrNotice)
 	}
 	return uninstallElevated(o, func(string) {})
 }
@@ -565,6 +580,9 @@ func uninstallElevated(o Options, progress func(string)) ([]string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return changes, fmt.Errorf("removing the password file: %w", err)
 	}
+	if err := removeLockFiles(o.StateDir); err != nil {
+		return changes, err
+	}
 	if err := os.Remove(o.StateDir); err == nil {
 		note("removed " + o.StateDir)
 	}
@@ -588,11 +606,11 @@ type elevatedRequest struct {
 	Pipe    string  `json:"pipe"` // named pipe the elevated process reports on
 }
 
-// runElevated prints the notice, relaunches sandgate elevated for op and
+// runElevated gives notify the notice, relaunches sandgate elevated for op and
 // relays its report: each change it made, and its error. The report
 // travels over a named pipe this process creates (first instance only,
 // local clients only): the elevated process's own console is hidden.
-func runElevated(op string, o Options, what string, reasons []string) ([]string, error) {
+func runElevated(op string, o Options, what string, reasons []string, notify func(string)) ([]string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding sandgate's own path to relaunch it elevated: %w", err)
@@ -611,7 +629,7 @@ func runElevated(op string, o Options, what string, reasons []string) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(ElevationNotice, winsec.ElevationNotice(what, reasons))
+	notify(strings.TrimPrefix(winsec.ElevationNotice(what, reasons), "sandgate: "))
 
 	type report struct {
 		changes []string

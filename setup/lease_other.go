@@ -1,0 +1,25 @@
+//go:build !linux && !windows
+
+package setup
+
+import "os"
+
+const installsOnDemand = false
+
+func defaultLockDir(o Options) string { return o.StateDir }
+
+func prepareLockDir(string) error { return errUnsupported }
+
+func openLock(string) (*os.File, error) { return nil, errUnsupported }
+
+func closeLock(*os.File) {}
+
+func lockExclusive(*os.File) error { return errUnsupported }
+
+func lockShared(*os.File) error { return errUnsupported }
+
+func tryLockExclusive(*os.File) (bool, error) { return false, errUnsupported }
+
+func reconcileNotify(Options, func(string)) (Marker, []string, error) {
+	return Marker{}, nil, errUnsupported
+}
