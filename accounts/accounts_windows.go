@@ -238,8 +238,11 @@ func HideFromLogon(name string) error {
 		return fmt.Errorf("hiding %s from the logon screen: %w", name, err)
 	}
 	v, _, err := k.GetIntegerValue(name)
-	if err != nil || v != 0 {
-		return fmt.Errorf("hiding %s from the logon screen: value reads back as %d (%v)", name, v, err)
+	if err != nil {
+		return fmt.Errorf("hiding %s from the logon screen: reading the value back: %w", name, err)
+	}
+	if v != 0 {
+		return fmt.Errorf("hiding %s from the logon screen: value reads back as %d", name, v)
 	}
 	return nil
 }
