@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/ruleplan"
 )
@@ -46,6 +47,13 @@ func (o Options) resolve() Options {
 // (/var/lib/sandgate/setup.json by default).
 func (o Options) MarkerPath() string {
 	return filepath.Join(o.resolve().StateDir, markerName)
+}
+
+// GrantRecords returns where identity runs record their working-directory
+// grants: dir-grants in the state directory (dirgrant.DefaultDir by
+// default).
+func (o Options) GrantRecords() dirgrant.Records {
+	return dirgrant.Records{Dir: filepath.Join(o.resolve().StateDir, "dir-grants")}
 }
 
 // homeOf returns the private home of a sandbox user.
@@ -91,7 +99,8 @@ func Install(o Options) (Marker, []string, error) {
 
 	prev, prevErr := ReadMarker(o.MarkerPath())
 	hadMarker := prevErr == nil
-	var changes []string
+	// Grants that runs which did not end cleanly left behind go first.
+	changes := repairGrants(o.GrantRecords())
 
 	acc, ch, err := ensureAccounts(o, prev, hadMarker)
 	changes = append(changes, ch...)
@@ -230,6 +239,9 @@ func Check(o Options) ([]string, error) {
 		if offOK && m.OfflineUser != o.OfflineUser {
 			out = append(out, fmt.Sprintf("the marker names the offline user %s, not %s", m.OfflineUser, o.OfflineUser))
 		}
+	}
+	if os.Geteuid() == 0 { // the records are root's
+		out = append(out, grantProblems(o.GrantRecords())...)
 	}
 	return out, nil
 }
@@ -379,7 +391,8 @@ func Uninstall(o Options) ([]string, error) {
 		}
 	}
 
-	var changes []string
+	// Grants name the group's gid, which a later group could get.
+	changes := repairGrants(o.GrantRecords())
 	if err := os.Remove(o.MarkerPath()); err == nil {
 		changes = append(changes, "removed the setup marker "+o.MarkerPath())
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -429,6 +442,7 @@ func Uninstall(o Options) ([]string, error) {
 		}
 	}
 	os.Remove(filepath.Dir(o.homeOf("x"))) // the homes' parent, when empty
+	os.Remove(o.GrantRecords().Dir)        // when empty
 	os.Remove(filepath.Join(o.StateDir, lockName))
 	os.Remove(o.StateDir) // when empty
 	return changes, nil

@@ -3,10 +3,12 @@
 package setup
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,7 +16,10 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/firewall/fwtest"
 	"github.com/sandgate/sandgate/ruleplan"
@@ -22,7 +27,31 @@ import (
 
 func TestMain(m *testing.M) {
 	fwtest.MaybeProbe()
+	if v := os.Getenv(grantHolderEnv); v != "" {
+		os.Exit(holdGrant(strings.Fields(v)))
+	}
 	os.Exit(m.Run())
+}
+
+// grantHolderEnv makes the test binary an identity run's grant holder:
+// "RECORDS DIR UID GID". It grants, prints "granted", and holds the grant
+// until it is killed.
+const grantHolderEnv = "SANDGATE_SETUP_TEST_GRANT_HOLDER"
+
+func holdGrant(args []string) int {
+	if len(args) != 4 {
+		fmt.Println("bad arguments", args)
+		return 2
+	}
+	uid, _ := strconv.ParseUint(args[2], 10, 32)
+	gid, _ := strconv.ParseUint(args[3], 10, 32)
+	g, err := dirgrant.Records{Dir: args[0]}.Grant(args[1], dirgrant.Grantee{UID: uint32(uid), GID: uint32(gid)})
+	if err != nil || !g.Recorded() {
+		fmt.Println("grant:", err)
+		return 1
+	}
+	fmt.Println("granted")
+	select {}
 }
 
 // testOptions returns options with test-unique names, a private state
@@ -557,4 +586,78 @@ func TestLeaseOnRealSetup(t *testing.T) {
 		t.Errorf("current setup: %v, messages %q", err, said)
 	}
 	s.Release()
+}
+
+// TestLeftoverGrant: the working-directory grant of an identity run that
+// was killed is reported by Check, with its fix, and taken back by the next
+// Install, run from another directory, exactly as it was before.
+func TestLeftoverGrant(t *testing.T) {
+	ns := fwtest.NewNetns(t)
+	o := testOptions(t, ns)
+	m, _, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := Identity(o, m, ruleplan.Offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(base, "work")
+	if err := os.Mkdir(work, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0o750); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", grantHolderEnv, o.GrantRecords().Dir, work, off.UID, off.GID))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "granted\n" {
+		t.Fatalf("grant holder: %q, %v", line, err)
+	}
+	granted := make([]byte, 256)
+	if n, err := unix.Getxattr(work, dirgrant.XattrName, granted); err != nil || n == 0 {
+		t.Fatalf("no grant on %s: %v", work, err)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Fatalf("Check while the run lives = %q, %v; want current", diffs, err)
+	}
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	diffs, err := Check(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "Check after the run was killed", diffs, "the sandbox group's access to "+work, "did not end cleanly", "run `sandgate setup` to take it back")
+
+	t.Chdir(base)
+	_, changes, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "Install after the run was killed", changes, "took back the sandbox group's access to "+work)
+	if n, err := unix.Getxattr(work, dirgrant.XattrName, granted); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("%s still has an ACL after Install: %x, %v", work, granted[:max(n, 0)], err)
+	}
+	if fi, err := os.Stat(work); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("%s after Install: %v, %v; want mode 0750", work, fi, err)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Errorf("Check after the repair = %q, %v; want current", diffs, err)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/windows"
 
 	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/winfw"
 	"github.com/sandgate/sandgate/winsec"
@@ -74,6 +75,10 @@ func (o Options) LauncherPath() string {
 func (o Options) SecretsPath() string {
 	return filepath.Join(o.resolve().StateDir, secretsName)
 }
+
+// GrantRecords returns where identity runs record their working-directory
+// grants: nowhere on Windows yet (see package dirgrant).
+func (o Options) GrantRecords() dirgrant.Records { return dirgrant.Records{} }
 
 // Account is a sandbox user as an identity run needs it. On Windows UID,
 // GID and Home are unused; SID and GroupSID identify the user and group.
@@ -168,6 +173,9 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 	}
 	if err := winsec.EnsureStateDir(o.StateDir); err != nil {
 		return Marker{}, changes, err
+	}
+	for _, ch := range repairGrants(o.GrantRecords()) {
+		note(ch)
 	}
 	if ch, err := ensureLockFiles(o.StateDir); err != nil {
 		return Marker{}, changes, err
@@ -393,6 +401,7 @@ func Check(o Options) ([]string, error) {
 	out = append(out, d...)
 	out = append(out, secretsProblems(o)...)
 	out = append(out, launcherProblems(o)...)
+	out = append(out, grantProblems(o.GrantRecords())...)
 	if acc.offSID != "" {
 		rules, err := winfw.Render(plan, acc.offSID)
 		if err != nil {
