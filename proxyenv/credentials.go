@@ -1,6 +1,8 @@
 package proxyenv
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +18,20 @@ const (
 	SOCKSUserEnv     = "SANDGATE_SOCKS_USER"
 	SOCKSPasswordEnv = "SANDGATE_SOCKS_PASSWORD"
 )
+
+// CredentialsUser is the user name of every run's proxy credentials (the
+// password is what is secret).
+const CredentialsUser = "sandgate"
+
+// NewPassword returns a random password for one run's proxy credentials:
+// 128 bits as 32 hexadecimal digits.
+func NewPassword() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generating proxy credentials: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
 
 // noProxyNames are the NO_PROXY spellings Vars sets, and CredentialedRun
 // sets empty when local binding is not allowed.

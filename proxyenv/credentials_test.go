@@ -118,3 +118,14 @@ func TestStripCredentials(t *testing.T) {
 		t.Errorf("StripCredentials = %q", got)
 	}
 }
+
+func TestNewPassword(t *testing.T) {
+	a, err := NewPassword()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewPassword()
+	if len(a) != 32 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
+		t.Errorf("NewPassword = %q, then %q", a, b)
+	}
+}
