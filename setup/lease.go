@@ -111,6 +111,13 @@ func (l Leaser) runsLock(alb bool) string {
 	return filepath.Join(l.lockDir(), runsLockNoALB)
 }
 
+// closeLock closes a lock file (nil: none), which drops its lock.
+func closeLock(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
 // Lease is an installed setup that serves one run, held until Release.
 type Lease struct {
 	marker Marker

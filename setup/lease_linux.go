@@ -37,13 +37,6 @@ func openLock(name string) (*os.File, error) {
 	return f, nil
 }
 
-// closeLock closes a lock file, which drops its lock.
-func closeLock(f *os.File) {
-	if f != nil {
-		f.Close()
-	}
-}
-
 func flock(f *os.File, how int) error {
 	for {
 		err := unix.Flock(int(f.Fd()), how)

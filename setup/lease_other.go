@@ -12,8 +12,6 @@ func prepareLockDir(string) error { return errUnsupported }
 
 func openLock(string) (*os.File, error) { return nil, errUnsupported }
 
-func closeLock(*os.File) {}
-
 func lockExclusive(*os.File) error { return errUnsupported }
 
 func lockShared(*os.File) error { return errUnsupported }

@@ -42,13 +42,6 @@ func openLock(name string) (*os.File, error) {
 	return f, nil
 }
 
-// closeLock closes a lock file, which drops its lock.
-func closeLock(f *os.File) {
-	if f != nil {
-		f.Close()
-	}
-}
-
 // lockByte locks byte 0 of f with LockFileEx (a nil f is no lock).
 func lockByte(f *os.File, flags uint32) error {
 	if f == nil {
