@@ -160,9 +160,10 @@ func (s *Lease) Release() {
 
 // FixCommand returns the `sandgate setup` command line that installs
 // allow_local_binding=alb over a setup whose mode is installedALB (setup
-// keeps the installed mode and ports unless told otherwise), with "sudo "
-// in front when sudo is set.
-func FixCommand(sudo, alb, installedALB bool) string {
+// keeps the installed mode and ports unless told otherwise), with the
+// ports given (nil: keep the installed ones), and "sudo " in front when
+// sudo is set.
+func FixCommand(sudo, alb, installedALB bool, ports []uint16) string {
 	var b strings.Builder
 	if sudo {
 		b.WriteString("sudo ")
@@ -173,6 +174,9 @@ func FixCommand(sudo, alb, installedALB bool) string {
 		b.WriteString(" --allow-local-binding")
 	case installedALB:
 		b.WriteString(" --allow-local-binding=false")
+	}
+	if len(ports) > 0 {
+		b.WriteString(" --ports " + formatPorts(ports))
 	}
 	return b.String()
 }
@@ -223,14 +227,14 @@ func (l Leaser) CheckUnprivileged(need Need) error {
 	m, err := ReadMarker(path)
 	switch {
 	case errors.Is(err, ErrNotInstalled):
-		return unavailable("%w (no %s): run `%s`", ErrNotInstalled, path, FixCommand(true, need.AllowLocalBinding && !need.Online, false))
+		return unavailable("%w (no %s): run `%s`", ErrNotInstalled, path, FixCommand(true, need.AllowLocalBinding && !need.Online, false, nil))
 	case err != nil:
 		return err
 	}
 	if reasons := l.StaleReasons(m, need); len(reasons) > 0 {
 		o := l.wanted(m, need)
 		return unavailable("the identity setup does not fit this run (%s): run `%s` to reconcile it",
-			strings.Join(reasons, "; "), FixCommand(true, o.AllowLocalBinding, m.AllowLocalBinding))
+			strings.Join(reasons, "; "), FixCommand(true, o.AllowLocalBinding, m.AllowLocalBinding, nil))
 	}
 	return nil
 }
@@ -251,7 +255,7 @@ func (l Leaser) Acquire(need Need, notify func(msg string)) (*Lease, error) {
 	}
 	markerPath := l.Options.MarkerPath()
 	notInstalled := func() error {
-		return unavailable("%w (no %s): run `%s` first", ErrNotInstalled, markerPath, FixCommand(false, need.AllowLocalBinding && !need.Online, false))
+		return unavailable("%w (no %s): run `%s` first", ErrNotInstalled, markerPath, FixCommand(false, need.AllowLocalBinding && !need.Online, false, nil))
 	}
 	// Nothing is created on a machine without a setup.
 	if _, err := os.Stat(markerPath); errors.Is(err, fs.ErrNotExist) && !installsOnDemand {
@@ -322,7 +326,7 @@ func (l Leaser) reconcile(m Marker, installed bool, need Need, reasons []string,
 				o.AllowLocalBinding, m.AllowLocalBinding)
 		}
 	}
-	cmd := FixCommand(false, o.AllowLocalBinding, m.AllowLocalBinding)
+	cmd := FixCommand(false, o.AllowLocalBinding, m.AllowLocalBinding, nil)
 	said := false
 	if _, _, err := l.system().Reconcile(o, func(msg string) { said = true; notify(msg) }); err != nil {
 		return Marker{}, unavailable("the identity setup does not fit this run (%s) and reconciling it failed: %w; run `%s`",

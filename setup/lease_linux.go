@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/firewall"
 )
 
 // DefaultLockDir holds the locks that coordinate identity runs with each
@@ -64,3 +67,22 @@ func tryLockExclusive(f *os.File) (free bool, err error) {
 
 // reconcileNotify is Reconcile; on Linux it has nothing to say on the way.
 func reconcileNotify(o Options, _ func(string)) (Marker, []string, error) { return Reconcile(o) }
+
+// proxyListenControl sets SO_MARK = firewall.ProxySocketMark on a proxy
+// listener before it binds; connections it accepts inherit the mark.
+func proxyListenControl(_, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, firewall.ProxySocketMark)
+	}); err != nil {
+		return fmt.Errorf("setting the socket mark of the proxy listener at %s: %w", address, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", firewall.ProxySocketMark, address, serr)
+	}
+	return nil
+}
+
+// portTaken reports whether a listen error means another socket has the
+// port.
+func portTaken(err error) bool { return errors.Is(err, unix.EADDRINUSE) }

@@ -4,11 +4,18 @@ package setup
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/firewall"
+	"github.com/sandgate/sandgate/firewall/fwtest"
 )
 
 // fakeSystem is an installed setup that a test describes: Status returns
@@ -207,4 +214,59 @@ func TestCheckUnprivileged(t *testing.T) {
 	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("corrupt marker: %v", err)
 	}
+}
+
+// freePorts returns n loopback ports nothing listens on (as far as the
+// kernel knew a moment ago).
+func freePorts(t *testing.T, n int) []uint16 {
+	t.Helper()
+	var out []uint16
+	for range n {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, uint16(ln.Addr().(*net.TCPAddr).Port))
+		ln.Close()
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReservePorts: a run takes the first two free reserved ports, marked
+// for the input rule; with none free it names the command that widens the
+// range.
+func TestReservePorts(t *testing.T) {
+	fwtest.RequirePrivileged(t) // SO_MARK needs CAP_NET_ADMIN
+	ports := freePorts(t, 3)
+	taken, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0]))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	s := &Lease{marker: Marker{ProxyPorts: ports}}
+	lns, err := s.ReservePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint16
+	for _, ln := range lns {
+		got = append(got, uint16(ln.Addr().(*net.TCPAddr).Port))
+		rc, err := ln.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mark int
+		var merr error
+		rc.Control(func(fd uintptr) { mark, merr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+		if merr != nil || mark != firewall.ProxySocketMark {
+			t.Errorf("proxy listener %s has SO_MARK %#x (%v), want %#x", ln.Addr(), mark, merr, firewall.ProxySocketMark)
+		}
+	}
+	if !slices.Equal(got, ports[1:]) {
+		t.Errorf("ReservePorts took %v, want %v", got, ports[1:])
+	}
+	_, err = s.ReservePorts()
+	wantUnavailable(t, err, "all 3 reserved proxy ports ("+formatPorts(ports)+") are in use: each identity run takes two; widen the range with `sandgate setup --ports ")
+	closeListeners(lns)
 }

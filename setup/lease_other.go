@@ -2,7 +2,10 @@
 
 package setup
 
-import "os"
+import (
+	"os"
+	"syscall"
+)
 
 const installsOnDemand = false
 
@@ -21,3 +24,7 @@ func tryLockExclusive(*os.File) (bool, error) { return false, errUnsupported }
 func reconcileNotify(Options, func(string)) (Marker, []string, error) {
 	return Marker{}, nil, errUnsupported
 }
+
+func proxyListenControl(string, string, syscall.RawConn) error { return errUnsupported }
+
+func portTaken(error) bool { return false }

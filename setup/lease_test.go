@@ -51,18 +51,26 @@ func TestStaleReasons(t *testing.T) {
 }
 
 func TestFixCommand(t *testing.T) {
+	if got := formatPorts([]uint16{47103, 47100, 47101, 47102, 8080, 3128, 3129}); got != "3128-3129,8080,47100-47103" {
+		t.Errorf("formatPorts = %q", got)
+	}
 	for _, c := range []struct {
 		sudo, alb, installed bool
+		ports                []uint16
 		want                 string
 	}{
-		{true, true, false, "sudo sandgate setup --allow-local-binding"},
-		{false, false, true, "sandgate setup --allow-local-binding=false"}, // setup keeps the installed mode otherwise
-		{false, false, false, "sandgate setup"},
-		{false, true, true, "sandgate setup --allow-local-binding"},
+		{true, true, false, nil, "sudo sandgate setup --allow-local-binding"},
+		{false, false, true, nil, "sandgate setup --allow-local-binding=false"}, // setup keeps the installed mode otherwise
+		{false, false, false, nil, "sandgate setup"},
+		{false, true, true, nil, "sandgate setup --allow-local-binding"},
+		{false, false, false, []uint16{3128, 3129}, "sandgate setup --ports 3128-3129"},
 	} {
-		if got := FixCommand(c.sudo, c.alb, c.installed); got != c.want {
-			t.Errorf("FixCommand(%v, %v, %v) = %q, want %q", c.sudo, c.alb, c.installed, got, c.want)
+		if got := FixCommand(c.sudo, c.alb, c.installed, c.ports); got != c.want {
+			t.Errorf("FixCommand(%v, %v, %v, %v) = %q, want %q", c.sudo, c.alb, c.installed, c.ports, got, c.want)
 		}
+	}
+	if got := formatPorts(widerRange([]uint16{47100, 47101})); got != "47100-47103" {
+		t.Errorf("widerRange = %q", got)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/windows"
 
@@ -109,3 +110,27 @@ func removeLockFiles(dir string) error {
 	}
 	return nil
 }
+
+// soExclusiveAddrUse is SO_EXCLUSIVEADDRUSE, ~SO_REUSEADDR.
+const soExclusiveAddrUse = ^windows.SO_REUSEADDR
+
+// proxyListenControl sets SO_EXCLUSIVEADDRUSE on a proxy listener: no
+// other socket, of any user, can bind the same port while sandgate holds
+// it.
+func proxyListenControl(_, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = windows.SetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, soExclusiveAddrUse, 1)
+	}); err != nil {
+		return fmt.Errorf("setting SO_EXCLUSIVEADDRUSE on the proxy listener at %s: %w", address, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("setting SO_EXCLUSIVEADDRUSE on the proxy listener at %s: %w", address, serr)
+	}
+	return nil
+}
+
+// portTaken: on Windows any failure to listen on a reserved port counts
+// as the port being taken (by another run or another program), and the
+// next one is tried.
+func portTaken(error) bool { return true }
