@@ -111,7 +111,7 @@ func Vars(c Config) []string {
 	}
 	if len(c.NoProxy) > 0 && (c.HTTP != "" || c.SOCKS != "") {
 		v := strings.Join(c.NoProxy, ",")
-		for _, k := range []string{"NO_PROXY", "no_proxy", "npm_config_noproxy", "NPM_CONFIG_NOPROXY"} {
+		for _, k := range noProxyNames {
 			set(k, v)
 		}
 	}

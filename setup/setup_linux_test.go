@@ -3,10 +3,12 @@
 package setup
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/internal/testnet"
 	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/nftfw/nfttest"
@@ -22,7 +28,31 @@ import (
 
 func TestMain(m *testing.M) {
 	nfttest.MaybeProbe()
+	if v := os.Getenv(grantHolderEnv); v != "" {
+		os.Exit(holdGrant(strings.Fields(v)))
+	}
 	os.Exit(m.Run())
+}
+
+// grantHolderEnv makes the test binary an identity run's grant holder:
+// "RECORDS DIR UID GID". It grants, prints "granted", and holds the grant
+// until it is killed.
+const grantHolderEnv = "SANDGATE_SETUP_TEST_GRANT_HOLDER"
+
+func holdGrant(args []string) int {
+	if len(args) != 4 {
+		fmt.Println("bad arguments", args)
+		return 2
+	}
+	uid, _ := strconv.ParseUint(args[2], 10, 32)
+	gid, _ := strconv.ParseUint(args[3], 10, 32)
+	g, err := dirgrant.Records{Dir: args[0]}.Grant(args[1], dirgrant.Grantee{UID: uint32(uid), GID: uint32(gid)})
+	if err != nil || !g.Recorded() {
+		fmt.Println("grant:", err)
+		return 1
+	}
+	fmt.Println("granted")
+	select {}
 }
 
 // testOptions returns options with test-unique names, a private state
@@ -63,27 +93,27 @@ func forceRemoveAccounts(t *testing.T, users []string, group string, complain bo
 			t.Fatalf("refusing to force-remove %q: not a test name", n)
 		}
 	}
-	unlock, err := lockAccounts("/etc")
+	unlock, err := accounts.Lock("/etc")
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
 	defer unlock()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
 	removed := false
 	for _, u := range users {
-		if db.removeUser(u) {
+		if db.RemoveUser(u) {
 			removed = true
 		}
 	}
-	if db.removeGroup(group) {
+	if db.RemoveGroup(group) {
 		removed = true
 	}
-	if err := db.write(true); err != nil {
+	if err := db.Write(true); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 	if removed && complain && !t.Failed() {
@@ -105,14 +135,21 @@ func contains(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+// passwdEntry returns the fields of name's passwd entry (nil: none).
 func passwdEntry(t *testing.T, name string) []string {
 	t.Helper()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := db.passwd.find(name)
-	return f
+	u, found, err := db.LookupUser(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return nil
+	}
+	return []string{u.Name, u.Password, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID)), u.Gecos, u.Home, u.Shell}
 }
 
 // TestInstallCheckUninstall is the round trip: nothing, install, current,
@@ -151,7 +188,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 			t.Fatalf("passwd entry of %s: %q", name, e)
 		}
 		uid, _ := strconv.Atoi(e[2])
-		if uid < 100 || uid > 999 || e[3] != m.GroupID || e[6] != noLoginShell() || e[5] != filepath.Join(o.StateDir, "home", name) {
+		if uid < 100 || uid > 999 || e[3] != m.GroupID || e[6] != accounts.NoLoginShell() || e[5] != filepath.Join(o.StateDir, "home", name) {
 			t.Errorf("passwd entry of %s: %q (group %s)", name, e, m.GroupID)
 		}
 		st, err := os.Lstat(e[5])
@@ -163,9 +200,9 @@ func TestInstallCheckUninstall(t *testing.T) {
 			t.Errorf("home of %s: mode %v uid %d gid %d", name, st.Mode(), sys.Uid, sys.Gid)
 		}
 	}
-	db, _ := readAccounts("/etc", true)
-	if f, _ := db.shadow.find(o.OfflineUser); len(f) < 2 || f[1] != "!" {
-		t.Errorf("shadow entry of %s: %q, want a locked password", o.OfflineUser, f)
+	db, _ := accounts.Read("/etc", true)
+	if pw, ok := db.ShadowPassword(o.OfflineUser); !ok || pw != "!" {
+		t.Errorf("shadow entry of %s: %q (%v), want a locked password", o.OfflineUser, pw, ok)
 	}
 
 	if diffs, err := Check(o); err != nil || diffs != nil {
@@ -383,33 +420,34 @@ func TestMarkerVersions(t *testing.T) {
 // tool would have.
 func addRawUser(t *testing.T, name string, uid, gid uint32, shell, home string) {
 	t.Helper()
-	unlock, err := lockAccounts("/etc")
+	unlock, err := accounts.Lock("/etc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.passwd.add(name, "x", strconv.Itoa(int(uid)), strconv.Itoa(int(gid)), "pre-existing", home, shell)
-	db.shadow.add(name, "!", "19000", "", "", "", "", "", "")
-	if err := db.write(false); err != nil {
+	if err := db.AddUserEntry(accounts.User{Name: name, UID: uid, GID: gid, Gecos: "pre-existing", Home: home, Shell: shell}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(false); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func freeSystemIDs(t *testing.T, n int) []uint32 {
 	t.Helper()
-	db, err := readAccounts("/etc", false)
+	db, err := accounts.Read("/etc", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	used := usedIDs(db.passwd)
-	gused := usedIDs(db.group)
+	used := db.UsedUIDs()
+	gused := db.UsedGIDs()
 	var out []uint32
 	// Search from the bottom: Install takes ids from the top.
-	for id := db.ids.uidMin; id <= db.ids.uidMax && len(out) < n; id++ {
+	for id := db.IDs().UIDMin; id <= db.IDs().UIDMax && len(out) < n; id++ {
 		if !used[id] && !gused[id] {
 			out = append(out, id)
 		}
@@ -473,11 +511,11 @@ func TestAdoption(t *testing.T) {
 		if len(changes) != 0 {
 			t.Errorf("the refused Install changed %q", changes)
 		}
-		db, _ := readAccounts("/etc", false)
-		if f, _ := db.group.find(o2.Group); f != nil {
+		db, _ := accounts.Read("/etc", false)
+		if _, _, found, _ := db.LookupGroup(o2.Group); found {
 			t.Errorf("the refused Install created group %s", o2.Group)
 		}
-		if f, _ := db.passwd.find(o2.OnlineUser); f != nil {
+		if _, found, _ := db.LookupUser(o2.OnlineUser); found {
 			t.Errorf("the refused Install created user %s", o2.OnlineUser)
 		}
 		// Uninstall refuses the stranger too; the cleanup removes it directly.
@@ -485,5 +523,126 @@ func TestAdoption(t *testing.T) {
 			t.Error("Uninstall removed a user that is not sandgate's")
 		}
 		forceRemove(t, o2)
+	}
+}
+
+// TestLeaseOnRealSetup: the lease over the real Status and Reconcile
+// switches the local-binding mode and restores lost rules, each in one
+// message, and leaves a setup that checks out.
+func TestLeaseOnRealSetup(t *testing.T) {
+	ns := testnet.NewAnonymous(t).Path
+	o := testOptions(t, ns)
+	if _, _, err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	l := Leaser{Options: Options{StateDir: o.StateDir, NetNS: ns}, LockDir: filepath.Join(t.TempDir(), "run")}
+	var said []string
+	notify := func(s string) { said = append(said, s) }
+	s, err := l.Acquire(Need{AllowLocalBinding: true}, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Marker().AllowLocalBinding || !slices.Equal(said, []string{"reconciled the identity setup: allow_local_binding changed from false to true"}) {
+		t.Errorf("switch: marker %+v, messages %q", s.Marker(), said)
+	}
+	acc, err := s.Account()
+	if err != nil || acc.Name != o.OfflineUser {
+		t.Errorf("Account = %+v, %v", acc, err)
+	}
+	s.Release()
+
+	if err := nftfw.Remove(ns); err != nil {
+		t.Fatal(err)
+	}
+	said = nil
+	s, err = l.Acquire(Need{AllowLocalBinding: true}, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	if !slices.Equal(said, []string{"reconciled the identity setup: the firewall rules were missing, as after a reboot"}) {
+		t.Errorf("after lost rules: messages %q", said)
+	}
+	if _, drift, err := Status(o); err != nil || drift != nil {
+		t.Errorf("Status after the lease = %q, %v", drift, err)
+	}
+	said = nil
+	if s, err = l.Acquire(Need{AllowLocalBinding: true}, notify); err != nil || len(said) != 0 {
+		t.Errorf("current setup: %v, messages %q", err, said)
+	}
+	s.Release()
+}
+
+// TestLeftoverGrant: the working-directory grant of an identity run that
+// was killed is reported by Check, with its fix, and taken back by the next
+// Install, run from another directory, exactly as it was before.
+func TestLeftoverGrant(t *testing.T) {
+	ns := testnet.NewAnonymous(t).Path
+	o := testOptions(t, ns)
+	m, _, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := Identity(o, m, ruleplan.Offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(base, "work")
+	if err := os.Mkdir(work, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0o750); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", grantHolderEnv, o.GrantRecords().Dir, work, off.UID, off.GID))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "granted\n" {
+		t.Fatalf("grant holder: %q, %v", line, err)
+	}
+	granted := make([]byte, 256)
+	if n, err := unix.Getxattr(work, dirgrant.XattrName, granted); err != nil || n == 0 {
+		t.Fatalf("no grant on %s: %v", work, err)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Fatalf("Check while the run lives = %q, %v; want current", diffs, err)
+	}
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	diffs, err := Check(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "Check after the run was killed", diffs, "the sandbox group's access to "+work, "did not end cleanly", "run `sandgate setup` to take it back")
+
+	t.Chdir(base)
+	_, changes, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "Install after the run was killed", changes, "took back the sandbox group's access to "+work)
+	if n, err := unix.Getxattr(work, dirgrant.XattrName, granted); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("%s still has an ACL after Install: %x, %v", work, granted[:max(n, 0)], err)
+	}
+	if fi, err := os.Stat(work); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("%s after Install: %v, %v; want mode 0750", work, fi, err)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Errorf("Check after the repair = %q, %v; want current", diffs, err)
 	}
 }

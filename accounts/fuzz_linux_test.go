@@ -1,6 +1,6 @@
 //go:build linux
 
-package setup
+package accounts
 
 import (
 	"os"
@@ -67,6 +67,13 @@ func checkRewritten(t *testing.T, path string, lines []string) {
 		t.Fatalf("%s holds %q, want the lines %q", path, got, lines)
 	}
 }
+
+// The product's names (package setup's defaults), which the seeds use.
+const (
+	OfflineUser = "sandgate-offline"
+	OnlineUser  = "sandgate-online"
+	Group       = "sandgate"
+)
 
 var fuzzAccountSeeds = []string{
 	samplePasswd, sampleShadow, sampleGroup, sampleGshadow, sampleLoginDefs,
@@ -137,7 +144,7 @@ func FuzzLoginDefs(f *testing.F) {
 			t.Fatal(err)
 		}
 		r := readIDRanges(path)
-		if r.uidMin == 0 || r.gidMin == 0 {
+		if r.UIDMin == 0 || r.GIDMin == 0 {
 			t.Fatalf("readIDRanges(%q) = %+v: a minimum of 0", junk, r)
 		}
 		defs := junk + "\nSYS_UID_MIN " + strconv.FormatUint(uint64(uidMin), 10) +
@@ -147,7 +154,7 @@ func FuzzLoginDefs(f *testing.F) {
 		if err := os.WriteFile(path, []byte(defs), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		want := idRanges{max(uidMin, 1), uidMax, max(gidMin, 1), gidMax}
+		want := IDRanges{max(uidMin, 1), uidMax, max(gidMin, 1), gidMax}
 		if got := readIDRanges(path); got != want {
 			t.Fatalf("readIDRanges(%q) = %+v, want %+v", defs, got, want)
 		}
@@ -224,11 +231,11 @@ func FuzzAccounts(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(etc, "login.defs"), []byte(loginDefs), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		db, err := readAccounts(etc, true)
+		db, err := Read(etc, true)
 		if err != nil {
 			t.Fatalf("readAccounts: %v", err)
 		}
-		if db.ids.uidMin == 0 || db.ids.gidMin == 0 {
+		if db.ids.UIDMin == 0 || db.ids.GIDMin == 0 {
 			t.Fatalf("id ranges %+v", db.ids)
 		}
 		hasShadow, hasGshadow := shadow != "", gshadow != ""
@@ -239,49 +246,49 @@ func FuzzAccounts(f *testing.F) {
 
 		// Lookups return what the line says.
 		for _, name := range names {
-			u, found, err := db.lookupUser(name)
+			u, found, err := db.LookupUser(name)
 			fields, _ := db.passwd.find(name)
-			if found != (fields != nil) || !found && (u != user{} || err != nil) {
+			if found != (fields != nil) || !found && (u != User{} || err != nil) {
 				t.Fatalf("lookupUser(%q) = %+v, %v, %v; entry %q", name, u, found, err, fields)
 			}
 			if found && err == nil {
-				if len(fields) != 7 || u.name != name || u.password != fields[1] || u.gecos != fields[4] || u.home != fields[5] || u.shell != fields[6] ||
-					strconv.FormatUint(uint64(u.uid), 10) != strings.TrimLeft(fields[2], "0") && u.uid != 0 {
+				if len(fields) != 7 || u.Name != name || u.Password != fields[1] || u.Gecos != fields[4] || u.Home != fields[5] || u.Shell != fields[6] ||
+					strconv.FormatUint(uint64(u.UID), 10) != strings.TrimLeft(fields[2], "0") && u.UID != 0 {
 					t.Fatalf("lookupUser(%q) = %+v from %q", name, u, fields)
 				}
-				db.notOurs(u)
+				db.NotAdoptable(u)
 			}
 		}
-		gid, members, gFound, err := db.lookupGroup(Group)
+		gid, members, gFound, err := db.LookupGroup(Group)
 		if gFound && err == nil {
 			fields, _ := db.group.find(Group)
 			if len(fields) != 4 || !slices.Equal(members, strings.Split(fields[3], ",")) && fields[3] != "" {
 				t.Fatalf("lookupGroup(%q) = %d, %q from %q", Group, gid, members, fields)
 			}
-			db.groupNotOurs(gid)
+			db.GroupNotAdoptable(gid)
 		}
 
 		// Setup's additions, when nothing is there yet.
-		_, u0, _ := db.lookupUser(names[0])
-		_, u1, _ := db.lookupUser(names[1])
+		_, u0, _ := db.LookupUser(names[0])
+		_, u1, _ := db.LookupUser(names[1])
 		if gFound || u0 || u1 {
 			return
 		}
 		usedG := usedIDs(db.group)
 		beforeG, beforeGS := slices.Clone(db.group.lines), slices.Clone(db.gshadow.lines)
 		staleG, _ := db.gshadow.find(Group)
-		gid, err = db.addGroup(Group)
+		gid, err = db.AddGroup(Group)
 		if err != nil {
-			if staleG == nil && !noFreeID(usedG, db.ids.gidMin, db.ids.gidMax) {
-				t.Fatalf("addGroup: %v (range %d-%d)", err, db.ids.gidMin, db.ids.gidMax)
+			if staleG == nil && !noFreeID(usedG, db.ids.GIDMin, db.ids.GIDMax) {
+				t.Fatalf("addGroup: %v (range %d-%d)", err, db.ids.GIDMin, db.ids.GIDMax)
 			}
 			return
 		}
-		if gid < db.ids.gidMin || gid > db.ids.gidMax || usedG[gid] {
-			t.Fatalf("addGroup: gid %d, range %d-%d, used %v", gid, db.ids.gidMin, db.ids.gidMax, usedG[gid])
+		if gid < db.ids.GIDMin || gid > db.ids.GIDMax || usedG[gid] {
+			t.Fatalf("addGroup: gid %d, range %d-%d, used %v", gid, db.ids.GIDMin, db.ids.GIDMax, usedG[gid])
 		}
 		checkInsert(t, "group", beforeG, db.group.lines)
-		if g, m, ok, err := db.lookupGroup(Group); !ok || err != nil || g != gid || len(m) != 0 {
+		if g, m, ok, err := db.LookupGroup(Group); !ok || err != nil || g != gid || len(m) != 0 {
 			t.Fatalf("lookupGroup after addGroup = %d, %q, %v, %v; want %d", g, m, ok, err, gid)
 		}
 		if hasGshadow {
@@ -300,20 +307,20 @@ func FuzzAccounts(f *testing.F) {
 			usedU := usedIDs(db.passwd)
 			beforeP, beforeS := slices.Clone(db.passwd.lines), slices.Clone(db.shadow.lines)
 			staleU, _ := db.shadow.find(name)
-			uid, err := db.addUser(name, gid, home, "gecos")
+			uid, err := db.AddUser(name, gid, home, "gecos")
 			if err != nil {
-				if staleU == nil && !noFreeID(usedU, db.ids.uidMin, db.ids.uidMax) {
-					t.Fatalf("addUser(%s): %v (range %d-%d)", name, err, db.ids.uidMin, db.ids.uidMax)
+				if staleU == nil && !noFreeID(usedU, db.ids.UIDMin, db.ids.UIDMax) {
+					t.Fatalf("addUser(%s): %v (range %d-%d)", name, err, db.ids.UIDMin, db.ids.UIDMax)
 				}
 				return
 			}
-			if uid < db.ids.uidMin || uid > db.ids.uidMax || usedU[uid] || slices.Contains(uids, uid) {
-				t.Fatalf("addUser(%s): uid %d, range %d-%d", name, uid, db.ids.uidMin, db.ids.uidMax)
+			if uid < db.ids.UIDMin || uid > db.ids.UIDMax || usedU[uid] || slices.Contains(uids, uid) {
+				t.Fatalf("addUser(%s): uid %d, range %d-%d", name, uid, db.ids.UIDMin, db.ids.UIDMax)
 			}
 			uids = append(uids, uid)
 			checkInsert(t, "passwd", beforeP, db.passwd.lines)
-			u, ok, err := db.lookupUser(name)
-			if !ok || err != nil || u.uid != uid || u.gid != gid || u.home != home || u.gecos != "gecos" || !isNoLogin(u.shell) {
+			u, ok, err := db.LookupUser(name)
+			if !ok || err != nil || u.UID != uid || u.GID != gid || u.Home != home || u.Gecos != "gecos" || !isNoLogin(u.Shell) {
 				t.Fatalf("lookupUser after addUser(%s) = %+v, %v, %v", name, u, ok, err)
 			}
 			if hasShadow {
@@ -321,17 +328,17 @@ func FuzzAccounts(f *testing.F) {
 				if _, i := db.shadow.find(name); i != at {
 					t.Fatalf("shadow entry of %s at %d, added at %d", name, i, at)
 				}
-				if u.password != "x" || !strings.HasPrefix(db.shadow.lines[at], name+":!:") {
-					t.Fatalf("addUser(%s): password %q, shadow %q", name, u.password, db.shadow.lines[at])
+				if u.Password != "x" || !strings.HasPrefix(db.shadow.lines[at], name+":!:") {
+					t.Fatalf("addUser(%s): password %q, shadow %q", name, u.Password, db.shadow.lines[at])
 				}
-			} else if u.password != "!" || !slices.Equal(db.shadow.lines, beforeS) {
-				t.Fatalf("addUser(%s) without shadow: password %q, shadow %q", name, u.password, db.shadow.lines)
+			} else if u.Password != "!" || !slices.Equal(db.shadow.lines, beforeS) {
+				t.Fatalf("addUser(%s) without shadow: password %q, shadow %q", name, u.Password, db.shadow.lines)
 			}
-			if why := db.notOurs(u); why != "" && !hasEntry(fileLines(shadow), name) {
+			if why := db.NotAdoptable(u); why != "" && !hasEntry(fileLines(shadow), name) {
 				t.Fatalf("addUser(%s) made a user setup would not adopt: %s", name, why)
 			}
 		}
-		if err := db.write(false); err != nil {
+		if err := db.Write(false); err != nil {
 			t.Fatal(err)
 		}
 		for _, af := range []*accountFile{db.passwd, db.shadow, db.group, db.gshadow} {
@@ -345,19 +352,19 @@ func FuzzAccounts(f *testing.F) {
 
 		// Uninstall's removals give back the files as they were, unless the
 		// names were already mentioned in them (say, as a group member).
-		db2, err := readAccounts(etc, true)
+		db2, err := Read(etc, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range names {
-			if !db2.removeUser(name) {
+			if !db2.RemoveUser(name) {
 				t.Fatalf("removeUser(%s): not there", name)
 			}
 		}
-		if !db2.removeGroup(Group) {
+		if !db2.RemoveGroup(Group) {
 			t.Fatalf("removeGroup(%s): not there", Group)
 		}
-		if err := db2.write(true); err != nil {
+		if err := db2.Write(true); err != nil {
 			t.Fatal(err)
 		}
 		if tok := tokens(passwd, shadow, group, gshadow); tok[OfflineUser] || tok[OnlineUser] || tok[Group] {

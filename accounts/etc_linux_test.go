@@ -1,6 +1,6 @@
 //go:build linux
 
-package setup
+package accounts
 
 import (
 	"os"
@@ -72,37 +72,37 @@ func readFile(t *testing.T, path string) string {
 
 func TestAccountDatabaseEditing(t *testing.T) {
 	etc := fakeEtc(t)
-	db, err := readAccounts(etc, true)
+	db, err := Read(etc, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if db.ids != (idRanges{200, 300, 250, 300}) {
+	if db.ids != (IDRanges{200, 300, 250, 300}) {
 		t.Fatalf("id ranges %+v, want SYS_UID 200-300, SYS_GID 250-300", db.ids)
 	}
-	gid, err := db.addGroup("sgtest-grp")
+	gid, err := db.AddGroup("sgtest-grp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if gid != 299 { // 300 is taken; system ids are taken from the top
 		t.Errorf("new gid %d, want 299", gid)
 	}
-	uid1, err := db.addUser("sgtest-off", gid, "/var/lib/sandgate/home/sgtest-off", "offline")
+	uid1, err := db.AddUser("sgtest-off", gid, "/var/lib/sandgate/home/sgtest-off", "offline")
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid2, err := db.addUser("sgtest-on", gid, "/var/lib/sandgate/home/sgtest-on", "online")
+	uid2, err := db.AddUser("sgtest-on", gid, "/var/lib/sandgate/home/sgtest-on", "online")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if uid1 != 299 || uid2 != 298 {
 		t.Errorf("new uids %d, %d; want 299, 298", uid1, uid2)
 	}
-	if err := db.write(false); err != nil {
+	if err := db.Write(false); err != nil {
 		t.Fatal(err)
 	}
 
 	passwd := readFile(t, filepath.Join(etc, "passwd"))
-	wantLine := "sgtest-off:x:299:299:offline:/var/lib/sandgate/home/sgtest-off:" + noLoginShell()
+	wantLine := "sgtest-off:x:299:299:offline:/var/lib/sandgate/home/sgtest-off:" + NoLoginShell()
 	if !strings.Contains(passwd, wantLine+"\n") {
 		t.Errorf("passwd lacks %q:\n%s", wantLine, passwd)
 	}
@@ -139,40 +139,40 @@ func TestAccountDatabaseEditing(t *testing.T) {
 	}
 
 	// Adoption rules.
-	db, err = readAccounts(etc, true)
+	db, err = Read(etc, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"sgtest-off": "", "svc": "", "root": "uid 0", "daemon": "not a system uid"} {
-		u, ok, err := db.lookupUser(name)
+		u, ok, err := db.LookupUser(name)
 		if err != nil || !ok {
 			t.Fatalf("lookup %s: %v %v", name, ok, err)
 		}
-		got := db.notOurs(u)
+		got := db.NotAdoptable(u)
 		if (want == "") != (got == "") || !strings.Contains(got, want) {
 			t.Errorf("notOurs(%s) = %q, want %q", name, got, want)
 		}
 	}
 	for _, c := range []struct {
-		u    user
+		u    User
 		want string
 	}{
-		{user{name: "x", uid: 250, password: "!", shell: "/bin/bash"}, "allows logins"},
-		{user{name: "x", uid: 250, password: "$6$salt$hash", shell: "/usr/sbin/nologin"}, "usable password"},
-		{user{name: "x", uid: 250, password: "", shell: "/bin/false"}, "usable password"},
-		{user{name: "x", uid: 250, password: "*", shell: "/bin/false"}, ""},
+		{User{Name: "x", UID: 250, Password: "!", Shell: "/bin/bash"}, "allows logins"},
+		{User{Name: "x", UID: 250, Password: "$6$salt$hash", Shell: "/usr/sbin/nologin"}, "usable password"},
+		{User{Name: "x", UID: 250, Password: "", Shell: "/bin/false"}, "usable password"},
+		{User{Name: "x", UID: 250, Password: "*", Shell: "/bin/false"}, ""},
 	} {
-		if got := db.notOurs(c.u); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+		if got := db.NotAdoptable(c.u); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 			t.Errorf("notOurs(%+v) = %q, want %q", c.u, got, c.want)
 		}
 	}
 
 	// Removing restores the original content.
-	db.removeUser("sgtest-off")
-	db.removeUser("sgtest-on")
-	db.removeGroup("sgtest-grp")
-	db.removeUser("other") // a member of svc's group in group and gshadow
-	if err := db.write(true); err != nil {
+	db.RemoveUser("sgtest-off")
+	db.RemoveUser("sgtest-on")
+	db.RemoveGroup("sgtest-grp")
+	db.RemoveUser("other") // a member of svc's group in group and gshadow
+	if err := db.Write(true); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(etc, "passwd")); got != samplePasswd {
@@ -191,12 +191,12 @@ func TestAccountDatabaseEditing(t *testing.T) {
 
 func TestIDRanges(t *testing.T) {
 	dir := t.TempDir()
-	if r := readIDRanges(filepath.Join(dir, "missing")); r != (idRanges{100, 999, 100, 999}) {
+	if r := readIDRanges(filepath.Join(dir, "missing")); r != (IDRanges{100, 999, 100, 999}) {
 		t.Errorf("without login.defs: %+v, want 100-999", r)
 	}
 	p := filepath.Join(dir, "login.defs")
 	os.WriteFile(p, []byte("UID_MIN 500\nGID_MIN   600\n#SYS_UID_MIN 5\n"), 0o644)
-	if r := readIDRanges(p); r != (idRanges{100, 499, 100, 599}) {
+	if r := readIDRanges(p); r != (IDRanges{100, 499, 100, 599}) {
 		t.Errorf("with UID_MIN 500, GID_MIN 600: %+v", r)
 	}
 	used := map[uint32]bool{999: true, 998: true}
@@ -210,20 +210,18 @@ func TestIDRanges(t *testing.T) {
 
 func TestAccountLockExcludes(t *testing.T) {
 	etc := t.TempDir()
-	unlock, err := lockAccounts(etc)
+	unlock, err := Lock(etc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func(w time.Duration) { lockWait = w }(lockWait)
-	lockWait = 200 * time.Millisecond
-	if u2, err := lockAccounts(etc); err == nil {
+	if u2, err := lock(etc, 200*time.Millisecond); err == nil {
 		u2()
 		t.Fatal("a second lock was granted while the first was held")
 	} else if !strings.Contains(err.Error(), "locked by another program") {
 		t.Errorf("error %q", err)
 	}
 	unlock()
-	u3, err := lockAccounts(etc)
+	u3, err := Lock(etc)
 	if err != nil {
 		t.Fatalf("lock after unlock: %v", err)
 	}
