@@ -21,6 +21,8 @@ import (
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/ruleplan"
+	"github.com/sandgate/sandgate/sandbox/internal/confine"
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -118,11 +120,29 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		env = proxyenv.Merge(env, nil)
 	}
 
-	cfg := initConfig{Network: spec.Network, AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
 	attr := &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
 	return launch(ctx, spec, &launchPlan{backend: BackendIdentity, exe: exe, cfg: cfg, env: env, attr: attr, listeners: listeners, creds: creds})
+}
+
+// landlockScopingAvailable returns nil when this kernel can enforce the
+// identity backend's Landlock scopes, or an error wrapping ErrUnavailable
+// that says why not.
+func landlockScopingAvailable() error {
+	abi, err := confine.LandlockABI()
+	switch {
+	case errors.Is(err, unix.ENOSYS):
+		return fmt.Errorf("%w: this kernel has no Landlock (CONFIG_SECURITY_LANDLOCK), which the identity backend needs to close the host's abstract unix sockets to the command; use --backend netns", ErrUnavailable)
+	case errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("%w: Landlock is disabled on this machine (add landlock to the lsm= boot parameter), and the identity backend needs it to close the host's abstract unix sockets to the command; use --backend netns", ErrUnavailable)
+	case err != nil:
+		return fmt.Errorf("%w: querying the Landlock ABI version: %w", ErrUnavailable, err)
+	case abi < confine.LandlockScopeABI:
+		return fmt.Errorf("%w: this kernel's Landlock is ABI version %d; the identity backend needs version %d (Linux 6.12 or later) to close the host's abstract unix sockets to the command; use --backend netns", ErrUnavailable, abi, confine.LandlockScopeABI)
+	}
+	return nil
 }
 
 // hostRoot reports whether the process is root in the host's user
@@ -142,7 +162,7 @@ func hostRoot() bool {
 // sandboxIdentity returns who CMD runs as in mode (the offline or the
 // online user, with the sandbox group) and that user's home, as the
 // account database has them; they must agree with the marker.
-func sandboxIdentity(m setup.Marker, mode identityMode) (*identityInit, string, error) {
+func sandboxIdentity(m setup.Marker, mode identityMode) (*initproto.Identity, string, error) {
 	which := ruleplan.Offline
 	if mode.full {
 		which = ruleplan.Online
@@ -154,7 +174,7 @@ func sandboxIdentity(m setup.Marker, mode identityMode) (*identityInit, string, 
 	if acc.UID == 0 || acc.GID == 0 {
 		return nil, "", fmt.Errorf("sandbox: %w: the %s sandbox user %s has uid %d, gid %d; run `sandgate setup` again", ErrUnavailable, which, acc.Name, acc.UID, acc.GID)
 	}
-	return &identityInit{UID: int(acc.UID), GID: int(acc.GID), User: acc.Name, Group: m.Group}, acc.Home, nil
+	return &initproto.Identity{UID: int(acc.UID), GID: int(acc.GID), User: acc.Name, Group: m.Group}, acc.Home, nil
 }
 
 // workingDir returns CMD's working directory as an absolute path without

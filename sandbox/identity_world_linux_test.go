@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,8 @@ import (
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/policy"
+	"github.com/sandgate/sandgate/sandbox/internal/initproc"
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -67,9 +70,9 @@ func (c idHelperConfig) apply() {
 
 func init() {
 	// Helpers of the identity tests ("id-" names); the sandbox init (argv[0]
-	// initArg0) has the same environment as the command, so it is left to
-	// MaybeInit.
-	if len(os.Args) == 0 || os.Args[0] == initArg0 {
+	// initproto.Arg0) has the same environment as the command, so it is
+	// left to MaybeInit.
+	if len(os.Args) == 0 || initproto.IsInit(os.Args) {
 		return
 	}
 	if name := os.Getenv(helperEnv); strings.HasPrefix(name, "id-") {
@@ -174,20 +177,25 @@ func runIDHelper(name string, args []string) int {
 // refuses clone and unshare with CLONE_NEWUSER (EPERM) and clone3 (ENOSYS,
 // so that callers fall back to clone).
 func refuseUserNamespaces() error {
-	abis, err := seccompABIs()
-	if err != nil {
-		return err
-	}
-	var cloneNr, unshareNr, clone3Nr uint32
-	switch abis[0].audit {
-	case unix.AUDIT_ARCH_X86_64:
-		cloneNr, unshareNr, clone3Nr = 56, 272, 435
-	case unix.AUDIT_ARCH_AARCH64:
-		cloneNr, unshareNr, clone3Nr = 220, 97, 435
+	// seccomp_data offsets and return values (include/uapi/linux/seccomp.h).
+	const (
+		offNr, offArch, offArg0Low = 0, 4, 16
+		retAllow                   = unix.SECCOMP_RET_ALLOW
+		retEPERM                   = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+		retENOSYS                  = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	)
+	var audit, cloneNr, unshareNr, clone3Nr uint32
+	switch runtime.GOARCH {
+	case "amd64":
+		audit, cloneNr, unshareNr, clone3Nr = unix.AUDIT_ARCH_X86_64, 56, 272, 435
+	case "arm64":
+		audit, cloneNr, unshareNr, clone3Nr = unix.AUDIT_ARCH_AARCH64, 220, 97, 435
+	default:
+		return fmt.Errorf("no system call numbers for %s", runtime.GOARCH)
 	}
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offArch, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: abis[0].audit, SkipFalse: 6},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: audit, SkipFalse: 6},
 		bpf.LoadAbsolute{Off: offNr, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: clone3Nr, SkipTrue: 6},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: cloneNr, SkipTrue: 1},
@@ -456,7 +464,7 @@ func newIDWorld(t *testing.T) *idWorld {
 	if err := landlockScopingAvailable(); err != nil {
 		t.Fatalf("the identity backend cannot run on this kernel: %v", err)
 	}
-	if err := loopbackUp(); err != nil {
+	if err := initproc.LoopbackUp(); err != nil {
 		t.Fatal(err)
 	}
 	base, err := filepath.EvalSymlinks(t.TempDir()) // the paths runs report have none

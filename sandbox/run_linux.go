@@ -4,7 +4,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandgate/sandgate/proxy"
+	"github.com/sandgate/sandgate/sandbox/internal/confine"
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
 
 // shutdownGrace bounds how long Run waits, after the sandbox is gone, for
@@ -49,8 +50,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if err := spec.check(); err != nil {
 		return Result{}, err
 	}
-	if _, err := seccompABIs(); err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
+	if !confine.SupportsArch() {
+		return Result{}, fmt.Errorf("sandbox: %w: the seccomp filter does not support %s yet", ErrUnavailable, runtime.GOARCH)
 	}
 	switch spec.Backend {
 	case BackendNetns:
@@ -103,7 +104,7 @@ func trimUnavailable(err error) string {
 // which the kernel refused the namespaces are notStartedErrors.
 func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	exe, self := initExecutable(spec)
-	cfg := initConfig{Network: spec.Network, AllowUnix: spec.AllowUnixSockets, Dir: spec.Dir, Executable: self}
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: spec.Dir, Executable: self}
 	env := spec.Env
 	if env == nil {
 		env = os.Environ()
@@ -143,9 +144,9 @@ func initExecutable(spec Spec) (exe, self string) {
 // launchPlan is how a backend starts the sandbox init.
 type launchPlan struct {
 	backend Backend
-	exe     string     // the binary re-executed as the init
-	cfg     initConfig // PTY is filled in by launch
-	env     []string   // the init's environment
+	exe     string           // the binary re-executed as the init
+	cfg     initproto.Config // PTY is filled in by launch
+	env     []string         // the init's environment
 	// attr holds the namespaces and credentials of the init; launch adds
 	// Pdeathsig and Setpgid.
 	attr *syscall.SysProcAttr
@@ -238,15 +239,13 @@ func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
 			cmd.Stderr = term.slave
 		}
 	}
-	rawCfg, err := json.Marshal(cfg)
-	if err != nil {
+	if cmd.Args, err = initproto.Args(cfg, spec.Args); err != nil {
 		closeListeners()
 		return Result{}, fmt.Errorf("sandbox: %w", err)
 	}
-	cmd.Args = append([]string{initArg0, string(rawCfg)}, spec.Args...)
 
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwardedSignals...)
+	signal.Notify(sigs, initproto.ForwardedSignals...)
 	defer signal.Stop(sigs)
 
 	// Pdeathsig fires when the thread that started the child ends: start
@@ -294,7 +293,7 @@ func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
 	}
 
 	type statusMsg struct {
-		st    initStatus
+		st    initproto.Status
 		files []*os.File
 		ok    bool
 		err   error
@@ -302,7 +301,7 @@ func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
 	statusCh := make(chan statusMsg, 1)
 	go func() {
 		var m statusMsg
-		m.st, m.files, m.ok, m.err = recvStatus(statusR)
+		m.st, m.files, m.ok, m.err = initproto.Recv(statusR)
 		statusCh <- m
 	}()
 
@@ -343,11 +342,11 @@ func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
 				killInit()
 			case !m.ok:
 				// The init died before reporting; its exit status tells more.
-			case m.st.Kind == statusStarted:
+			case m.st.Kind == initproto.Started:
 				started2 = true
 				if spec.Network == NetworkProxy && lp.listeners == nil {
 					if len(m.files) != 2 {
-						closeAll(m.files)
+						initproto.CloseAll(m.files)
 						runErr = fmt.Errorf("sandbox: the init passed %d listeners, want 2", len(m.files))
 						killInit()
 						break
@@ -367,7 +366,7 @@ func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
 						break
 					}
 				} else {
-					closeAll(m.files)
+					initproto.CloseAll(m.files)
 				}
 				if spec.Network == NetworkProxy && len(listeners) == 2 {
 					srv = proxy.New(proxy.Options{Gate: spec.Gate, Audit: spec.Audit, Credentials: lp.creds, Limits: spec.ProxyLimits, Logf: spec.Logf})
@@ -375,12 +374,12 @@ func launch(ctx context.Context, spec Spec, lp *launchPlan) (Result, error) {
 					go func() { serveEnds <- serveEnd{"HTTP", srv.ServeHTTP(listeners[0])} }()
 					go func() { serveEnds <- serveEnd{"SOCKS5", srv.ServeSOCKS(listeners[1])} }()
 				}
-			case m.st.Kind == statusExecError:
-				closeAll(m.files)
+			case m.st.Kind == initproto.ExecError:
+				initproto.CloseAll(m.files)
 				execMsg = m.st.Msg
 				started2 = true
 			default:
-				closeAll(m.files)
+				initproto.CloseAll(m.files)
 				switch {
 				case m.st.Unavailable && lp.backend == BackendNetns:
 					runErr = fmt.Errorf("sandbox: %w", unavailable("setting up the sandbox", errors.New(m.st.Msg)))

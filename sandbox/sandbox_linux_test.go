@@ -27,6 +27,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/policy"
+	"github.com/sandgate/sandgate/sandbox/internal/confine"
 )
 
 func TestMain(m *testing.M) {
@@ -177,8 +178,8 @@ func TestCommandIsLockedDown(t *testing.T) {
 			if v := statusField(t, o.stdout, "Seccomp"); v != "2" {
 				t.Errorf("Seccomp = %s, want 2 (filter)", v)
 			}
-			if v := statusField(t, o.stdout, "Securebits"); v != fmt.Sprintf("%d <nil>", lockedSecurebits) {
-				t.Errorf("Securebits = %s, want %d", v, lockedSecurebits)
+			if v := statusField(t, o.stdout, "Securebits"); v != fmt.Sprintf("%d <nil>", confine.LockedSecurebits) {
+				t.Errorf("Securebits = %s, want %d", v, confine.LockedSecurebits)
 			}
 			if v := statusField(t, o.stdout, "Uid-inside"); v != strconv.Itoa(os.Getuid()) {
 				t.Errorf("uid inside = %s, want the caller's %d", v, os.Getuid())
