@@ -121,10 +121,11 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	}
 
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
-	attr := &syscall.SysProcAttr{
+	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
-	return launch(ctx, spec, &launchPlan{backend: BackendIdentity, exe: exe, cfg: cfg, env: env, attr: attr, listeners: listeners, creds: creds})
+	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
+	return supervise(ctx, spec, sb, proxyPlan{listeners: listeners, creds: creds})
 }
 
 // landlockScopingAvailable returns nil when this kernel can enforce the
