@@ -3,20 +3,19 @@
 package sandbox
 
 import (
-	"os"
-
 	"github.com/sandgate/sandgate/sandbox/internal/initproc"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
 
-// MaybeInit must be called first thing in main (and in TestMain of tests
-// that run sandboxes with the test binary as Spec.Executable). When this
-// process was re-executed by Run as a sandbox's init it runs the init and
-// exits; otherwise it returns at once.
-func MaybeInit() {
-	if initproto.IsInit(os.Args) {
-		os.Exit(initproc.Main(os.Args))
+// InitMain runs the sandbox's own process when args (a process's argv)
+// say that Run re-executed this binary as one, and returns its exit
+// status; ok is false for any other process. On Linux that process is the
+// sandbox's PID-1 init.
+func InitMain(args []string) (code int, ok bool) {
+	if !initproto.IsInit(args) {
+		return 0, false
 	}
+	return initproc.Main(args), true
 }
 
 // initNetwork is the init's name for a network mode.

@@ -419,18 +419,13 @@ func (p *pipes) closeAll() {
 	}
 }
 
-// MaybeInit must be called first thing in main. On Windows it runs the
-// two internal roles of the sandgate binary and exits: the launcher that an
-// identity run starts as the sandbox user (winsec.LaunchArg), and the
-// elevated setup (setup.ElevatedArg). Otherwise it returns at once.
-func MaybeInit() {
-	if len(os.Args) < 2 {
-		return
+// InitMain runs the sandbox's own process when args (a process's argv)
+// say that Run started this binary as one, and returns its exit status; ok
+// is false for any other process. On Windows that process is the launcher
+// an identity run starts as the sandbox user (winsec.LaunchArg).
+func InitMain(args []string) (code int, ok bool) {
+	if len(args) < 2 || args[1] != winsec.LaunchArg {
+		return 0, false
 	}
-	switch os.Args[1] {
-	case winsec.LaunchArg:
-		os.Exit(winsec.LauncherMain())
-	case setup.ElevatedArg:
-		os.Exit(setup.ElevatedMain(os.Args[2:]))
-	}
+	return winsec.LauncherMain(), true
 }

@@ -11,7 +11,9 @@
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
 //
-// A program using this package must call MaybeInit first thing in main.
+// A program using this package must call MaybeInit (or InitMain, to
+// dispatch roles of its own too) first thing in main: Run re-executes the
+// program as the sandbox's init (Linux) or launcher (Windows).
 //
 // Details of the netns backend:
 //   - The caller's uid and gid are mapped to themselves inside a new user
@@ -162,7 +164,8 @@ type Spec struct {
 	// (docker.sock, ssh-agent, other forwarders): use with care.
 	AllowUnixSockets bool
 	// Executable is the sandgate binary re-executed as the sandbox's init
-	// ("" = /proc/self/exe). It must call MaybeInit first thing in main.
+	// ("" = /proc/self/exe). It must call MaybeInit or InitMain first
+	// thing in main.
 	Executable string
 	// Logf receives the proxy's log and a message when the proxy fails
 	// during the run (nil: silent). The normal path logs nothing.

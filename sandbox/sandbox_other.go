@@ -18,5 +18,6 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	return Result{}, fmt.Errorf("sandbox: %w: %s is not supported yet; sandgate run needs Linux or Windows", ErrUnavailable, name)
 }
 
-// MaybeInit returns immediately on this platform: there is no sandbox init.
-func MaybeInit() {}
+// InitMain returns ok false on this platform: Run never re-executes
+// sandgate here.
+func InitMain([]string) (code int, ok bool) { return 0, false }
