@@ -717,7 +717,7 @@ func (w *idWorld) testProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeListenerList(lns)
+	defer closeListeners(lns)
 	for _, ln := range lns {
 		rc, err := ln.(*net.TCPListener).SyscallConn()
 		if err != nil {
@@ -850,8 +850,12 @@ func background(t *testing.T, spec Spec) (*syncBuffer, func() outcome) {
 	done := make(chan outcome, 1)
 	go func() {
 		var errBuf bytes.Buffer
+		var ns notes
 		if spec.Stderr == nil {
 			spec.Stderr = &errBuf
+		}
+		if spec.Notify == nil {
+			spec.Notify = ns.add
 		}
 		if spec.Stdin == nil {
 			spec.Stdin = eofReader{}
@@ -862,7 +866,7 @@ func background(t *testing.T, spec Spec) (*syncBuffer, func() outcome) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		res, err := Run(ctx, spec)
-		done <- outcome{res: res, err: err, stderr: errBuf.String()}
+		done <- outcome{res: res, err: err, stderr: errBuf.String(), notes: ns.all()}
 	}()
 	return out, func() outcome {
 		o := <-done
@@ -913,7 +917,7 @@ func (w *idWorld) testPorts(t *testing.T) {
 		}
 		held = append(held, ln)
 	}
-	defer closeListenerList(held)
+	defer closeListeners(held)
 	count := filepath.Join(w.gates, "count-"+randHex(4))
 	spec := w.spec("id-count", count)
 	spec.Network, spec.Gate = NetworkProxy, denyAllGate()
@@ -1017,10 +1021,10 @@ func (w *idWorld) testDrift(t *testing.T) {
 	}
 	oneLine := func(o outcome, want string) {
 		t.Helper()
-		t.Logf("stderr: %s", o.stderr)
-		if o.err != nil || strings.Count(o.stderr, "\n") != 1 || !strings.HasPrefix(o.stderr, "sandgate: reconciled the identity setup: ") ||
-			!strings.Contains(o.stderr, want) {
-			t.Errorf("reconcile: err %v, stderr %q (want one line with %q)", o.err, o.stderr, want)
+		t.Logf("messages: %q", o.notes)
+		if o.err != nil || len(o.notes) != 1 || !strings.HasPrefix(o.notes[0], "reconciled the identity setup: ") ||
+			strings.Contains(o.notes[0], "\n") || !strings.Contains(o.notes[0], want) || o.stderr != "" {
+			t.Errorf("reconcile: err %v, messages %q, stderr %q (want one message with %q, nothing on CMD's stderr)", o.err, o.notes, o.stderr, want)
 		}
 	}
 	before := w.reconciles
@@ -1028,8 +1032,8 @@ func (w *idWorld) testDrift(t *testing.T) {
 	oneLine(o, "allow_local_binding changed from false to true")
 	mustContain(t, o.stdout, "direct "+lineAddr+" ok\n") // the rules now open loopback
 	o = run(true)
-	if o.stderr != "" || w.reconciles != before+1 {
-		t.Errorf("a current setup was reconciled again: %q", o.stderr)
+	if o.stderr != "" || len(o.notes) != 0 || w.reconciles != before+1 {
+		t.Errorf("a current setup was reconciled again: %q %q", o.stderr, o.notes)
 	}
 	o = run(false)
 	oneLine(o, "allow_local_binding changed from true to false")

@@ -49,12 +49,12 @@ func (b *initSandbox) start(st streams) (<-chan startReport, error) {
 	// The init reports on a socket pair, with the proxy's listeners attached.
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: socketpair: %w", err)
+		return nil, fmt.Errorf("socketpair: %w", err)
 	}
 	if err := unix.SetNonblock(sp[0], true); err != nil {
 		unix.Close(sp[0])
 		unix.Close(sp[1])
-		return nil, fmt.Errorf("sandbox: socketpair: %w", err)
+		return nil, fmt.Errorf("socketpair: %w", err)
 	}
 	b.statusR = os.NewFile(uintptr(sp[0]), "sandbox-status")
 	statusW := os.NewFile(uintptr(sp[1]), "sandbox-status-init")
@@ -90,7 +90,7 @@ func (b *initSandbox) start(st streams) (<-chan startReport, error) {
 		_ = b.cmd.Process.Kill()
 		<-b.exited
 		b.abandon()
-		return nil, fmt.Errorf("sandbox: marking sandgate non-dumpable: %w", err)
+		return nil, fmt.Errorf("marking sandgate non-dumpable: %w", err)
 	}
 	if b.term != nil {
 		b.term.start()
@@ -119,12 +119,12 @@ func (b *initSandbox) prepare(st streams, statusW *os.File) error {
 	}
 	if f, ok := st.in.(*os.File); ok && isTerminal(f) {
 		if err := b.openTerminal(f, st); err != nil {
-			return fmt.Errorf("sandbox: setting up the terminal: %w", err)
+			return fmt.Errorf("setting up the terminal: %w", err)
 		}
 	}
 	args, err := initproto.Args(b.cfg, b.command)
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return err
 	}
 	b.cmd.Args = args
 	return nil
@@ -172,16 +172,16 @@ func (b *initSandbox) abandon() {
 func (b *initSandbox) startError(err error) error {
 	if b.backend == BackendNetns && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) ||
 		errors.Is(err, unix.EUSERS) || errors.Is(err, unix.EACCES) && fileExecutable(b.exe)) {
-		return &notStartedError{fmt.Errorf("sandbox: %w", unavailable("cannot create the sandbox's namespaces", err))}
+		return &notStartedError{unavailable("cannot create the sandbox's namespaces", err)}
 	}
-	return fmt.Errorf("sandbox: starting the sandbox init (%s): %w", b.exe, err)
+	return fmt.Errorf("starting the sandbox init (%s): %w", b.exe, err)
 }
 
 // report turns the init's status (see initproto.Recv) into a startReport.
 func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err error) startReport {
 	switch {
 	case err != nil:
-		return startReport{err: fmt.Errorf("sandbox: %w", err)}
+		return startReport{err: err}
 	case !ok:
 		return startReport{} // the init died before reporting; its exit status tells more
 	case st.Kind == initproto.Started:
@@ -191,11 +191,11 @@ func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err
 		}
 		if len(files) != 2 {
 			initproto.CloseAll(files)
-			return startReport{started: true, err: fmt.Errorf("sandbox: the init passed %d listeners, want 2", len(files))}
+			return startReport{started: true, err: fmt.Errorf("the init passed %d listeners, want 2", len(files))}
 		}
 		lns, err := fileListeners(files)
 		if err != nil {
-			return startReport{started: true, err: fmt.Errorf("sandbox: using the proxy listener from the sandbox: %w", err)}
+			return startReport{started: true, err: fmt.Errorf("using the proxy listener from the sandbox: %w", err)}
 		}
 		return startReport{started: true, listeners: lns}
 	case st.Kind == initproto.ExecError:
@@ -205,11 +205,11 @@ func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err
 	initproto.CloseAll(files)
 	switch {
 	case st.Unavailable && b.backend == BackendNetns:
-		return startReport{err: fmt.Errorf("sandbox: %w", unavailable("setting up the sandbox", errors.New(st.Msg))), notStarted: true}
+		return startReport{err: unavailable("setting up the sandbox", errors.New(st.Msg)), notStarted: true}
 	case st.Unavailable:
-		return startReport{err: fmt.Errorf("sandbox: %w: setting up the sandbox: %s", ErrUnavailable, st.Msg)}
+		return startReport{err: &UnavailableError{Reason: "setting up the sandbox: " + st.Msg}}
 	}
-	return startReport{err: fmt.Errorf("sandbox: setting up the sandbox: %s", st.Msg)}
+	return startReport{err: errors.New("setting up the sandbox: " + st.Msg)}
 }
 
 // fileListeners makes listeners of the init's listening sockets, closing
@@ -258,7 +258,7 @@ func (b *initSandbox) kill() { _ = b.cmd.Process.Kill() }
 func (b *initSandbox) exitStatus() (int, error) {
 	ps := b.cmd.ProcessState
 	if ps == nil {
-		return 0, fmt.Errorf("sandbox: waiting for the sandbox: %w", b.waitErr)
+		return 0, fmt.Errorf("waiting for the sandbox: %w", b.waitErr)
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal()), nil

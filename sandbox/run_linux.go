@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,9 +18,9 @@ import (
 )
 
 // Run runs spec.Args in a sandbox and returns its exit status. The error is
-// non-nil only when sandgate itself failed (errors wrapping ErrUnavailable
-// when enforcement could not be set up); CMD never runs with less isolation
-// than asked. When ctx ends, the sandbox is killed and ctx's error returned.
+// non-nil only when sandgate itself failed (wrapping an *UnavailableError,
+// for which errors.Is(err, ErrUnavailable) holds, when enforcement could
+// not be set up); CMD never runs with less isolation than asked. When ctx ends, the sandbox is killed and ctx's error returned.
 //
 // With BackendAuto, Run tries the netns backend and, only when the kernel
 // refuses to set it up (before CMD could have started), the identity
@@ -32,16 +31,22 @@ import (
 // cannot inspect it) and leaves it so. It forwards SIGINT, SIGTERM, SIGHUP,
 // SIGQUIT and SIGWINCH it receives while running to the command.
 func Run(ctx context.Context, spec Spec) (Result, error) {
+	res, err := run(ctx, spec)
+	return res, runError(err)
+}
+
+// run is Run without the package's prefix on its errors.
+func run(ctx context.Context, spec Spec) (Result, error) {
 	switch spec.Backend {
 	case BackendAuto, BackendNetns, BackendIdentity:
 	default:
-		return Result{}, fmt.Errorf("sandbox: unknown backend %d", spec.Backend)
+		return Result{}, fmt.Errorf("unknown backend %d", spec.Backend)
 	}
 	if err := spec.check(); err != nil {
 		return Result{}, err
 	}
 	if !confine.SupportsArch() {
-		return Result{}, fmt.Errorf("sandbox: %w: the seccomp filter does not support %s yet", ErrUnavailable, runtime.GOARCH)
+		return Result{}, &UnavailableError{Reason: fmt.Sprintf("the seccomp filter does not support %s yet", runtime.GOARCH)}
 	}
 	switch spec.Backend {
 	case BackendNetns:
@@ -61,17 +66,12 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	res, idErr := runIdentity(ctx, spec)
 	var idns *notStartedError
 	if errors.As(idErr, &idns) {
-		return res, fmt.Errorf("sandbox: %w: no backend can run here: the netns backend: %s; the identity backend: %s",
-			ErrUnavailable, trimUnavailable(ns.err), trimUnavailable(idns.err))
+		return res, &UnavailableError{
+			Reason: "no backend can run here: the netns backend: " + describe(ns.err) + "; the identity backend: " + describe(idns.err),
+			Err:    errors.Join(ns.err, idns.err),
+		}
 	}
 	return res, idErr
-}
-
-// trimUnavailable shortens an ErrUnavailable error for a combined message.
-func trimUnavailable(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "sandbox: ")
-	return strings.TrimPrefix(msg, ErrUnavailable.Error()+": ")
 }
 
 // runNetns runs spec with the netns backend. Failures before CMD ran in

@@ -42,31 +42,35 @@ import (
 const exitInterrupted = 130
 
 // Run runs spec.Args as a sandbox user and returns its exit status. The
-// error is non-nil only when sandgate itself failed (errors wrapping
-// ErrUnavailable when the identity backend is not usable); CMD never runs
-// with less enforcement than asked. When the installed setup does not fit
+// error is non-nil only when sandgate itself failed (wrapping an
+// *UnavailableError, for which errors.Is(err, ErrUnavailable) holds, when
+// the identity backend is not usable); CMD never runs with less
+// enforcement than asked. When the installed setup does not fit
 // the run, Run says why in one line and updates it (setup.Reconcile, which
 // shows the administrator prompt). When ctx ends, or on Ctrl-C, every
 // process of the sandbox is ended (its job object is terminated).
 func Run(ctx context.Context, spec Spec) (Result, error) {
+	res, err := run(ctx, spec)
+	return res, runError(err)
+}
+
+// run is Run without the package's prefix on its errors.
+func run(ctx context.Context, spec Spec) (Result, error) {
 	switch spec.Backend {
 	case BackendAuto, BackendIdentity:
 	case BackendNetns:
-		return Result{}, fmt.Errorf("sandbox: %w: the netns backend needs Linux; on Windows use --backend identity (or auto)", ErrUnavailable)
+		return Result{}, &UnavailableError{Reason: "the netns backend needs Linux", Fix: "on Windows use --backend identity (or auto)"}
 	default:
-		return Result{}, fmt.Errorf("sandbox: unknown backend %d", spec.Backend)
+		return Result{}, fmt.Errorf("unknown backend %d", spec.Backend)
 	}
 	if err := spec.check(); err != nil {
 		return Result{}, err
 	}
-	stderr := spec.Stderr
-	if stderr == nil {
-		stderr = os.Stderr
-	}
+	notify := spec.notifier()
 	o := setup.Options{}
-	m, err := currentSetup(o, spec, stderr)
+	m, err := currentSetup(o, spec, notifyWriter{notify})
 	if err != nil {
-		return Result{}, err
+		return Result{}, adopt(err)
 	}
 	sb, err := windowsSandbox(o, m, spec)
 	if err != nil {
@@ -74,12 +78,12 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	added, err := winsec.GrantDir(sb.as.Dir, sb.groupSID)
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
+		return Result{}, err
 	}
 	if added && !spec.KeepDirGrant {
 		defer func() {
 			if err := winsec.RevokeDir(sb.as.Dir, sb.groupSID); err != nil {
-				fmt.Fprintf(stderr, "sandgate: %v (the sandbox group may still have access to %s)\n", err, sb.as.Dir)
+				notify(fmt.Sprintf("%v (the sandbox group may still have access to %s)", err, sb.as.Dir))
 			}
 		}()
 	}
@@ -121,11 +125,11 @@ func windowsSandbox(o setup.Options, m setup.Marker, spec Spec) (*winSandbox, er
 	}
 	acc, err := setup.Identity(o, m, id)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w: %w", ErrUnavailable, err)
+		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	offPW, onPW, err := setup.Passwords(o)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w: %w", ErrUnavailable, err)
+		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	password := offPW
 	if id == ruleplan.Online {
@@ -134,18 +138,18 @@ func windowsSandbox(o setup.Options, m setup.Marker, spec Spec) (*winSandbox, er
 	dir := spec.Dir
 	if dir == "" {
 		if dir, err = os.Getwd(); err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return nil, err
 		}
 	}
 	if dir, err = filepath.Abs(dir); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, err
 	}
 	exe := spec.Executable
 	if exe == "" {
 		exe = o.LauncherPath()
 	}
 	if exe, err = filepath.Abs(exe); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, err
 	}
 	env := spec.Env
 	if env == nil {
@@ -171,7 +175,7 @@ func (b *winSandbox) proxyEnv(m setup.Marker, spec Spec) (proxyPlan, error) {
 	}
 	listeners, err := takeProxyPorts(m.ProxyPorts)
 	if err != nil {
-		return proxyPlan{}, fmt.Errorf("sandbox: %w", err)
+		return proxyPlan{}, adopt(err)
 	}
 	fail := func(err error) (proxyPlan, error) {
 		closeListeners(listeners)
@@ -179,11 +183,11 @@ func (b *winSandbox) proxyEnv(m setup.Marker, spec Spec) (proxyPlan, error) {
 	}
 	ports := []uint16{portOf(listeners[0]), portOf(listeners[1])}
 	if !setup.Covers(m, ports, spec.AllowLocalBinding) {
-		return fail(fmt.Errorf("sandbox: %w: the installed rules do not cover proxy ports %v", ErrUnavailable, ports))
+		return fail(&UnavailableError{Reason: fmt.Sprintf("the installed rules do not cover proxy ports %v", ports)})
 	}
 	var rb [16]byte
 	if _, err := rand.Read(rb[:]); err != nil {
-		return fail(fmt.Errorf("sandbox: generating proxy credentials: %w", err))
+		return fail(fmt.Errorf("generating proxy credentials: %w", err))
 	}
 	creds := &proxy.Credentials{User: "sandgate", Password: hex.EncodeToString(rb[:])}
 	env, err := winsec.ProxyEnv(b.as.Env, winsec.ProxyRun{
@@ -191,11 +195,11 @@ func (b *winSandbox) proxyEnv(m setup.Marker, spec Spec) (proxyPlan, error) {
 		AllowLocalBinding: spec.AllowLocalBinding, Executable: b.as.Exe,
 	})
 	if err != nil {
-		return fail(fmt.Errorf("sandbox: %w", err))
+		return fail(err)
 	}
 	// Every proxy port CMD is told about must be one the rules leave open.
 	if ps, _ := proxyenv.PortsFromEnv(env); !setup.Covers(m, ps, spec.AllowLocalBinding) {
-		return fail(fmt.Errorf("sandbox: internal error: CMD's proxy environment names ports %v outside the installed %v", ps, m.ProxyPorts))
+		return fail(fmt.Errorf("internal error: CMD's proxy environment names ports %v outside the installed %v", ps, m.ProxyPorts))
 	}
 	b.as.Env = env
 	return proxyPlan{listeners: listeners, creds: creds}, nil
@@ -206,7 +210,7 @@ func (b *winSandbox) proxyEnv(m setup.Marker, spec Spec) (proxyPlan, error) {
 func (b *winSandbox) encodeLaunch(spec Spec) error {
 	launch, err := winsec.EncodeLaunch(winsec.Launch{Args: b.args, Dir: b.as.Dir, SandboxGroupID: b.groupSID})
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return err
 	}
 	b.as.Env = winsec.WindowsEnv(append(b.as.Env, winsec.LaunchEnv+"="+launch))
 	return nil
@@ -218,13 +222,13 @@ func (b *winSandbox) encodeLaunch(spec Spec) error {
 func (b *winSandbox) start(st streams) (<-chan startReport, error) {
 	if err := b.p.open(); err != nil {
 		b.p.closeAll()
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, err
 	}
 	b.as.Stdin, b.as.Stdout, b.as.Stderr = b.p.childIn, b.p.childOut, b.p.childErr
 	proc, err := winsec.StartAsUser(b.as)
 	if err != nil {
 		b.p.closeAll()
-		return nil, fmt.Errorf("sandbox: %w: %w", ErrUnavailable, err)
+		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	b.proc = proc
 	b.p.closeChildEnds()
@@ -256,10 +260,7 @@ func (b *winSandbox) forward(os.Signal) { b.kill() }
 func (b *winSandbox) kill() { _ = b.proc.Kill(exitInterrupted) }
 
 func (b *winSandbox) exitStatus() (int, error) {
-	if b.waitErr != nil {
-		return int(b.code), fmt.Errorf("sandbox: %w", b.waitErr)
-	}
-	return int(b.code), nil
+	return int(b.code), b.waitErr
 }
 
 // finish ends whatever CMD left behind in the job, so that the relays see

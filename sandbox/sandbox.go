@@ -47,7 +47,7 @@
 // entry (Spec.KeepDirGrant keeps it); its parent directories must already
 // let the sandbox user search them. A setup that does not fit the run (see
 // setup.Drift, or rules missing after a reboot) is reconciled first and
-// reported in one line on stderr; it is never bypassed. Identity runs need
+// reported in one line (Spec.Notify); it is never bypassed. Identity runs need
 // root until sandgate has a privileged launcher.
 package sandbox
 
@@ -170,6 +170,20 @@ type Spec struct {
 	// Logf receives the proxy's log and a message when the proxy fails
 	// during the run (nil: silent). The normal path logs nothing.
 	Logf func(format string, args ...any)
+	// Notify receives sandgate's own messages to the user, one line each
+	// without a newline: why CMD could not be executed, the identity setup
+	// reconciled for the run, a directory grant that could not be taken
+	// back (nil: they are dropped). The library never writes them to CMD's
+	// streams.
+	Notify func(msg string)
+}
+
+// notifier is spec.Notify, or a function that drops the message.
+func (spec Spec) notifier() func(string) {
+	if spec.Notify == nil {
+		return func(string) {}
+	}
+	return spec.Notify
 }
 
 // Result is the outcome of a run.
@@ -182,24 +196,19 @@ type Result struct {
 	ProxyErr error
 }
 
-// ErrUnavailable is wrapped by the errors Run returns when the sandbox's
-// enforcement cannot be set up on this machine (namespaces refused, missing
-// kernel features). The message says why and what to do.
-var ErrUnavailable = errors.New("sandbox enforcement unavailable")
-
 // check validates the platform-neutral parts of a Spec.
 func (spec Spec) check() error {
 	switch spec.Network {
 	case NetworkProxy:
 		if spec.Gate == nil {
-			return errors.New("sandbox: NetworkProxy needs an egress Gate")
+			return errors.New("NetworkProxy needs an egress Gate")
 		}
 	case NetworkNone, NetworkFull:
 	default:
-		return fmt.Errorf("sandbox: unknown network mode %d", spec.Network)
+		return fmt.Errorf("unknown network mode %d", spec.Network)
 	}
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return errors.New("sandbox: no command given")
+		return errors.New("no command given")
 	}
 	return nil
 }

@@ -56,6 +56,25 @@ type outcome struct {
 	res            Result
 	err            error
 	stdout, stderr string
+	notes          []string // sandgate's own messages (Spec.Notify)
+}
+
+// notes collects the messages a run gives Spec.Notify.
+type notes struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (n *notes) add(msg string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.msgs = append(n.msgs, msg)
+}
+
+func (n *notes) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.msgs...)
 }
 
 // sandboxRun runs spec with the test binary as init, stdin from /dev/null
@@ -80,11 +99,15 @@ func sandboxRun(t *testing.T, spec Spec) outcome {
 	if spec.Stderr == nil {
 		spec.Stderr = &stderr
 	}
+	var ns notes
+	if spec.Notify == nil {
+		spec.Notify = ns.add
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	res, err := Run(ctx, spec)
 	mustHaveSandbox(t, err)
-	return outcome{res, err, stdout.String(), stderr.String()}
+	return outcome{res, err, stdout.String(), stderr.String(), ns.all()}
 }
 
 // helperSpec is a Spec running the test binary's helper name with args.
@@ -107,10 +130,10 @@ func TestExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name   string
-		args   []string
-		code   int
-		stderr string // substring expected on stderr
+		name string
+		args []string
+		code int
+		note string // substring expected in sandgate's message (none when "")
 	}{
 		{"true", []string{"true"}, 0, ""},
 		{"exit 3", []string{"sh", "-c", "exit 3"}, 3, ""},
@@ -131,8 +154,14 @@ func TestExitCodes(t *testing.T) {
 			if o.res.ExitCode != tt.code {
 				t.Errorf("exit code %d, want %d (stderr %q)", o.res.ExitCode, tt.code, o.stderr)
 			}
-			if !strings.Contains(o.stderr, tt.stderr) {
-				t.Errorf("stderr %q does not mention %q", o.stderr, tt.stderr)
+			switch {
+			case tt.note == "" && len(o.notes) != 0:
+				t.Errorf("unexpected messages %q", o.notes)
+			case tt.note != "" && (len(o.notes) != 1 || !strings.Contains(o.notes[0], tt.note)):
+				t.Errorf("messages %q, want one mentioning %q", o.notes, tt.note)
+			}
+			if strings.Contains(o.stderr, "sandgate:") {
+				t.Errorf("sandgate wrote to CMD's stderr: %q", o.stderr)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -75,11 +74,12 @@ type proxyPlan struct {
 
 // supervisor is the state of one run.
 type supervisor struct {
-	spec Spec
-	sb   sandboxProcess
-	plan proxyPlan
-	logf func(string, ...any)
-	io   streams
+	spec   Spec
+	sb     sandboxProcess
+	plan   proxyPlan
+	logf   func(string, ...any)
+	notify func(string)
+	io     streams
 
 	reports <-chan startReport // nil once the report is in
 	exited  <-chan struct{}    // nil once the sandbox is gone
@@ -98,7 +98,7 @@ type supervisor struct {
 
 // supervise runs spec in sb: start, watch, finish.
 func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan proxyPlan) (Result, error) {
-	s := &supervisor{spec: spec, sb: sb, plan: plan, logf: spec.Logf, io: specStreams(spec)}
+	s := &supervisor{spec: spec, sb: sb, plan: plan, logf: spec.Logf, notify: spec.notifier(), io: specStreams(spec)}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
@@ -153,7 +153,7 @@ func (s *supervisor) watch(ctx context.Context) {
 			s.sb.forward(sig)
 		case <-s.ctxDone:
 			s.ctxDone = nil
-			s.fail(fmt.Errorf("sandbox: %w", ctx.Err()))
+			s.fail(ctx.Err())
 			s.kill()
 		case <-s.failed:
 			s.failed = nil
@@ -184,7 +184,7 @@ func (s *supervisor) onReport(r startReport) {
 	}
 	if len(lns) != 2 {
 		closeListeners(lns)
-		s.fail(fmt.Errorf("sandbox: the proxy has %d listeners, want 2", len(lns)))
+		s.fail(fmt.Errorf("the proxy has %d listeners, want 2", len(lns)))
 		s.kill()
 		return
 	}
@@ -218,17 +218,16 @@ func (s *supervisor) finish() (Result, error) {
 		s.fail(err)
 	}
 	if s.err == nil && !s.started {
-		s.err = fmt.Errorf("sandbox: the sandbox init exited (status %d) before starting the command", code)
-	}
-	if s.execMsg != "" {
-		// CMD's output has all been copied: stderr is ours to write to.
-		fmt.Fprintf(s.io.err, "sandgate: %s\n", s.execMsg)
+		s.err = fmt.Errorf("the sandbox init exited (status %d) before starting the command", code)
 	}
 	s.sb.finish(shutdownGrace)
 	if s.pair != nil {
 		_ = s.pair.Shutdown(shutdownGrace)
 	} else {
 		closeListeners(s.plan.listeners) // never served (closing twice is harmless)
+	}
+	if s.execMsg != "" {
+		s.notify(s.execMsg) // after CMD's last output and the terminal's restore
 	}
 	if s.err != nil {
 		if s.notStarted && !s.started {
@@ -244,20 +243,4 @@ func closeListeners(ls []net.Listener) {
 	for _, ln := range ls {
 		ln.Close()
 	}
-}
-
-// notStartedError marks a failure that happened before CMD could have run,
-// so that BackendAuto may try the next backend. CMD never runs twice.
-type notStartedError struct{ err error }
-
-func (e *notStartedError) Error() string { return e.err.Error() }
-func (e *notStartedError) Unwrap() error { return e.err }
-
-// unwrapNotStarted returns the error inside a notStartedError.
-func unwrapNotStarted(err error) error {
-	var ns *notStartedError
-	if errors.As(err, &ns) && err == error(ns) {
-		return ns.err
-	}
-	return err
 }

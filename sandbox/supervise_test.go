@@ -238,11 +238,16 @@ func TestSuperviseExecMessage(t *testing.T) {
 	f := newFake(startReport{started: true, execMsg: "nope: command not found"}, 127)
 	f.exit()
 	var stderr bytes.Buffer
-	res, err := supervise(context.Background(), Spec{Network: NetworkNone, Stderr: &stderr}, f, proxyPlan{})
+	var msgs []string
+	spec := Spec{Network: NetworkNone, Stderr: &stderr, Notify: func(m string) { msgs = append(msgs, m) }}
+	res, err := supervise(context.Background(), spec, f, proxyPlan{})
 	if err != nil || res.ExitCode != 127 {
 		t.Fatalf("supervise = %+v, %v", res, err)
 	}
-	if got := stderr.String(); got != "sandgate: nope: command not found\n" {
-		t.Errorf("stderr %q", got)
+	if len(msgs) != 1 || msgs[0] != "nope: command not found" {
+		t.Errorf("messages %q, want the exec failure once", msgs)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("sandgate's message went to CMD's stderr: %q", stderr.String())
 	}
 }
