@@ -1,0 +1,101 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func (w *idWorld) testLockedDown(t *testing.T) {
+	for _, network := range []Network{NetworkProxy, NetworkNone} {
+		spec := w.spec("id-status")
+		spec.Network, spec.Gate = network, denyAllGate()
+		o := sandboxRun(t, spec)
+		if o.err != nil || o.res.ExitCode != 0 {
+			t.Fatalf("%v: %+v %v %s", network, o.res, o.err, o.stderr)
+		}
+		id := func(n int) string { return fmt.Sprintf("%d\t%d\t%d\t%d", n, n, n, n) }
+		for field, want := range map[string]string{
+			"Uid": id(w.offUID), "Gid": id(w.gid), "Groups": "",
+			"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+			"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
+			"NoNewPrivs": "1", "Seccomp": "2",
+		} {
+			if got := statusLine(o.stdout, field); got != want {
+				t.Errorf("%v: %s = %q, want %q", network, field, got, want)
+			}
+		}
+		mustContain(t, o.stdout, "getgroups [] <nil>", " ppid 1\n")
+	}
+}
+
+// testProcess checks exit codes, signal forwarding and the terminal, as the
+// netns backend's tests do.
+func (w *idWorld) testProcess(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+	}{{[]string{"sh", "-c", "exit 3"}, 3}, {[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15}, {[]string{"sandgate-no-such-command"}, 127}} {
+		spec := w.spec("")
+		spec.Args = c.args
+		if o := sandboxRun(t, spec); o.err != nil || o.res.ExitCode != c.code {
+			t.Errorf("%q: %+v %v %s", c.args, o.res, o.err, o.stderr)
+		}
+	}
+
+	// SIGTERM to the process running Run reaches the command.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	spec := w.spec("waitsig")
+	spec.Stdout = pw
+	done := make(chan outcome, 1)
+	go func() {
+		o := sandboxRun(t, spec)
+		pw.Close()
+		done <- o
+	}()
+	r := bufio.NewReader(pr)
+	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("helper did not get ready: %q %v (%+v)", line, err, <-done)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r)
+	if o := <-done; o.err != nil || o.res.ExitCode != 42 || !strings.Contains(string(rest), "got terminated") {
+		t.Errorf("SIGTERM: %+v %v %q", o.res, o.err, rest)
+	}
+
+	// A terminal: the command gets a pty of its own, owns its session,
+	// reads typed lines and gets Ctrl-C.
+	master, slave, err := openPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer slave.Close()
+	term := &syncBuffer{}
+	go io.Copy(term, master)
+	spec = w.spec("tty")
+	spec.Stdin, spec.Stdout, spec.Stderr = slave, slave, slave
+	_, wait := background(t, spec)
+	term.waitFor(t, "ready")
+	master.Write([]byte("typed line\r"))
+	term.waitFor(t, `read "typed line"`)
+	master.Write([]byte{3})
+	term.waitFor(t, "got interrupt")
+	o := wait()
+	if o.err != nil || o.res.ExitCode != 5 {
+		t.Errorf("terminal session: %+v %v", o.res, o.err)
+	}
+	mustContain(t, term.String(), "tty /dev/pts/", "session-leader true foreground true <nil>")
+}
