@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,6 +156,7 @@ func newIDWorld(t *testing.T) *idWorld {
 			t.Fatal(err)
 		}
 	}
+	privateIDRange(t, etc)
 	tag := "sgtest-" + randHex(3)
 	w.names = [3]string{tag + "-off", tag + "-on", tag}
 	w.opts = setup.Options{OfflineUser: w.names[0], OnlineUser: w.names[1], Group: w.names[2],
@@ -208,6 +210,31 @@ func newIDWorld(t *testing.T) *idWorld {
 		}
 	}
 	return w
+}
+
+// privateIDRange gives the test's copy of login.defs a system id range of
+// its own, far above the real one. setup's tests, running at the same time
+// on the real account files, take the first free system ids (top-down from
+// 999) just as a copy of those files would; a process of theirs would then
+// pass for one of this test's users: setup.Uninstall refuses to remove a
+// user that has processes, and the survivor checks look for processes by
+// uid.
+func privateIDRange(t *testing.T, etc string) {
+	t.Helper()
+	n, err := strconv.ParseUint(randHex(3), 16, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := 3000000 + 10*(n%100000)
+	defs := fmt.Sprintf("\n# sandgate test: a private id range\nSYS_UID_MIN %d\nSYS_UID_MAX %d\nSYS_GID_MIN %d\nSYS_GID_MAX %d\n", lo, lo+9, lo, lo+9)
+	f, err := os.OpenFile(filepath.Join(etc, "login.defs"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(defs); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // spec returns a Spec running the helper name (as a sandbox user) in the
