@@ -218,6 +218,10 @@ func runHelper(name string, args []string) int {
 	case "hang":
 		time.Sleep(time.Hour)
 		return 0
+	case "run-parent":
+		return runParentHelper()
+	case "ns-sleeper":
+		return nsSleeperHelper()
 	case "proxy":
 		return proxyHelper(args)
 	case "unpriv":

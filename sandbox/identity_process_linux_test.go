@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -98,4 +99,18 @@ func (w *idWorld) testProcess(t *testing.T) {
 		t.Errorf("terminal session: %+v %v", o.res, o.err)
 	}
 	mustContain(t, term.String(), "tty /dev/pts/", "session-leader true foreground true <nil>")
+}
+
+// testParentKilled: kill -9 of sandgate during an identity run leaves no
+// process of the run, neither in its PID namespace nor of the offline user
+// (whose uid the init's thread that starts CMD takes, which the kernel
+// answers by clearing that thread's parent-death signal).
+func (w *idWorld) testParentKilled(t *testing.T) {
+	cfg := w.helperConfig()
+	cfg.Dir = w.work
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNothingOutlivesSandgate(t, w.bin, append(os.Environ(), idConfigEnv+"="+string(raw)), w.offUID)
 }

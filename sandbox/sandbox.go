@@ -11,6 +11,12 @@
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
 //
+// Every process of a run dies with the process that called Run, however
+// that process dies (kill -9 included): the init, PID 1 of the run's PID
+// namespace, has a parent-death signal, kept across the identity
+// backend's credential change, and checks that its parent is still there
+// each time that signal was not armed.
+//
 // A program using this package must call MaybeInit (or InitMain, to
 // dispatch roles of its own too) first thing in main: Run re-executes the
 // program as the sandbox's init (Linux) or launcher (Windows).

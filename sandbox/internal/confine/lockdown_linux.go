@@ -5,6 +5,7 @@ package confine
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,8 +51,10 @@ type Options struct {
 
 // LockDown gives the calling thread (and so everything it starts)
 // no_new_privs, no capabilities in any set, locked secure bits, the
-// sandbox user's credentials when o.User is set, the Landlock scopes with
-// it, and the seccomp filter.
+// sandbox user's credentials when o.User is set (keeping the thread's
+// parent-death signal and the process's non-dumpable flag, which the kernel
+// resets on a uid change), the Landlock scopes with it, and the seccomp
+// filter.
 func LockDown(o Options) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
@@ -96,7 +99,21 @@ func LockDown(o Options) error {
 // the calling thread (raw system calls: only this thread changes). The
 // locked secure bits (SECBIT_NO_SETUID_FIXUP) keep the capabilities this
 // needs across the switch, until LockDown removes them all.
+//
+// A change of uid or gid makes the kernel clear the thread's parent-death
+// signal and reset the process's dumpable flag to fs.suid_dumpable; both
+// are put back as they were, so that the sandbox still dies with its
+// parent and CMD still cannot ptrace or read the init. (The parent may die
+// before the signal is armed again: the caller checks for that.)
 func switchUser(u *User) error {
+	pdeath, err := parentDeathSignal()
+	if err != nil {
+		return fmt.Errorf("reading the parent-death signal: %w", err)
+	}
+	dumpable, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	if err != nil {
+		return fmt.Errorf("reading the dumpable flag: %w", err)
+	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
 		return fmt.Errorf("dropping the supplementary groups: %w", e)
 	}
@@ -107,5 +124,23 @@ func switchUser(u *User) error {
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
 		return fmt.Errorf("switching to user %s (uid %d): %w", u.Name, u.UID, e)
 	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(pdeath), 0, 0, 0); err != nil {
+		return fmt.Errorf("arming the parent-death signal again: %w", err)
+	}
+	if dumpable == 0 {
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			return fmt.Errorf("making the process non-dumpable again: %w", err)
+		}
+	}
 	return nil
+}
+
+// parentDeathSignal returns the calling thread's parent-death signal (0:
+// none).
+func parentDeathSignal() (int, error) {
+	var sig int32
+	if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0); err != nil {
+		return 0, err
+	}
+	return int(sig), nil
 }

@@ -27,6 +27,12 @@ func Main(args []string) int {
 	// Every credential change below is per thread: the thread that starts
 	// CMD is this one, locked for the life of the process.
 	runtime.LockOSThread()
+	if err := dieWithParent(); err != nil {
+		if !errors.Is(err, errParentGone) {
+			report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: " + err.Error()})
+		}
+		return 125 // CMD never ran
+	}
 
 	// Nothing the init inherited besides stdio may reach CMD: not the
 	// status socket, not descriptors sandgate itself inherited.
@@ -49,6 +55,8 @@ func Main(args []string) int {
 		var ee *execError
 		var se *setupError
 		switch {
+		case errors.Is(err, errParentGone):
+			return 125 // nobody is left to report to; CMD never ran
 		case errors.As(err, &ee):
 			report(initproto.Status{Kind: initproto.ExecError, Msg: ee.msg, Code: ee.code})
 			return ee.code
@@ -71,6 +79,54 @@ func Main(args []string) int {
 		}
 	}()
 	return reap(pid)
+}
+
+// The init dies with the sandgate process that started it, however that
+// process dies: sandgate starts it with a parent-death signal (SIGKILL),
+// whose delivery ends the init, and with it, as the PID namespace's init,
+// every process of the sandbox. The signal is armed on the thread that
+// starts CMD too (the thread that is the sandbox user in an identity run:
+// confine keeps it across that credential change, which clears it). If the
+// parent died before the signal was armed (when the init was forked, or
+// during the credential change), nothing will ever send it: the init then
+// checks that its parent is still there, and exits if not, before CMD
+// starts. In a new PID namespace getppid() says nothing (it is 0 for the
+// namespace's init); the status socket does: the parent holds its other
+// end until the init has exited.
+
+// errParentGone says that the parent that started the init has died.
+var errParentGone = errors.New("sandgate, which started this sandbox, is gone")
+
+// dieWithParent arms the calling thread's parent-death signal and checks
+// that the parent has not died already.
+func dieWithParent() error {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("arming the parent-death signal: %w", err)
+	}
+	return checkParent()
+}
+
+// checkParent returns errParentGone when the parent has exited.
+func checkParent() error { return peerGone(initproto.StatusFD) }
+
+// peerGone returns errParentGone when the other end of the socket fd is
+// closed (only the parent holds the status socket's other end, until it
+// exits).
+func peerGone(fd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("checking for the parent: %w", err)
+		}
+		if n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+			return errParentGone
+		}
+		return nil
+	}
 }
 
 // report sends the init's one report to the parent. When even that fails,
@@ -312,7 +368,9 @@ func lockDown(allowUnix bool, id *initproto.Identity) error {
 	if err := confine.LockDown(o); err != nil {
 		return asSetupError(err)
 	}
-	return nil
+	// A uid change cleared the parent-death signal until confine armed it
+	// again: the parent may have died in between.
+	return checkParent()
 }
 
 // defaultPath is used when the command's environment has no PATH (as execvp).
