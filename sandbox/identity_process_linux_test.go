@@ -114,3 +114,23 @@ func (w *idWorld) testParentKilled(t *testing.T) {
 	}
 	checkNothingOutlivesSandgate(t, w.bin, append(os.Environ(), idConfigEnv+"="+string(raw)), w.offUID)
 }
+
+// testNothingOutlivesRun: when Run returns, no process of the run is left,
+// not even for a moment: CMD leaves a child behind that ignores the usual
+// signals, and right after Run returns nothing runs as the offline user
+// (the world's uids are its own, so any such process would be the run's).
+func (w *idWorld) testNothingOutlivesRun(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		spec := w.spec("hang") // for "$0", the child
+		spec.Args = []string{"sh", "-c", `trap "" HUP INT TERM; "$0" & echo started`, w.bin}
+		o := sandboxRun(t, spec)
+		left := runProcesses("none", w.offUID)
+		if o.err != nil || o.res.ExitCode != 0 || o.stdout != "started\n" {
+			t.Fatalf("run: %+v %v %q %q", o.res, o.err, o.stdout, o.stderr)
+		}
+		if len(left) != 0 {
+			killAndReap(t, "none", w.offUID, map[int]bool{})
+			t.Fatalf("processes of the run outlived Run: %v", left)
+		}
+	}
+}

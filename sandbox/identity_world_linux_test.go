@@ -115,6 +115,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("NonRoot", w.testNonRoot)
 	t.Run("Auto", w.testAuto)
 	t.Run("ExitCodesSignalsTerminal", w.testProcess)
+	t.Run("NothingOutlivesRun", w.testNothingOutlivesRun)
 	t.Run("ParentKilled", w.testParentKilled)
 }
 
