@@ -165,4 +165,3 @@ func hintEntry(host string, port uint16) string {
 	}
 	return host + ":" + strconv.Itoa(int(port))
 }
-
