@@ -232,11 +232,12 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// hostListener accepts on 127.0.0.1 of the host's network namespace and
-// greets every client with line.
-func hostListener(t *testing.T, line string) string {
+// serveUntilEnd listens on network, addr until the test ends and hands
+// every connection to serve (in a goroutine of its own), which closes it.
+// It returns the listening address.
+func serveUntilEnd(t *testing.T, network, addr string, serve func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,11 +248,27 @@ func hostListener(t *testing.T, line string) string {
 			if err != nil {
 				return
 			}
-			fmt.Fprintln(c, line)
-			c.Close()
+			go serve(c)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// unixListener listens on the unix socket addr ("@NAME": abstract) until
+// the test ends, closing every connection it accepts.
+func unixListener(t *testing.T, addr string) {
+	t.Helper()
+	serveUntilEnd(t, "unix", addr, func(c net.Conn) { c.Close() })
+}
+
+// hostListener accepts on 127.0.0.1 of the host's network namespace and
+// greets every client with line.
+func hostListener(t *testing.T, line string) string {
+	t.Helper()
+	return serveUntilEnd(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		fmt.Fprintln(c, line)
+		c.Close()
+	})
 }
 
 // denyAllGate is a gate whose policy allows nothing.

@@ -21,30 +21,17 @@ import (
 // server on loopback and a UDP echo server; it returns their addresses.
 func servers(t *testing.T) (httpAddr, lineAddr, udpAddr string) {
 	t.Helper()
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hln.Close() })
-	go func() {
+	httpAddr = serveUntilEnd(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
 		for {
-			c, err := hln.Accept()
-			if err != nil {
-				return
+			l, err := r.ReadString('\n')
+			if err != nil || strings.TrimSpace(l) == "" {
+				break
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil || strings.TrimSpace(l) == "" {
-						break
-					}
-				}
-				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\nhello from host\n")
-			}()
 		}
-	}()
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\nhello from host\n")
+	})
 	uc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +47,7 @@ func servers(t *testing.T) (httpAddr, lineAddr, udpAddr string) {
 			uc.WriteTo(buf[:n], from)
 		}
 	}()
-	return hln.Addr().String(), hostListener(t, "line-greeting"), uc.LocalAddr().String()
+	return httpAddr, hostListener(t, "line-greeting"), uc.LocalAddr().String()
 }
 
 func (w *idWorld) testProxy(t *testing.T) {
@@ -143,20 +130,7 @@ func (w *idWorld) testProxy(t *testing.T) {
 
 func (w *idWorld) testUnixSockets(t *testing.T) {
 	name := "sgtest-host-" + randHex(4)
-	ln, err := net.Listen("unix", "@"+name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	unixListener(t, "@"+name)
 	// The seccomp rule: no unix sockets at all.
 	o := sandboxRun(t, w.spec("id-net", "unix-socket", "abstract="+name))
 	mustContain(t, o.stdout, "unix-socket EPERM\n", "abstract "+name+" EPERM\n")

@@ -3,13 +3,10 @@
 package sandbox
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -51,30 +48,7 @@ func (w *idWorld) testProcess(t *testing.T) {
 	}
 
 	// SIGTERM to the process running Run reaches the command.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	spec := w.spec("waitsig")
-	spec.Stdout = pw
-	done := make(chan outcome, 1)
-	go func() {
-		o := sandboxRun(t, spec)
-		pw.Close()
-		done <- o
-	}()
-	r := bufio.NewReader(pr)
-	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("helper did not get ready: %q %v (%+v)", line, err, <-done)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	rest, _ := io.ReadAll(r)
-	if o := <-done; o.err != nil || o.res.ExitCode != 42 || !strings.Contains(string(rest), "got terminated") {
-		t.Errorf("SIGTERM: %+v %v %q", o.res, o.err, rest)
-	}
+	checkSIGTERMReachesCMD(t, w.spec("waitsig"))
 
 	// A terminal: the command gets a pty of its own, owns its session,
 	// reads typed lines and gets Ctrl-C.
@@ -86,7 +60,7 @@ func (w *idWorld) testProcess(t *testing.T) {
 	defer slave.Close()
 	term := &syncBuffer{}
 	go io.Copy(term, master)
-	spec = w.spec("tty")
+	spec := w.spec("tty")
 	spec.Stdin, spec.Stdout, spec.Stderr = slave, slave, slave
 	_, wait := background(t, spec)
 	term.waitFor(t, "ready")

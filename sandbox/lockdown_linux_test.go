@@ -5,7 +5,6 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,20 +57,7 @@ func TestCommandIsLockedDown(t *testing.T) {
 func TestSeccompFilter(t *testing.T) {
 	// A unix socket on the host that the command must not reach.
 	sock := filepath.Join(t.TempDir(), "host.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	unixListener(t, sock)
 	for _, allow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("AllowUnixSockets=%v", allow), func(t *testing.T) {
 			spec := helperSpec("sockets", sock)

@@ -20,13 +20,21 @@ import (
 )
 
 func TestSignalForwarding(t *testing.T) {
+	spec := helperSpec("waitsig")
+	spec.Network = NetworkNone
+	checkSIGTERMReachesCMD(t, spec)
+}
+
+// checkSIGTERMReachesCMD runs spec (the helper "waitsig") and sends SIGTERM
+// to the process running Run (this test process) once CMD is ready: CMD
+// must get it and exit 42.
+func checkSIGTERMReachesCMD(t *testing.T, spec Spec) {
+	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pr.Close()
-	spec := helperSpec("waitsig")
-	spec.Network = NetworkNone
 	spec.Stdout = pw
 	done := make(chan outcome, 1)
 	go func() {
@@ -40,14 +48,13 @@ func TestSignalForwarding(t *testing.T) {
 		o := <-done
 		t.Fatalf("helper did not get ready: %q %v (%+v)", line, err, o)
 	}
-	// SIGTERM to the process running Run (this test process).
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	rest, _ := io.ReadAll(r)
 	o := <-done
 	if o.err != nil || o.res.ExitCode != 42 || !strings.Contains(string(rest), "got terminated") {
-		t.Fatalf("result %+v err %v output %q", o.res, o.err, rest)
+		t.Fatalf("SIGTERM: result %+v err %v output %q", o.res, o.err, rest)
 	}
 }
 
