@@ -1,6 +1,6 @@
 //go:build linux && !amd64 && !arm64
 
-package sandbox
+package confine
 
 import (
 	"fmt"
@@ -10,5 +10,5 @@ import (
 // seccompABIs fails on architectures whose system call numbers the filter
 // does not know yet: the sandbox is not set up without its filter.
 func seccompABIs() ([]abiRules, error) {
-	return nil, fmt.Errorf("%w: the seccomp filter does not support %s yet", ErrUnavailable, runtime.GOARCH)
+	return nil, fmt.Errorf("%w: the seccomp filter does not support %s yet", ErrUnsupported, runtime.GOARCH)
 }

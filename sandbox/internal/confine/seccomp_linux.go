@@ -1,6 +1,6 @@
 //go:build linux
 
-package sandbox
+package confine
 
 import (
 	"fmt"
@@ -42,7 +42,7 @@ type abiRules struct {
 // sockSYS_SOCKET is socketcall's call number for socket(2).
 const sockSYS_SOCKET = 1
 
-// filterLabels is a tiny assembler for forward jumps.
+// filterProg is a tiny assembler for forward jumps.
 type filterProg struct {
 	ins    []bpf.Instruction
 	labels map[string]int
@@ -154,6 +154,13 @@ func buildFilter(abis []abiRules, allowUnix bool) ([]bpf.Instruction, error) {
 		p.ret(retENOSYS)
 	}
 	return p.resolve()
+}
+
+// SupportsArch reports whether the seccomp filter knows the system calls of
+// this architecture: a sandbox is never set up without its filter.
+func SupportsArch() bool {
+	_, err := seccompABIs()
+	return err == nil
 }
 
 // installFilter loads the filter on the calling thread only (no TSYNC); the

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sandbox
+package initproc
 
 import (
 	"errors"
@@ -10,16 +10,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-)
 
-// identityInit is what the init of an identity run needs besides
-// initConfig: who CMD runs as.
-type identityInit struct {
-	UID   int    `json:"uid"`
-	GID   int    `json:"gid"`
-	User  string `json:"user"`  // the sandbox user's name, for messages
-	Group string `json:"group"` // the sandbox group's name, for messages
-}
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
+)
 
 // setupAndStartIdentity is the init of an identity run: PID 1 of new PID,
 // mount, IPC and UTS namespaces, started by a root parent in the host's
@@ -27,7 +20,7 @@ type identityInit struct {
 // thread that starts CMD into the sandbox user with nothing else, checks
 // that this user can reach CMD's directory and starts CMD. The environment
 // (with the proxy variables) was made by the parent.
-func setupAndStartIdentity(cfg initConfig, args []string) (int, error) {
+func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	id := cfg.Identity
 	if id.UID <= 0 || id.GID <= 0 {
 		return 0, &setupError{msg: fmt.Sprintf("sandbox init: refusing to run CMD as uid %d, gid %d", id.UID, id.GID)}
@@ -44,7 +37,12 @@ func setupAndStartIdentity(cfg initConfig, args []string) (int, error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return 0, setupErr(err, "making the sandbox init non-dumpable")
 	}
-	if err := becomeSandboxUser(id, cfg.AllowUnix); err != nil {
+	// The thread becomes the sandbox user with nothing else: no
+	// supplementary groups, no capabilities, the Landlock scopes and the
+	// seccomp filter. Only this thread changes (raw system calls): the rest
+	// of the init stays root to reap and forward signals, and CMD, started
+	// from this thread, inherits all of it.
+	if err := lockDown(cfg.AllowUnix, id); err != nil {
 		return 0, err
 	}
 	// From here on this thread's file system checks are the sandbox user's.
@@ -59,40 +57,11 @@ func setupAndStartIdentity(cfg initConfig, args []string) (int, error) {
 	return startCommand(path, args, env, cfg.Dir, cfg.PTY)
 }
 
-// becomeSandboxUser turns the calling thread (locked; root with every
-// capability) into the sandbox user: no_new_privs, an empty bounding set,
-// locked secure bits, no supplementary groups, the sandbox user's uid and
-// the sandbox group's gid (real, effective, saved and file system), no
-// capabilities, the Landlock scopes and the seccomp filter. Only this thread
-// changes (raw system calls): the rest of the init stays root to reap and
-// forward signals, and CMD, started from this thread, inherits all of it.
-func becomeSandboxUser(id *identityInit, allowUnix bool) error {
-	return lockDownThread(allowUnix, id)
-}
-
-// switchToSandboxUser drops the supplementary groups and takes the sandbox
-// user's uid and the sandbox group's gid on the calling thread. The locked
-// secure bits (SECBIT_NO_SETUID_FIXUP) keep the capabilities this needs
-// across the switch, until lockDownThread removes them all.
-func switchToSandboxUser(id *identityInit) error {
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
-		return setupErr(e, "dropping the supplementary groups")
-	}
-	gid, uid := uintptr(id.GID), uintptr(id.UID)
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, gid, gid, gid); e != 0 {
-		return setupErr(e, "switching to group %s (gid %d)", id.Group, id.GID)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
-		return setupErr(e, "switching to user %s (uid %d)", id.User, id.UID)
-	}
-	return nil
-}
-
 // checkReachable checks, as the sandbox user, that every directory from /
 // down to dir can be searched. sandgate grants access to the working
 // directory itself, never to its parents: a parent that shuts the sandbox
 // user out is named, with what to do about it.
-func checkReachable(dir string, id *identityInit) error {
+func checkReachable(dir string, id *initproto.Identity) error {
 	if dir == "" {
 		return nil
 	}

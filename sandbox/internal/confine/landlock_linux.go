@@ -1,9 +1,8 @@
 //go:build linux
 
-package sandbox
+package confine
 
 import (
-	"errors"
 	"fmt"
 	"unsafe"
 
@@ -15,9 +14,9 @@ import (
 // sandgate for its all-threads calls, which the sandbox does not use (it
 // restricts one thread, like its seccomp filter).
 
-// landlockScopeABI is the first Landlock ABI version that can scope abstract
-// unix sockets and signals (Linux 6.12).
-const landlockScopeABI = 6
+// LandlockScopeABI is the first Landlock ABI version that can scope
+// abstract unix sockets and signals (Linux 6.12).
+const LandlockScopeABI = 6
 
 // landlockScopes are the IPC scopes the identity backend closes: a command
 // in the sandbox can neither connect to an abstract unix socket created
@@ -25,8 +24,10 @@ const landlockScopeABI = 6
 // namespace, where abstract sockets live) nor signal a process outside it.
 const landlockScopes = unix.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | unix.LANDLOCK_SCOPE_SIGNAL
 
-// landlockABI returns the kernel's Landlock ABI version.
-func landlockABI() (int, error) {
+// LandlockABI returns the kernel's Landlock ABI version; the error is the
+// system call's (ENOSYS: no Landlock in this kernel; EOPNOTSUPP: Landlock
+// disabled at boot).
+func LandlockABI() (int, error) {
 	v, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
 	if e != 0 {
 		return 0, e
@@ -34,29 +35,16 @@ func landlockABI() (int, error) {
 	return int(v), nil
 }
 
-// landlockScopingAvailable returns nil when this kernel can enforce
-// landlockScopes, or an error wrapping ErrUnavailable that says why not.
-func landlockScopingAvailable() error {
-	abi, err := landlockABI()
-	switch {
-	case errors.Is(err, unix.ENOSYS):
-		return fmt.Errorf("%w: this kernel has no Landlock (CONFIG_SECURITY_LANDLOCK), which the identity backend needs to close the host's abstract unix sockets to the command; use --backend netns", ErrUnavailable)
-	case errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("%w: Landlock is disabled on this machine (add landlock to the lsm= boot parameter), and the identity backend needs it to close the host's abstract unix sockets to the command; use --backend netns", ErrUnavailable)
-	case err != nil:
-		return fmt.Errorf("%w: querying the Landlock ABI version: %w", ErrUnavailable, err)
-	case abi < landlockScopeABI:
-		return fmt.Errorf("%w: this kernel's Landlock is ABI version %d; the identity backend needs version %d (Linux 6.12 or later) to close the host's abstract unix sockets to the command; use --backend netns", ErrUnavailable, abi, landlockScopeABI)
-	}
-	return nil
-}
-
 // restrictScopes puts the calling thread (and so every process it starts)
 // in a new Landlock domain with landlockScopes and no file system or
 // network rules. The thread must have no_new_privs set (or CAP_SYS_ADMIN).
 func restrictScopes() error {
-	if err := landlockScopingAvailable(); err != nil {
-		return err
+	abi, err := LandlockABI()
+	if err != nil {
+		return fmt.Errorf("%w: querying the Landlock ABI version: %w", ErrUnsupported, err)
+	}
+	if abi < LandlockScopeABI {
+		return fmt.Errorf("%w: Landlock ABI version %d, scopes need %d", ErrUnsupported, abi, LandlockScopeABI)
 	}
 	// Only the fields up to Scoped (ABI 6): the kernel takes the size.
 	attr := unix.LandlockRulesetAttr{Scoped: landlockScopes}
