@@ -39,10 +39,14 @@ func TestGlibcResolverInNamespace(t *testing.T) {
 	}
 	s := newStub(t, nil)
 	etc := filepath.Join("/etc/netns", ns.Name)
+	_, statErr := os.Stat("/etc/netns")
 	must(t, os.MkdirAll(etc, 0o755))
 	t.Cleanup(func() {
 		if err := os.RemoveAll(etc); err != nil {
 			t.Errorf("removing %s: %v", etc, err)
+		}
+		if os.IsNotExist(statErr) {
+			_ = os.Remove("/etc/netns") // ours, unless another test has put something in it since
 		}
 	})
 	asked := func() []string {
