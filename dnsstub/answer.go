@@ -288,36 +288,36 @@ func canonicalName(wire string) (string, string) {
 // ("4.3.2.1.in-addr.arpa", or 32 nibbles then "ip6.arpa").
 func reverseAddr(name string) (netip.Addr, bool) {
 	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa"); ok {
-		labels := strings.Split(rest, ".")
-		if len(labels) != 4 {
-			return netip.Addr{}, false
-		}
 		var b [4]byte
-		for i, l := range labels {
-			v, err := strconv.ParseUint(l, 10, 8)
-			if err != nil || (len(l) > 1 && l[0] == '0') {
-				return netip.Addr{}, false
-			}
-			b[3-i] = byte(v)
+		if reverseLabels(rest, b[:], 10, 8) {
+			return netip.AddrFrom4(b), true
 		}
-		return netip.AddrFrom4(b), true
-	}
-	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
-		labels := strings.Split(rest, ".")
-		if len(labels) != 32 {
-			return netip.Addr{}, false
-		}
+	} else if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
 		var b [16]byte
-		for i, l := range labels {
-			v, err := strconv.ParseUint(l, 16, 4)
-			if err != nil || len(l) != 1 {
-				return netip.Addr{}, false
-			}
-			b[15-i/2] |= byte(v) << (4 * (i % 2))
+		if reverseLabels(rest, b[:], 16, 4) {
+			return netip.AddrFrom16(b), true
 		}
-		return netip.AddrFrom16(b), true
 	}
 	return netip.Addr{}, false
+}
+
+// reverseLabels fills out (big-endian) from the dot-separated labels of
+// rest, least significant first, each one number of bits bits written in
+// base without leading zeros; it reports whether rest had that form.
+func reverseLabels(rest string, out []byte, base, bits int) bool {
+	labels := strings.Split(rest, ".")
+	if len(labels)*bits != len(out)*8 {
+		return false
+	}
+	for i, l := range labels {
+		v, err := strconv.ParseUint(l, base, bits)
+		if err != nil || (len(l) > 1 && l[0] == '0') {
+			return false
+		}
+		bit := i * bits
+		out[len(out)-1-bit/8] |= byte(v) << (bit % 8)
+	}
+	return true
 }
 
 // refusal makes a Refusal for question q (nil when none was read).

@@ -25,13 +25,7 @@ type fakeUpstream struct {
 
 func startUpstream(t *testing.T) *fakeUpstream {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	must(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
+	pc, l := listenLoopback(t)
 	u := &fakeUpstream{}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -64,16 +58,10 @@ type served struct {
 	udpAddr, tcpAddr string
 }
 
-func serveStub(t *testing.T, mod func(*Config)) *served {
+func serveStub(t testing.TB, mod func(*Config)) *served {
 	t.Helper()
 	s := newStub(t, mod)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	must(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
+	pc, l := listenLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 2)
 	go func() { errc <- s.ServeUDP(ctx, pc) }()
@@ -92,6 +80,21 @@ func serveStub(t *testing.T, mod func(*Config)) *served {
 		}
 	})
 	return &served{stub: s, udpAddr: pc.LocalAddr().String(), tcpAddr: l.Addr().String()}
+}
+
+// listenLoopback opens a UDP and a TCP socket on loopback; t's cleanup
+// closes both (again, if the code under test has closed them already).
+func listenLoopback(t testing.TB) (net.PacketConn, net.Listener) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	must(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close(); l.Close() })
+	return pc, l
 }
 
 // resolver is Go's own resolver, talking to the stub over network ("udp"
@@ -468,10 +471,7 @@ func appendInt(b []byte, i int) []byte {
 
 func TestServeReturnsErrorWhenSocketClosedUnderIt(t *testing.T) {
 	s := newStub(t, nil)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	must(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	pc, l := listenLoopback(t)
 	errc := make(chan error, 2)
 	go func() { errc <- s.ServeUDP(context.Background(), pc) }()
 	go func() { errc <- s.ServeTCP(context.Background(), l) }()

@@ -166,17 +166,7 @@ func (p *Pool) Contains(ip netip.Addr) bool {
 // should already be normalised (the DNS stub passes policy-normalised
 // names); the pool compares names byte for byte.
 func (p *Pool) Allocate(name string) (Mapping, error) {
-	if name == "" {
-		return Mapping{}, errors.New("synthetic pool: empty name")
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, err := p.entryFor(name)
-	if err != nil {
-		return Mapping{}, err
-	}
-	p.touch(e)
-	return p.mapping(e), nil
+	return p.get(name, false, nil)
 }
 
 // Reserve is Allocate for a hosts-file name: the mapping also remembers
@@ -184,6 +174,11 @@ func (p *Pool) Allocate(name string) (Mapping, error) {
 // dials instead of resolving the name) and is never recycled. Reserving a
 // name again appends the new addresses that it does not have yet.
 func (p *Pool) Reserve(name string, hosts []netip.Addr) (Mapping, error) {
+	return p.get(name, true, hosts)
+}
+
+// get is Allocate (reserve false) and Reserve.
+func (p *Pool) get(name string, reserve bool, hosts []netip.Addr) (Mapping, error) {
 	if name == "" {
 		return Mapping{}, errors.New("synthetic pool: empty name")
 	}
@@ -193,7 +188,7 @@ func (p *Pool) Reserve(name string, hosts []netip.Addr) (Mapping, error) {
 	if err != nil {
 		return Mapping{}, err
 	}
-	if !e.reserved {
+	if reserve && !e.reserved {
 		e.reserved = true
 		p.reserved++
 		if e.elem != nil {
@@ -206,7 +201,7 @@ func (p *Pool) Reserve(name string, hosts []netip.Addr) (Mapping, error) {
 			e.hosts = append(e.hosts, a)
 		}
 	}
-	e.lastUsed = p.now()
+	p.touch(e)
 	return p.mapping(e), nil
 }
 
