@@ -61,7 +61,11 @@ func (s *Server) respond(msg []byte, udp bool, from source) []byte {
 	q, ext, err := parseQuery(&p, len(msg))
 	if err != nil {
 		rh.RCode = dnsmessage.RCodeFormatError
-		s.report(refusal(from, nil, "FORMERR", ReasonMalformed))
+		var named *dnsmessage.Question // the question, when it was read before the error
+		if q.Name.Length > 0 {
+			named = &q
+		}
+		s.report(refusal(from, named, "FORMERR", ReasonMalformed))
 		return pack(rh, nil, nil, ext, udp)
 	}
 	if ext.present && ext.version != 0 {

@@ -220,6 +220,10 @@ func TestTCPPipelinedAndFormerr(t *testing.T) {
 			t.Errorf("reply %d: id %d %v, want id %d %v", i, r.msg.ID, r.msg.RCode, i+1, want[i])
 		}
 	}
+	got := s.rec.all()
+	if len(got) != 2 || got[1].Reason != ReasonMalformed || got[1].Name != "allowed.example" || got[1].Transport != "tcp" {
+		t.Errorf("refusals = %+v, want evil.example, then the two-question query by name", got)
+	}
 	if len(res[0].a) != 1 || len(res[3].a) != 1 || !res[3].a[0].Is6() {
 		t.Errorf("answers %v %v", res[0].a, res[3].a)
 	}
