@@ -216,7 +216,7 @@ func TestReverseAddrParsing(t *testing.T) {
 }
 
 func TestExhaustionIsServfailAndReported(t *testing.T) {
-	pool, err := synthaddr.New(synthaddr.Config{V4: netip.MustParsePrefix("198.18.0.0/30")})
+	pool, err := synthaddr.New(synthaddr.Config{V4: netip.MustParsePrefix("198.18.0.0/29"), Max: 2})
 	must(t, err)
 	s := newStub(t, func(c *Config) { c.Pool = pool })
 	s.pool = pool
@@ -230,7 +230,7 @@ func TestExhaustionIsServfailAndReported(t *testing.T) {
 	}
 	p := s.ask(t, "c.wild.example.", dnsmessage.TypeA, queryOpts{})
 	if p.msg.RCode != dnsmessage.RCodeServerFailure || len(p.a) != 0 {
-		t.Errorf("third name in a /30 = %v %v, want SERVFAIL", p.msg.RCode, p.a)
+		t.Errorf("third name in a pool of two = %v %v, want SERVFAIL", p.msg.RCode, p.a)
 	}
 	got := s.rec.all()
 	if len(got) != 1 || got[0].Reason != ReasonExhausted || got[0].RCode != "SERVFAIL" || got[0].Name != "c.wild.example" {

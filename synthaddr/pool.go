@@ -19,7 +19,10 @@
 // namespace, so their ranges must not overlap). IPv6 comes from a random
 // unique-local /64 (RandomULA, RFC 4193): fc00::/7 is never routed on the
 // internet, and 40 random bits of global ID make each run's range its own,
-// so an address learnt in one run means nothing in another.
+// so an address learnt in one run means nothing in another. The first and
+// last address of the IPv4 range are never used, and the second of each
+// range is SelfAddrs, the sandbox's own (for getaddrinfo's AI_ADDRCONFIG);
+// names get the others.
 //
 // # Exhaustion
 //
@@ -56,7 +59,7 @@ var ErrExhausted = errors.New("synthetic address range exhausted")
 
 // Config describes a Pool. V4 is required.
 type Config struct {
-	V4      netip.Prefix     // IPv4 range, at most /30; its first and last addresses are never used
+	V4      netip.Prefix     // IPv4 range, at most /30; its first and last addresses are never used, and the second is SelfAddrs
 	V6      netip.Prefix     // IPv6 range with at least as many addresses as V4; zero means no IPv6 addresses
 	Max     int              // most mappings at once; 0 means DefaultMax
 	MinIdle time.Duration    // see the package doc; 0 means DefaultMinIdle
@@ -83,7 +86,7 @@ type Stats struct {
 // Pool is one run's synthetic address space. It is safe for concurrent use.
 type Pool struct {
 	v4, v6  netip.Prefix
-	size    uint32 // indexes 1..size are usable
+	size    uint32 // indexes firstIndex to firstIndex+size-1 are handed out
 	minIdle time.Duration
 	now     func() time.Time
 
@@ -128,7 +131,7 @@ func New(c Config) (*Pool, error) {
 	if max == 0 {
 		max = DefaultMax
 	}
-	size := uint64(1)<<hostBits - 2
+	size := uint64(1)<<hostBits - 3 // all but the first, SelfAddrs and the last
 	if uint64(max) < size {
 		size = uint64(max)
 	}
@@ -136,7 +139,7 @@ func New(c Config) (*Pool, error) {
 		v4: c.V4, v6: c.V6, size: uint32(size),
 		minIdle: c.MinIdle, now: c.Now,
 		byName: make(map[string]*entry), byIndex: make(map[uint32]*entry),
-		next: 1, idle: list.New(),
+		next: firstIndex, idle: list.New(),
 	}
 	if p.minIdle <= 0 {
 		p.minIdle = DefaultMinIdle
@@ -145,6 +148,28 @@ func New(c Config) (*Pool, error) {
 		p.now = time.Now
 	}
 	return p, nil
+}
+
+// selfIndex is the index of SelfAddrs; names get the indexes from
+// firstIndex on.
+const (
+	selfIndex  = 1
+	firstIndex = 2
+)
+
+// SelfAddrs returns the second address of each range (the IPv6 one invalid
+// when the pool has none), which no name is ever given. A sandbox whose
+// only interface is loopback should carry them (as /32 and /128, on lo or
+// on the interface the synthetic routes use): glibc's and Node's
+// getaddrinfo with AI_ADDRCONFIG discard every address of a family the
+// host has no non-loopback address of, so without them even an allowed
+// name, or a hosts-file one, does not resolve.
+func (p *Pool) SelfAddrs() (v4, v6 netip.Addr) {
+	v4 = p.addr4(selfIndex)
+	if p.v6.IsValid() {
+		v6 = p.addr6(selfIndex)
+	}
+	return v4, v6
 }
 
 // Prefixes returns the pool's IPv4 range and IPv6 range (zero if none).
@@ -270,7 +295,7 @@ func (p *Pool) entryFor(name string) (*entry, error) {
 	}
 	var index uint32
 	switch {
-	case p.next <= p.size:
+	case p.next < firstIndex+p.size:
 		index = p.next
 		p.next++
 	default:

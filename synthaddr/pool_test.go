@@ -29,7 +29,7 @@ func (c *fakeClock) advance(d time.Duration) {
 
 func newClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
 
-// smallPool is a pool of six usable indexes (a /29) with a fake clock.
+// smallPool is a pool of five names (a /29) with a fake clock.
 func smallPool(t *testing.T) (*Pool, *fakeClock) {
 	t.Helper()
 	clk := newClock()
@@ -58,8 +58,11 @@ func TestAllocateStableAndReversible(t *testing.T) {
 	p, _ := smallPool(t)
 	a := mustAllocate(t, p, "a.example")
 	b := mustAllocate(t, p, "b.example")
-	if a.V4 != netip.MustParseAddr("198.18.0.1") || a.V6 != netip.MustParseAddr("fd12:3456:789a:1::1") {
-		t.Errorf("first mapping = %v %v, want 198.18.0.1 fd12:3456:789a:1::1", a.V4, a.V6)
+	if a.V4 != netip.MustParseAddr("198.18.0.2") || a.V6 != netip.MustParseAddr("fd12:3456:789a:1::2") {
+		t.Errorf("first mapping = %v %v, want 198.18.0.2 fd12:3456:789a:1::2", a.V4, a.V6)
+	}
+	if v4, v6 := p.SelfAddrs(); v4 != netip.MustParseAddr("198.18.0.1") || v6 != netip.MustParseAddr("fd12:3456:789a:1::1") {
+		t.Errorf("SelfAddrs = %v %v", v4, v6)
 	}
 	if a.V4 == b.V4 || a.V6 == b.V6 {
 		t.Fatalf("two names share an address: %+v %+v", a, b)
@@ -89,11 +92,13 @@ func TestContainsAndUnknown(t *testing.T) {
 		contains bool
 	}{
 		{"198.18.0.0", true}, // network address: ours, never allocated
-		{"198.18.0.2", true}, // in range, not allocated
+		{"198.18.0.1", true}, // SelfAddrs: ours, never allocated
+		{"198.18.0.3", true}, // in range, not allocated
 		{"198.18.0.7", true},
 		{"198.18.0.8", false},
 		{"203.0.113.1", false},
-		{"fd12:3456:789a:1::2", true},
+		{"fd12:3456:789a:1::1", true},
+		{"fd12:3456:789a:1::3", true},
 		{"fd12:3456:789a:1:1::1", true}, // in the /64 beyond every index
 		{"fd12:3456:789a:2::1", false},
 		{"2001:db8::1", false},
@@ -116,7 +121,7 @@ func TestContainsAndUnknown(t *testing.T) {
 
 func TestFloodExhaustsLoudlyThenRecyclesLRU(t *testing.T) {
 	p, clk := smallPool(t)
-	var first [6]Mapping
+	var first [5]Mapping
 	for i := range first {
 		first[i] = mustAllocate(t, p, fmt.Sprintf("n%d.example", i))
 		clk.advance(time.Second)
@@ -126,7 +131,7 @@ func TestFloodExhaustsLoudlyThenRecyclesLRU(t *testing.T) {
 	if !errors.Is(err, ErrExhausted) {
 		t.Fatalf("Allocate on a full pool = %v, want ErrExhausted", err)
 	}
-	if st := p.Stats(); st.Exhausted != 1 || st.Recycled != 0 || st.Mappings != 6 {
+	if st := p.Stats(); st.Exhausted != 1 || st.Recycled != 0 || st.Mappings != 5 {
 		t.Errorf("Stats after exhaustion = %+v", st)
 	}
 	// The existing names still work, and keep their addresses.
@@ -150,14 +155,14 @@ func TestFloodExhaustsLoudlyThenRecyclesLRU(t *testing.T) {
 	if name, _, _ := p.Lookup(first[2].V4); name != "new1.example" {
 		t.Errorf("recycled address maps to %q, want new1.example", name)
 	}
-	// Recycle everything recyclable: n3, n4, n5, then n0; n1 stays held.
-	for i := 2; i <= 5; i++ {
+	// Recycle everything recyclable: n3, n4, then n0; n1 stays held.
+	for i := 2; i <= 4; i++ {
 		mustAllocate(t, p, fmt.Sprintf("new%d.example", i))
 	}
 	if name, _, ok := p.Lookup(first[1].V4); !ok || name != "n1.example" {
 		t.Errorf("held mapping was recycled: Lookup = %q %v", name, ok)
 	}
-	if _, err := p.Allocate("new6.example"); !errors.Is(err, ErrExhausted) {
+	if _, err := p.Allocate("new5.example"); !errors.Is(err, ErrExhausted) {
 		t.Errorf("Allocate with only fresh and held mappings = %v, want ErrExhausted", err)
 	}
 	// Releasing n1 makes it recyclable only after MinIdle.
@@ -166,16 +171,16 @@ func TestFloodExhaustsLoudlyThenRecyclesLRU(t *testing.T) {
 	if st := p.Stats(); st.Held != 0 {
 		t.Errorf("Held after release = %d", st.Held)
 	}
-	if _, err := p.Allocate("new6.example"); !errors.Is(err, ErrExhausted) {
+	if _, err := p.Allocate("new5.example"); !errors.Is(err, ErrExhausted) {
 		t.Errorf("Allocate right after release = %v, want ErrExhausted (MinIdle)", err)
 	}
 	clk.advance(2 * time.Minute)
-	if m := mustAllocate(t, p, "new6.example"); m.V4 != first[2].V4 {
+	if m := mustAllocate(t, p, "new5.example"); m.V4 != first[2].V4 {
 		// new1 (on n2's index) is now the least recently used.
 		t.Errorf("after idling, recycled %v, want %v", m.V4, first[2].V4)
 	}
-	if st := p.Stats(); st.Recycled != 6 || st.Exhausted != 3 {
-		t.Errorf("final Stats = %+v, want 6 recycled and 3 exhausted", st)
+	if st := p.Stats(); st.Recycled != 5 || st.Exhausted != 3 {
+		t.Errorf("final Stats = %+v, want 5 recycled and 3 exhausted", st)
 	}
 }
 
@@ -190,7 +195,7 @@ func TestReservedNeverRecycled(t *testing.T) {
 	if _, err := p.Reserve("h.example", []netip.Addr{hostsAddr, netip.MustParseAddr("2001:db8::7")}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 4; i++ {
 		mustAllocate(t, p, fmt.Sprintf("n%d.example", i))
 	}
 	for i := 0; i < 20; i++ {
@@ -215,13 +220,14 @@ func TestReserveExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"a.example", "b.example"} {
-		if _, err := p.Reserve(n, nil); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := p.Reserve("a.example", nil); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := p.Reserve("c.example", nil); !errors.Is(err, ErrExhausted) {
-		t.Errorf("third Reserve in a /30 = %v, want ErrExhausted", err)
+	if _, err := p.Reserve("b.example", nil); !errors.Is(err, ErrExhausted) {
+		t.Errorf("second Reserve in a /30 = %v, want ErrExhausted", err)
+	}
+	if v4, v6 := p.SelfAddrs(); v4 != netip.MustParseAddr("198.18.0.1") || v6.IsValid() {
+		t.Errorf("SelfAddrs without IPv6 = %v %v", v4, v6)
 	}
 	if m := mustAllocate(t, p, "a.example"); m.V6.IsValid() {
 		t.Errorf("a pool without IPv6 gave %v", m.V6)

@@ -10,8 +10,8 @@ import (
 // V4Range is 198.18.0.0/15, the IPv4 block synthetic addresses come from.
 var V4Range = netip.MustParsePrefix("198.18.0.0/15")
 
-// V4SlotBits is the prefix length of a V4Slot: 32 slots of 4094 usable
-// addresses each.
+// V4SlotBits is the prefix length of a V4Slot: 32 slots of 4093 names
+// each.
 const V4SlotBits = 20
 
 // V4Slots is the number of slots V4Range splits into.
@@ -90,7 +90,7 @@ func (p *Pool) indexOf(ip netip.Addr) (uint32, bool) {
 	default:
 		return 0, false
 	}
-	if off < 1 || off > uint64(p.size) {
+	if off < firstIndex || off >= firstIndex+uint64(p.size) {
 		return 0, false
 	}
 	return uint32(off), true
