@@ -112,9 +112,19 @@ func (s *served) resolver(network string) *net.Resolver {
 func TestLoopbackResolution(t *testing.T) {
 	up := startUpstream(t)
 	s := serveStub(t, nil)
+	view, err := HostsView([]byte("203.0.113.10 db.example\n"), s.pol, s.pool)
+	must(t, err)
+	hostsEntry := ParseHosts(view)[0]
 	for _, network := range []string{"udp", "tcp"} {
 		r := s.resolver(network)
+		// A hosts-file name asked over DNS gets the address of the hosts view.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		dbAddrs, err := r.LookupNetIP(ctx, "ip4", "db.example")
+		cancel()
+		if err != nil || len(dbAddrs) != 1 || dbAddrs[0] != hostsEntry.Addr || hostsEntry.Names[0] != "db.example" {
+			t.Errorf("%s: db.example = %v %v, want %v as in the hosts view", network, dbAddrs, err, hostsEntry)
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 		addrs, err := r.LookupNetIP(ctx, "ip", "allowed.example")
 		cancel()
 		if err != nil {
