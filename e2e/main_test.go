@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sandgate/sandgate/internal/testnet"
 )
 
 // prefix starts the name of everything the tests create outside their own
@@ -207,7 +209,7 @@ func removeLeftovers() {
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(line); len(f) > 0 && stale(f[0]) {
-				_ = exec.Command("ip", "netns", "delete", f[0]).Run()
+				_ = testnet.Delete(f[0])
 			}
 		}
 	}

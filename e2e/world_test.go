@@ -3,17 +3,13 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/sandgate/sandgate/internal/testnet"
 )
 
 // The fake internet's addresses, all from documentation ranges.
@@ -59,15 +55,6 @@ type world struct {
 	closers []func()
 }
 
-// ip runs the ip command and reports its output on failure.
-func ip(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // newWorld builds the fake internet; dir is a 0755 directory to put shared
 // files in. On error everything made so far is removed again.
 func newWorld(dir string) (w *world, err error) {
@@ -79,11 +66,13 @@ func newWorld(dir string) (w *world, err error) {
 			w = nil
 		}
 	}()
-	for _, ns := range []string{w.hostNS, w.remoteNS} {
-		if err := ip("netns", "add", ns); err != nil {
-			return nil, err
-		}
-		w.closers = append(w.closers, func() { _ = ip("netns", "delete", ns) })
+	host, err := w.namespace(w.hostNS)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := w.namespace(w.remoteNS)
+	if err != nil {
+		return nil, err
 	}
 	etc := filepath.Join("/etc/netns", w.hostNS)
 	w.closers = append(w.closers, func() { _ = os.RemoveAll(etc) })
@@ -97,75 +86,50 @@ func newWorld(dir string) (w *world, err error) {
 	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte("127.0.0.1 localhost\n::1 localhost ip6-localhost\n"), 0o644); err != nil {
 		return nil, err
 	}
-
-	hostNS, err := netns.GetFromName(w.hostNS)
-	if err != nil {
-		return nil, err
-	}
-	defer hostNS.Close()
-	remoteNS, err := netns.GetFromName(w.remoteNS)
-	if err != nil {
-		return nil, err
-	}
-	defer remoteNS.Close()
 	// No duplicate address detection anywhere: addresses are usable at once.
-	for _, h := range []netns.NsHandle{hostNS, remoteNS} {
-		if err := inNS(h, func() error {
-			for _, f := range []string{"all", "default"} {
-				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/accept_dad", []byte("0"), 0o644); err != nil {
-					return err
-				}
+	for _, ns := range []*testnet.NS{host, remote} {
+		for _, f := range []string{"all", "default"} {
+			if err := ns.Sysctl("net/ipv6/conf/"+f+"/accept_dad", "0"); err != nil {
+				return nil, err
 			}
-			return nil
-		}); err != nil {
-			return nil, err
 		}
 	}
 
+	// The veth pair (testnet waits for its carrier: a new veth drops what
+	// it is given until the kernel has noticed it), then the remote's
+	// service addresses and the host's routes to them.
 	hv := fmt.Sprintf("sgt%dh", os.Getpid())
 	rv := fmt.Sprintf("sgt%dr", os.Getpid())
-	h, r := w.hostNS, w.remoteNS
-	steps := [][]string{
-		{"-n", h, "link", "set", "lo", "up"},
-		{"-n", r, "link", "set", "lo", "up"},
-		{"-n", h, "link", "add", hv, "type", "veth", "peer", "name", rv, "netns", r},
-		{"-n", h, "addr", "add", hostV4 + "/24", "dev", hv},
-		{"-n", h, "addr", "add", hostV6 + "/64", "dev", hv, "nodad"},
-		{"-n", h, "link", "set", hv, "up"},
-		{"-n", r, "addr", "add", remoteVia + "/24", "dev", rv},
-		{"-n", r, "addr", "add", remote6Vi + "/64", "dev", rv, "nodad"},
-		{"-n", r, "link", "set", rv, "up"},
-		{"-n", r, "addr", "add", remoteV4 + "/32", "dev", "lo"},
-		{"-n", r, "addr", "add", evilV4 + "/32", "dev", "lo"},
-		{"-n", r, "addr", "add", dnsV4 + "/32", "dev", "lo"},
-		{"-n", r, "addr", "add", remoteV6 + "/128", "dev", "lo", "nodad"},
-		{"-n", h, "route", "add", "203.0.113.0/24", "via", remoteVia},
-		{"-n", h, "route", "add", "198.51.100.0/24", "via", remoteVia},
-		{"-n", h, "route", "add", "2001:db8:2::/64", "via", remote6Vi},
+	if err := testnet.Veth(host, hv, []string{hostV4 + "/24", hostV6 + "/64"}, remote, rv, []string{remoteVia + "/24", remote6Vi + "/64"}); err != nil {
+		return nil, err
+	}
+	steps := []struct {
+		ns   *testnet.NS
+		args []string
+	}{
+		{remote, []string{"addr", "add", remoteV4 + "/32", "dev", "lo"}},
+		{remote, []string{"addr", "add", evilV4 + "/32", "dev", "lo"}},
+		{remote, []string{"addr", "add", dnsV4 + "/32", "dev", "lo"}},
+		{remote, []string{"addr", "add", remoteV6 + "/128", "dev", "lo", "nodad"}},
+		{host, []string{"route", "add", "203.0.113.0/24", "via", remoteVia}},
+		{host, []string{"route", "add", "198.51.100.0/24", "via", remoteVia}},
+		{host, []string{"route", "add", "2001:db8:2::/64", "via", remote6Vi}},
 	}
 	for _, s := range steps {
-		if err := ip(s...); err != nil {
+		if _, err := s.ns.IP(s.args...); err != nil {
 			return nil, err
 		}
 	}
 
-	if w.caFile, err = w.startRemote(remoteNS); err != nil {
+	if w.caFile, err = w.startRemote(remote); err != nil {
 		return nil, err
 	}
-	if err := w.startHost(hostNS); err != nil {
+	if err := w.startHost(host); err != nil {
 		return nil, err
 	}
-	// A new veth drops what it is given until the kernel has noticed its
-	// carrier (up to a second later): wait for that, then check that the
-	// remote answers on both families.
-	if err := waitLinkUp(h, hv); err != nil {
-		return nil, err
-	}
-	if err := waitLinkUp(r, rv); err != nil {
-		return nil, err
-	}
+	// Check that the remote answers on both families.
 	for _, a := range []string{net.JoinHostPort(remoteV4, "80"), net.JoinHostPort(remoteV6, "80")} {
-		if err := inNS(hostNS, func() error {
+		if err := host.Do(func() error {
 			c, err := net.DialTimeout("tcp", a, 5*time.Second)
 			if err == nil {
 				c.Close()
@@ -178,22 +142,15 @@ func newWorld(dir string) (w *world, err error) {
 	return w, nil
 }
 
-// waitLinkUp waits (at most 5 s) until dev in namespace ns is operationally up.
-func waitLinkUp(ns, dev string) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", "dev", dev).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip link show %s: %v: %s", dev, err, out)
-		}
-		if strings.Contains(string(out), "state UP") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s never came up: %s", dev, out)
-		}
-		time.Sleep(10 * time.Millisecond)
+// namespace creates the named network namespace name and registers its
+// removal.
+func (w *world) namespace(name string) (*testnet.NS, error) {
+	ns, err := testnet.Create(name)
+	if err != nil {
+		return nil, err
 	}
+	w.closers = append(w.closers, func() { _ = ns.Close() })
+	return ns, nil
 }
 
 // close stops the servers and removes the namespaces and files, in reverse
@@ -205,40 +162,10 @@ func (w *world) close() {
 	w.closers = nil
 }
 
-// inNS runs fn on an OS thread switched into the network namespace h.
-// Sockets created by fn stay in that namespace when the thread switches back.
-func inNS(h netns.NsHandle, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it ends with this goroutine.
-			done <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
-}
-
 // listen opens listeners in namespace h and registers their closing.
-func (w *world) listen(h netns.NsHandle, network string, addrs ...string) ([]net.Listener, error) {
+func (w *world) listen(h *testnet.NS, network string, addrs ...string) ([]net.Listener, error) {
 	var ls []net.Listener
-	err := inNS(h, func() error {
+	err := h.Do(func() error {
 		for _, a := range addrs {
 			l, err := net.Listen(network, a)
 			if err != nil {
@@ -253,9 +180,9 @@ func (w *world) listen(h netns.NsHandle, network string, addrs ...string) ([]net
 }
 
 // listenPacket is listen for UDP.
-func (w *world) listenPacket(h netns.NsHandle, addrs ...string) ([]net.PacketConn, error) {
+func (w *world) listenPacket(h *testnet.NS, addrs ...string) ([]net.PacketConn, error) {
 	var ps []net.PacketConn
-	err := inNS(h, func() error {
+	err := h.Do(func() error {
 		for _, a := range addrs {
 			p, err := net.ListenPacket("udp", a)
 			if err != nil {
@@ -271,7 +198,7 @@ func (w *world) listenPacket(h netns.NsHandle, addrs ...string) ([]net.PacketCon
 
 // startHost starts the host's own services the sandbox must not reach: a
 // banner on its loopback and LAN addresses, and a unix socket.
-func (w *world) startHost(h netns.NsHandle) error {
+func (w *world) startHost(h *testnet.NS) error {
 	ls, err := w.listen(h, "tcp", "127.0.0.1:0", "[::1]:0", net.JoinHostPort(hostV4, "0"), net.JoinHostPort(hostV6, "0"))
 	if err != nil {
 		return err
@@ -299,7 +226,7 @@ func (w *world) startHost(h netns.NsHandle) error {
 // a banner and echo on :22, UDP echo on :9 (v4 and v6 service addresses,
 // HTTP also on evil.test's address) and DNS on dnsV4:53, UDP and TCP. It
 // returns the path of the CA certificate.
-func (w *world) startRemote(h netns.NsHandle) (string, error) {
+func (w *world) startRemote(h *testnet.NS) (string, error) {
 	v4 := func(port string) string { return net.JoinHostPort(remoteV4, port) }
 	v6 := func(port string) string { return net.JoinHostPort(remoteV6, port) }
 

@@ -97,7 +97,7 @@ func parseEntry(s string) (Entry, error) {
 			if !ok {
 				return Entry{}, fmt.Errorf("unexpected %q after ']'", rest)
 			}
-			port, err := parsePort(p)
+			port, err := entryPort(p)
 			if err != nil {
 				return Entry{}, err
 			}
@@ -117,7 +117,7 @@ func parseEntry(s string) (Entry, error) {
 	case 0:
 	case 1:
 		h, p, _ := strings.Cut(s, ":")
-		port, err := parsePort(p)
+		port, err := entryPort(p)
 		if err != nil {
 			return Entry{}, err
 		}
@@ -213,16 +213,14 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return pfx, nil
 }
 
-// parsePort parses a decimal port in 1–65535.
-func parsePort(s string) (uint16, error) {
-	if !allDigits(s) || len(s) > 5 {
+// entryPort parses the port of an entry (see ParsePort), in the words
+// entry errors have always used.
+func entryPort(s string) (uint16, error) {
+	p, err := ParsePort(s)
+	if err != nil {
 		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
-	}
-	return uint16(n), nil
+	return p, nil
 }
 
 // String returns the entry in canonical form; ParseEntry of the result gives

@@ -130,15 +130,6 @@ func parseBasic(v string) (user, pass string, ok bool) {
 	return strings.Cut(string(raw), ":")
 }
 
-// parsePort parses a decimal TCP port, 1 to 65535.
-func parsePort(s string) (uint16, error) {
-	p, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || p == 0 {
-		return 0, fmt.Errorf("invalid port %q", s)
-	}
-	return uint16(p), nil
-}
-
 // refused answers a refusal from the gate and records it. A name that did
 // not resolve is not a policy refusal: it is answered 502 so that clients
 // report a network problem rather than a block.
@@ -189,7 +180,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "connect", "", 0, fmt.Sprintf("CONNECT needs host:port, got %q", authority), start)
 		return
 	}
-	port, err := parsePort(portText)
+	port, err := policy.ParsePort(portText)
 	if err != nil {
 		s.badTarget(w, r, "connect", host, 0, fmt.Sprintf("CONNECT %q: %v", authority, err), start)
 		return
@@ -272,7 +263,7 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 	port := uint16(80)
 	if p := u.Port(); p != "" {
 		var err error
-		if port, err = parsePort(p); err != nil {
+		if port, err = policy.ParsePort(p); err != nil {
 			s.badTarget(w, r, "http", host, 0, fmt.Sprintf("URL %q: %v", r.RequestURI, err), start)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/policy"
 )
 
 // screen runs a requestFramer over the bytes net/http reads from one HTTP
@@ -161,7 +162,7 @@ func targetOfRequestLine(line string) (proto, host string, port uint16) {
 		if err != nil {
 			return "", "", 0
 		}
-		n, err := parsePort(p)
+		n, err := policy.ParsePort(p)
 		if err != nil {
 			return "", "", 0
 		}
@@ -173,7 +174,7 @@ func targetOfRequestLine(line string) (proto, host string, port uint16) {
 	}
 	port = 80
 	if p := u.Port(); p != "" {
-		if port, err = parsePort(p); err != nil {
+		if port, err = policy.ParsePort(p); err != nil {
 			return "", "", 0
 		}
 	}

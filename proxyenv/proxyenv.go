@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sandgate/sandgate/policy"
 )
 
 // DefaultNoProxy is the NO_PROXY list for a sandbox whose loopback interface
@@ -109,7 +111,7 @@ func Vars(c Config) []string {
 	}
 	if len(c.NoProxy) > 0 && (c.HTTP != "" || c.SOCKS != "") {
 		v := strings.Join(c.NoProxy, ",")
-		for _, k := range []string{"NO_PROXY", "no_proxy", "npm_config_noproxy", "NPM_CONFIG_NOPROXY"} {
+		for _, k := range noProxyNames {
 			set(k, v)
 		}
 	}
@@ -364,11 +366,11 @@ func loopbackPort(v string) (uint16, string) {
 	if p == "" {
 		return 0, "no explicit port in " + quoteShort(redact(u))
 	}
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil || n == 0 {
+	n, err := policy.ParsePort(p)
+	if err != nil {
 		return 0, "invalid port " + quoteShort(p)
 	}
-	return uint16(n), ""
+	return n, ""
 }
 
 // redact returns u without its password.

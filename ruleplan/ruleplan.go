@@ -13,6 +13,18 @@ import (
 	"strings"
 )
 
+// ProxySocketMark is the socket mark (SO_MARK on Linux) that sandgate's
+// identity-run proxy sets on its listening sockets (0x53474154, "SGAT").
+// The Linux rules answer a TCP connection attempt to a proxy port with a
+// reset unless the socket that would accept it carries this mark, so that
+// nothing but sandgate's own proxy (not another local user's program, nor a
+// `--network full` run) can serve the ports the offline identity may reach.
+// Setting SO_MARK needs CAP_NET_ADMIN in the socket's network namespace, so
+// an unprivileged process cannot forge it. Accepted connections inherit the
+// listener's mark (their packets carry it too; nothing else in sandgate
+// matches on it).
+const ProxySocketMark = 0x53474154
+
 // Version is the version of the rule plan. Bump it whenever Build produces
 // different rules for the same inputs, so installed setups are seen as stale.
 const Version = 1
@@ -145,6 +157,19 @@ func Complement(ports []uint16) []PortRange {
 	return out
 }
 
+// Summary says in words what the plan lets the offline identity do, e.g.
+// "non-local destinations and local UDP blocked, local TCP only to proxy
+// ports 47100-47115".
+func (p Plan) Summary() string {
+	if p.AllowLocalBinding {
+		return "non-local destinations blocked, every local port open (allow_local_binding)"
+	}
+	if len(p.ProxyPorts) == 0 {
+		return "every destination blocked"
+	}
+	return "non-local destinations and local UDP blocked, local TCP only to proxy ports " + FormatPorts(p.ProxyPorts)
+}
+
 // FormatRanges joins ranges as Windows Firewall writes them: "1-1079,1081-3127".
 func FormatRanges(rs []PortRange) string {
 	parts := make([]string, len(rs))
@@ -183,18 +208,10 @@ func Drift(installedVersion int, installedPorts []uint16, installedALB bool, wan
 	}
 	have, err := NormalizePorts(installedPorts)
 	if err != nil || !slices.Equal(have, want.ProxyPorts) {
-		out = append(out, fmt.Sprintf("proxy ports changed from %v to %v", fmtPorts(installedPorts), fmtPorts(want.ProxyPorts)))
+		out = append(out, fmt.Sprintf("proxy ports changed from %v to %v", installedPorts, want.ProxyPorts))
 	}
 	if installedALB != want.AllowLocalBinding {
 		out = append(out, fmt.Sprintf("allow_local_binding changed from %v to %v", installedALB, want.AllowLocalBinding))
 	}
 	return out
-}
-
-func fmtPorts(ps []uint16) string {
-	parts := make([]string, len(ps))
-	for i, p := range ps {
-		parts[i] = strconv.Itoa(int(p))
-	}
-	return "[" + strings.Join(parts, " ") + "]"
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -219,6 +218,10 @@ func runHelper(name string, args []string) int {
 	case "hang":
 		time.Sleep(time.Hour)
 		return 0
+	case "run-parent":
+		return runParentHelper()
+	case "ns-sleeper":
+		return nsSleeperHelper()
 	case "proxy":
 		return proxyHelper(args)
 	case "unpriv":
@@ -285,27 +288,16 @@ func proxyHelper(args []string) int {
 		case "http":
 			target := args[i+1]
 			i++
-			u := os.Getenv("HTTP_PROXY")
-			addr := strings.TrimPrefix(u, "http://")
-			c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+			status, body, err := proxyHTTPGet(os.Getenv("HTTP_PROXY"), target, false)
 			if err != nil {
 				fmt.Printf("http %s dial-proxy %s\n", target, errName(err))
 				continue
-			}
-			fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target, target)
-			b, _ := io.ReadAll(c)
-			c.Close()
-			status, _, _ := strings.Cut(string(b), "\r\n")
-			body := ""
-			if _, after, ok := strings.Cut(string(b), "\r\n\r\n"); ok {
-				body = strings.TrimSpace(after)
 			}
 			fmt.Printf("http %s %q %q\n", target, status, body)
 		case "socks":
 			host, port := args[i+1], args[i+2]
 			i += 2
-			addr := strings.TrimPrefix(os.Getenv("ALL_PROXY"), "socks5h://")
-			fmt.Printf("socks %s:%s %s\n", host, port, socksGet(addr, host, port))
+			fmt.Printf("socks %s:%s %s\n", host, port, socksLine(os.Getenv("ALL_PROXY"), host, port, false))
 		case "direct":
 			a := args[i+1]
 			i++
@@ -317,75 +309,4 @@ func proxyHelper(args []string) int {
 		}
 	}
 	return 0
-}
-
-// socksGet connects through a SOCKS5 proxy by name and reads one line.
-func socksGet(proxyAddr, host, port string) string {
-	c, err := net.DialTimeout("tcp", proxyAddr, 3*time.Second)
-	if err != nil {
-		return "dial-proxy " + errName(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte{5, 1, 0})
-	var hello [2]byte
-	if _, err := io.ReadFull(c, hello[:]); err != nil || hello[1] != 0 {
-		return fmt.Sprintf("hello %v %v", hello, err)
-	}
-	p, _ := strconv.Atoi(port)
-	req := []byte{5, 1, 0, 3, byte(len(host))}
-	req = append(req, host...)
-	if ip := net.ParseIP(host).To4(); ip != nil {
-		req = append([]byte{5, 1, 0, 1}, ip...)
-	}
-	req = append(req, byte(p>>8), byte(p))
-	c.Write(req)
-	var rep [4]byte
-	if _, err := io.ReadFull(c, rep[:]); err != nil {
-		return "reply " + err.Error()
-	}
-	if rep[1] != 0 {
-		return fmt.Sprintf("refused %d", rep[1])
-	}
-	skip := 0
-	switch rep[3] {
-	case 1:
-		skip = 4 + 2
-	case 4:
-		skip = 16 + 2
-	case 3:
-		var l [1]byte
-		io.ReadFull(c, l[:])
-		skip = int(l[0]) + 2
-	}
-	io.ReadFull(c, make([]byte, skip))
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return "ok " + strings.TrimSpace(line)
-}
-
-// testBinary is the path of this test binary (the sandbox's init and the
-// helpers' command).
-func testBinary() string {
-	exe, err := os.Executable()
-	if err != nil {
-		panic(err)
-	}
-	return exe
-}
-
-// findProcsWith returns the host pids whose command line contains token.
-func findProcsWith(token string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), token) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

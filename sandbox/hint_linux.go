@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"os"
 	"strings"
 )
@@ -45,7 +44,8 @@ const usernsOptions = "options: allow unprivileged user namespaces " +
 	"or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile that lets sandgate use userns), " +
 	"or use the identity backend (as root: `sudo sandgate setup` once, then `sandgate run --backend identity`)"
 
-// unavailable wraps err in ErrUnavailable with the diagnosis and options.
-func unavailable(what string, err error) error {
-	return fmt.Errorf("%w: %s: %w; %s; %s", ErrUnavailable, what, err, usernsDiagnosis(), usernsOptions)
+// unavailable says that the netns backend cannot set up its namespaces
+// (what failed, why), with the diagnosis and the options.
+func unavailable(what string, err error) *UnavailableError {
+	return &UnavailableError{Reason: what + ": " + err.Error() + "; " + usernsDiagnosis(), Fix: usernsOptions, Err: err}
 }

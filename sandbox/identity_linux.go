@@ -17,10 +17,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/firewall"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/ruleplan"
+	"github.com/sandgate/sandgate/sandbox/internal/confine"
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -50,23 +51,20 @@ const (
 func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	pre := func(err error) (Result, error) { return Result{}, &notStartedError{err} }
 	if !hostRoot() {
-		return pre(identityNonRootError(spec))
+		return pre(adopt(identityNonRootError(spec)))
 	}
 	if err := landlockScopingAvailable(); err != nil {
-		return pre(fmt.Errorf("sandbox: %w", err))
-	}
-	stderr := spec.Stderr
-	if stderr == nil {
-		stderr = os.Stderr
+		return pre(err)
 	}
 	logf := spec.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	notify := spec.notifier()
 	mode := modeOf(spec)
-	st, err := prepareIdentitySetup(mode, stderr)
+	st, err := prepareIdentitySetup(mode, notifyWriter{notify})
 	if err != nil {
-		return pre(err)
+		return pre(adopt(err))
 	}
 	defer st.release()
 	m := st.marker
@@ -81,11 +79,11 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	}
 	grant, err := grantDir(dir, uint32(id.UID), uint32(id.GID))
 	if err != nil {
-		return pre(fmt.Errorf("sandbox: %w", err))
+		return pre(err)
 	}
 	defer func() {
 		if err := grant.release(spec.KeepDirGrant, logf); err != nil {
-			fmt.Fprintf(stderr, "sandgate: %v (the sandbox group may still have access to %s)\n", err, dir)
+			notify(fmt.Sprintf("%v (the sandbox group may still have access to %s)", err, dir))
 		}
 	}()
 
@@ -106,23 +104,44 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		}
 		ports := []uint16{listenerPort(listeners[0]), listenerPort(listeners[1])}
 		if !setup.Covers(m, ports, mode.alb) { // cannot happen: the ports come from the marker
-			closeListenerList(listeners)
-			return pre(fmt.Errorf("sandbox: %w: the installed rules do not cover proxy ports %v", ErrUnavailable, ports))
+			closeListeners(listeners)
+			return pre(&UnavailableError{Reason: fmt.Sprintf("the installed rules do not cover proxy ports %v", ports)})
 		}
 		if creds, err = newCredentials(); err != nil {
-			closeListenerList(listeners)
-			return pre(err)
+			closeListeners(listeners)
+			return pre(adopt(err))
 		}
 		env = proxyEnvWithCredentials(env, creds, ports[0], ports[1], mode.alb, self)
 	case NetworkNone:
 		env = proxyenv.Merge(env, nil)
 	}
 
-	cfg := initConfig{Network: spec.Network, AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
-	attr := &syscall.SysProcAttr{
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
+	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
-	return launch(ctx, spec, &launchPlan{backend: BackendIdentity, exe: exe, cfg: cfg, env: env, attr: attr, listeners: listeners, creds: creds})
+	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
+	return supervise(ctx, spec, sb, proxyPlan{listeners: listeners, creds: creds})
+}
+
+// landlockScopingAvailable returns nil when this kernel can enforce the
+// identity backend's Landlock scopes, or an *UnavailableError that says
+// why not.
+func landlockScopingAvailable() error {
+	const fix = "use --backend netns"
+	const purpose = " to close the host's abstract unix sockets to the command"
+	abi, err := confine.LandlockABI()
+	switch {
+	case errors.Is(err, unix.ENOSYS):
+		return &UnavailableError{Reason: "this kernel has no Landlock (CONFIG_SECURITY_LANDLOCK), which the identity backend needs" + purpose, Fix: fix, Err: err}
+	case errors.Is(err, unix.EOPNOTSUPP):
+		return &UnavailableError{Reason: "Landlock is disabled on this machine (add landlock to the lsm= boot parameter), and the identity backend needs it" + purpose, Fix: fix, Err: err}
+	case err != nil:
+		return &UnavailableError{Reason: "querying the Landlock ABI version: " + err.Error(), Err: err}
+	case abi < confine.LandlockScopeABI:
+		return &UnavailableError{Reason: fmt.Sprintf("this kernel's Landlock is ABI version %d; the identity backend needs version %d (Linux 6.12 or later)", abi, confine.LandlockScopeABI) + purpose, Fix: fix}
+	}
+	return nil
 }
 
 // hostRoot reports whether the process is root in the host's user
@@ -142,19 +161,19 @@ func hostRoot() bool {
 // sandboxIdentity returns who CMD runs as in mode (the offline or the
 // online user, with the sandbox group) and that user's home, as the
 // account database has them; they must agree with the marker.
-func sandboxIdentity(m setup.Marker, mode identityMode) (*identityInit, string, error) {
+func sandboxIdentity(m setup.Marker, mode identityMode) (*initproto.Identity, string, error) {
 	which := ruleplan.Offline
 	if mode.full {
 		which = ruleplan.Online
 	}
 	acc, err := setupIdentity(setupOptions, m, which)
 	if err != nil {
-		return nil, "", fmt.Errorf("sandbox: %w: %w", ErrUnavailable, err)
+		return nil, "", &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	if acc.UID == 0 || acc.GID == 0 {
-		return nil, "", fmt.Errorf("sandbox: %w: the %s sandbox user %s has uid %d, gid %d; run `sandgate setup` again", ErrUnavailable, which, acc.Name, acc.UID, acc.GID)
+		return nil, "", &UnavailableError{Reason: fmt.Sprintf("the %s sandbox user %s has uid %d, gid %d", which, acc.Name, acc.UID, acc.GID), Fix: "run `sandgate setup` again"}
 	}
-	return &identityInit{UID: int(acc.UID), GID: int(acc.GID), User: acc.Name, Group: m.Group}, acc.Home, nil
+	return &initproto.Identity{UID: int(acc.UID), GID: int(acc.GID), User: acc.Name, Group: m.Group}, acc.Home, nil
 }
 
 // workingDir returns CMD's working directory as an absolute path without
@@ -163,24 +182,24 @@ func workingDir(dir string) (string, error) {
 	if dir == "" {
 		wd, err := os.Getwd()
 		if err != nil {
-			return "", fmt.Errorf("sandbox: working directory: %w", err)
+			return "", fmt.Errorf("working directory: %w", err)
 		}
 		dir = wd
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", fmt.Errorf("sandbox: working directory: %w", err)
+		return "", fmt.Errorf("working directory: %w", err)
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return "", fmt.Errorf("sandbox: working directory: %w", err)
+		return "", fmt.Errorf("working directory: %w", err)
 	}
 	fi, err := os.Stat(real)
 	if err != nil {
-		return "", fmt.Errorf("sandbox: working directory: %w", err)
+		return "", fmt.Errorf("working directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return "", fmt.Errorf("sandbox: working directory %s is not a directory", dir)
+		return "", fmt.Errorf("working directory %s is not a directory", dir)
 	}
 	return real, nil
 }
@@ -207,7 +226,7 @@ func identityEnv(env []string, name, home string) []string {
 
 // reserveProxyPorts listens on 127.0.0.1 at the first two free ports of the
 // reserved set (a port another run or program holds fails to bind). The
-// listening sockets carry firewall.ProxySocketMark, without which the
+// listening sockets carry ruleplan.ProxySocketMark, without which the
 // installed input rule answers every connection to them with a reset;
 // setting it needs CAP_NET_ADMIN, and a run that cannot set it does not
 // start.
@@ -220,30 +239,32 @@ func reserveProxyPorts(ports []uint16, alb bool) ([]net.Listener, error) {
 			continue
 		}
 		if err != nil {
-			closeListenerList(got)
-			return nil, fmt.Errorf("sandbox: listening on reserved proxy port %d: %w", p, err)
+			closeListeners(got)
+			return nil, fmt.Errorf("listening on reserved proxy port %d: %w", p, err)
 		}
 		got = append(got, ln)
 		if len(got) == 2 {
 			return got, nil
 		}
 	}
-	closeListenerList(got)
-	return nil, fmt.Errorf("sandbox: %w: all %d reserved proxy ports (%s) are in use: each identity run takes two; widen the range with `%s`",
-		ErrUnavailable, len(ports), formatPorts(ports), setupCommand(false, alb, alb, widerRange(ports)))
+	closeListeners(got)
+	return nil, &UnavailableError{
+		Reason: fmt.Sprintf("all %d reserved proxy ports (%s) are in use: each identity run takes two", len(ports), formatPorts(ports)),
+		Fix:    fmt.Sprintf("widen the range with `%s`", setupCommand(false, alb, alb, widerRange(ports))),
+	}
 }
 
-// markProxySocket sets SO_MARK = firewall.ProxySocketMark on a proxy
+// markProxySocket sets SO_MARK = ruleplan.ProxySocketMark on a proxy
 // listener before it binds; connections it accepts inherit the mark.
 func markProxySocket(_, address string, c syscall.RawConn) error {
 	var serr error
 	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, firewall.ProxySocketMark)
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, ruleplan.ProxySocketMark)
 	}); err != nil {
 		return err
 	}
 	if serr != nil {
-		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", firewall.ProxySocketMark, address, serr)
+		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", ruleplan.ProxySocketMark, address, serr)
 	}
 	return nil
 }
@@ -266,12 +287,6 @@ func widerRange(ports []uint16) []uint16 {
 
 func listenerPort(ln net.Listener) uint16 {
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
-
-func closeListenerList(ls []net.Listener) {
-	for _, ln := range ls {
-		ln.Close()
-	}
 }
 
 // newCredentials returns random proxy credentials for one run.

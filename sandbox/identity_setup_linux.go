@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -71,27 +70,8 @@ func setupCommand(sudo, alb, installedALB bool, ports []uint16) string {
 	return b.String()
 }
 
-// formatPorts writes ports as ranges: "47100-47115" or "3128,8080-8081".
-func formatPorts(ports []uint16) string {
-	ps, err := ruleplan.NormalizePorts(ports)
-	if err != nil {
-		ps = ports
-	}
-	var parts []string
-	for i := 0; i < len(ps); {
-		j := i
-		for j+1 < len(ps) && ps[j+1] == ps[j]+1 {
-			j++
-		}
-		if i == j {
-			parts = append(parts, strconv.Itoa(int(ps[i])))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", ps[i], ps[j]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
-}
+// formatPorts is ruleplan.FormatPorts ("47100-47115", "3128,8080-8081").
+func formatPorts(ports []uint16) string { return ruleplan.FormatPorts(ports) }
 
 // wantedOptions are the setup options a run in mode accepts: the installed
 // port set (a run takes whichever reserved ports are free) and the run's

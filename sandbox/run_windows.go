@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,255 +37,244 @@ import (
 // path, whatever backend was asked for: there is no weaker mode to fall
 // back to.
 
-// shutdownGraceWindows bounds how long Run waits, after CMD is gone, for
-// the proxy's connections and the last output.
-const shutdownGraceWindows = 2 * time.Second
-
 // exitInterrupted is the status of a run ended by Ctrl-C or Ctrl-Break
 // (128 + SIGINT, as on Linux).
 const exitInterrupted = 130
 
 // Run runs spec.Args as a sandbox user and returns its exit status. The
-// error is non-nil only when sandgate itself failed (errors wrapping
-// ErrUnavailable when the identity backend is not usable); CMD never runs
-// with less enforcement than asked. When the installed setup does not fit
+// error is non-nil only when sandgate itself failed (wrapping an
+// *UnavailableError, for which errors.Is(err, ErrUnavailable) holds, when
+// the identity backend is not usable); CMD never runs with less
+// enforcement than asked. When the installed setup does not fit
 // the run, Run says why in one line and updates it (setup.Reconcile, which
 // shows the administrator prompt). When ctx ends, or on Ctrl-C, every
 // process of the sandbox is ended (its job object is terminated).
 func Run(ctx context.Context, spec Spec) (Result, error) {
+	res, err := run(ctx, spec)
+	return res, runError(err)
+}
+
+// run is Run without the package's prefix on its errors.
+func run(ctx context.Context, spec Spec) (Result, error) {
 	switch spec.Backend {
 	case BackendAuto, BackendIdentity:
 	case BackendNetns:
-		return Result{}, fmt.Errorf("sandbox: %w: the netns backend needs Linux; on Windows use --backend identity (or auto)", ErrUnavailable)
+		return Result{}, &UnavailableError{Reason: "the netns backend needs Linux", Fix: "on Windows use --backend identity (or auto)"}
 	default:
-		return Result{}, fmt.Errorf("sandbox: unknown backend %d", spec.Backend)
+		return Result{}, fmt.Errorf("unknown backend %d", spec.Backend)
 	}
 	if err := spec.check(); err != nil {
 		return Result{}, err
 	}
-	stdin, stdout, stderr := spec.Stdin, spec.Stdout, spec.Stderr
-	if stdin == nil {
-		stdin = os.Stdin
-	}
-	if stdout == nil {
-		stdout = os.Stdout
-	}
-	if stderr == nil {
-		stderr = os.Stderr
-	}
-	logf := spec.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-
+	notify := spec.notifier()
 	o := setup.Options{}
-	m, err := currentSetup(o, spec, stderr)
+	m, err := currentSetup(o, spec, notifyWriter{notify})
+	if err != nil {
+		return Result{}, adopt(err)
+	}
+	sb, err := windowsSandbox(o, m, spec)
 	if err != nil {
 		return Result{}, err
 	}
+	added, err := winsec.GrantDir(sb.as.Dir, sb.groupSID)
+	if err != nil {
+		return Result{}, err
+	}
+	if added && !spec.KeepDirGrant {
+		defer func() {
+			if err := winsec.RevokeDir(sb.as.Dir, sb.groupSID); err != nil {
+				notify(fmt.Sprintf("%v (the sandbox group may still have access to %s)", err, sb.as.Dir))
+			}
+		}()
+	}
+	plan, err := sb.proxyEnv(m, spec)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := sb.encodeLaunch(spec); err != nil {
+		closeListeners(plan.listeners)
+		return Result{}, err
+	}
+	return supervise(ctx, spec, sb, plan)
+}
+
+// winSandbox is a Windows sandbox: sandgate's launcher (winsec.LauncherMain)
+// started as a sandbox user in a job object of its own, which starts CMD
+// with a restricted token. CMD's streams are pipes this process relays.
+type winSandbox struct {
+	as       winsec.AsUser // Stdin, Stdout and Stderr are filled in by start
+	groupSID string        // the sandbox group, granted CMD's directory
+	args     []string      // CMD and its arguments
+
+	p       pipes
+	proc    *winsec.UserProcess
+	relays  sync.WaitGroup
+	exited  chan struct{}
+	code    uint32
+	waitErr error
+}
+
+// windowsSandbox says who runs CMD where: the offline user (the online one
+// for NetworkFull), the launcher (setup's copy of sandgate, which the
+// sandbox users can read; setup.Status has checked that it is this build),
+// the working directory and the environment before the proxy's variables.
+func windowsSandbox(o setup.Options, m setup.Marker, spec Spec) (*winSandbox, error) {
 	id := ruleplan.Offline
 	if spec.Network == NetworkFull {
 		id = ruleplan.Online
 	}
 	acc, err := setup.Identity(o, m, id)
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w: %v", ErrUnavailable, err)
+		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	offPW, onPW, err := setup.Passwords(o)
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w: %v", ErrUnavailable, err)
+		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	password := offPW
 	if id == ruleplan.Online {
 		password = onPW
 	}
-
 	dir := spec.Dir
 	if dir == "" {
 		if dir, err = os.Getwd(); err != nil {
-			return Result{}, fmt.Errorf("sandbox: %w", err)
+			return nil, err
 		}
 	}
 	if dir, err = filepath.Abs(dir); err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
+		return nil, err
 	}
-	added, err := winsec.GrantDir(dir, acc.GroupSID)
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
-	}
-	if added && !spec.KeepDirGrant {
-		defer func() {
-			if err := winsec.RevokeDir(dir, acc.GroupSID); err != nil {
-				fmt.Fprintf(stderr, "sandgate: %v (the sandbox group may still have access to %s)\n", err, dir)
-			}
-		}()
-	}
-
-	// The launcher: setup's copy of sandgate, which the sandbox users can
-	// read (setup.Status has checked that it is this build).
 	exe := spec.Executable
 	if exe == "" {
 		exe = o.LauncherPath()
 	}
 	if exe, err = filepath.Abs(exe); err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
+		return nil, err
 	}
 	env := spec.Env
 	if env == nil {
 		env = os.Environ()
 	}
+	return &winSandbox{
+		as:       winsec.AsUser{User: acc.Name, Password: password, Exe: exe, Args: []string{exe, winsec.LaunchArg}, Env: env, Dir: dir},
+		groupSID: acc.GroupSID,
+		args:     spec.Args,
+	}, nil
+}
 
-	var (
-		srv       *proxy.Server
-		listeners []net.Listener
-	)
+// proxyEnv takes the run's proxy ports and credentials (NetworkProxy) and
+// sets CMD's environment for its network mode.
+func (b *winSandbox) proxyEnv(m setup.Marker, spec Spec) (proxyPlan, error) {
 	switch spec.Network {
-	case NetworkProxy:
-		listeners, err = takeProxyPorts(m.ProxyPorts)
-		if err != nil {
-			return Result{}, fmt.Errorf("sandbox: %w", err)
-		}
-		defer closeAllListeners(listeners)
-		ports := []uint16{portOf(listeners[0]), portOf(listeners[1])}
-		if !setup.Covers(m, ports, spec.AllowLocalBinding) {
-			return Result{}, fmt.Errorf("sandbox: %w: the installed rules do not cover proxy ports %v", ErrUnavailable, ports)
-		}
-		var b [16]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return Result{}, fmt.Errorf("sandbox: generating proxy credentials: %w", err)
-		}
-		creds := &proxy.Credentials{User: "sandgate", Password: hex.EncodeToString(b[:])}
-		env, err = winsec.ProxyEnv(env, winsec.ProxyRun{
-			HTTPPort: ports[0], SOCKSPort: ports[1], User: creds.User, Password: creds.Password,
-			AllowLocalBinding: spec.AllowLocalBinding, Executable: exe,
-		})
-		if err != nil {
-			return Result{}, fmt.Errorf("sandbox: %w", err)
-		}
-		// Every proxy port CMD is told about must be one the rules leave open.
-		if ps, _ := proxyenv.PortsFromEnv(env); !setup.Covers(m, ps, spec.AllowLocalBinding) {
-			return Result{}, fmt.Errorf("sandbox: internal error: CMD's proxy environment names ports %v outside the installed %v", ps, m.ProxyPorts)
-		}
-		srv = proxy.New(proxy.Options{Gate: spec.Gate, Audit: spec.Audit, Credentials: creds, Limits: spec.ProxyLimits, Logf: spec.Logf})
 	case NetworkNone:
-		env = winsec.NoNetworkEnv(env)
+		b.as.Env = winsec.NoNetworkEnv(b.as.Env)
+		return proxyPlan{}, nil
 	case NetworkFull:
-		env = winsec.WindowsEnv(env)
+		b.as.Env = winsec.WindowsEnv(b.as.Env)
+		return proxyPlan{}, nil
 	}
-	launch, err := winsec.EncodeLaunch(winsec.Launch{Args: spec.Args, Dir: dir, SandboxGroupID: acc.GroupSID})
+	listeners, err := takeProxyPorts(m.ProxyPorts)
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
+		return proxyPlan{}, adopt(err)
 	}
-	env = winsec.WindowsEnv(append(env, winsec.LaunchEnv+"="+launch))
-
-	// Pipes for CMD's standard streams, relayed by this process: the
-	// sandbox user's process gets a console of its own (hidden), never the
-	// caller's.
-	var p pipes
-	if err := p.open(); err != nil {
-		return Result{}, fmt.Errorf("sandbox: %w", err)
+	fail := func(err error) (proxyPlan, error) {
+		closeListeners(listeners)
+		return proxyPlan{}, err
 	}
-	defer p.closeAll()
-
-	type serveEnd struct {
-		what string
-		err  error
+	ports := []uint16{portOf(listeners[0]), portOf(listeners[1])}
+	if !setup.Covers(m, ports, spec.AllowLocalBinding) {
+		return fail(&UnavailableError{Reason: fmt.Sprintf("the installed rules do not cover proxy ports %v", ports)})
 	}
-	serveEnds := make(chan serveEnd, 2)
-	serving := 0
-	if srv != nil {
-		serving = 2
-		go func() { serveEnds <- serveEnd{"HTTP", srv.ServeHTTP(listeners[0])} }()
-		go func() { serveEnds <- serveEnd{"SOCKS5", srv.ServeSOCKS(listeners[1])} }()
+	var rb [16]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return fail(fmt.Errorf("generating proxy credentials: %w", err))
 	}
-	stopProxy := func() {
-		if srv == nil {
-			return
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGraceWindows)
-		_ = srv.Shutdown(sctx)
-		cancel()
-		closeAllListeners(listeners)
-		for ; serving > 0; serving-- {
-			<-serveEnds
-		}
-	}
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	proc, err := winsec.StartAsUser(winsec.AsUser{
-		User: acc.Name, Password: password,
-		Exe: exe, Args: []string{exe, winsec.LaunchArg},
-		Env: env, Dir: dir,
-		Stdin: p.childIn, Stdout: p.childOut, Stderr: p.childErr,
+	creds := &proxy.Credentials{User: "sandgate", Password: hex.EncodeToString(rb[:])}
+	env, err := winsec.ProxyEnv(b.as.Env, winsec.ProxyRun{
+		HTTPPort: ports[0], SOCKSPort: ports[1], User: creds.User, Password: creds.Password,
+		AllowLocalBinding: spec.AllowLocalBinding, Executable: b.as.Exe,
 	})
 	if err != nil {
-		stopProxy()
-		return Result{}, fmt.Errorf("sandbox: %w: %v", ErrUnavailable, err)
+		return fail(err)
 	}
-	defer proc.Close()
-	p.closeChildEnds()
-
-	var relays sync.WaitGroup
-	relays.Add(2)
-	go func() { defer relays.Done(); io.Copy(stdout, p.out) }()
-	go func() { defer relays.Done(); io.Copy(stderr, p.err) }()
-	go func() {
-		io.Copy(p.in, stdin)
-		p.in.Close()
-	}()
-
-	exited := make(chan struct{})
-	var code uint32
-	var waitErr error
-	go func() {
-		code, waitErr = proc.Wait()
-		close(exited)
-	}()
-
-	var res Result
-	var runErr error
-	ctxDone := ctx.Done()
-	for done := false; !done; {
-		select {
-		case <-exited:
-			done = true
-		case <-sigs:
-			_ = proc.Kill(exitInterrupted)
-		case <-ctxDone:
-			ctxDone = nil
-			runErr = fmt.Errorf("sandbox: %w", ctx.Err())
-			_ = proc.Kill(exitInterrupted)
-		case e := <-serveEnds:
-			serving--
-			if res.ProxyErr == nil {
-				err := e.err
-				if err == nil {
-					err = errors.New("stopped unexpectedly")
-				}
-				res.ProxyErr = fmt.Errorf("%s proxy: %w", e.what, err)
-				logf("sandbox: %v; closing the sandbox's proxy listeners", res.ProxyErr)
-				closeAllListeners(listeners)
-			}
-		}
+	// Every proxy port CMD is told about must be one the rules leave open.
+	if ps, _ := proxyenv.PortsFromEnv(env); !setup.Covers(m, ps, spec.AllowLocalBinding) {
+		return fail(fmt.Errorf("internal error: CMD's proxy environment names ports %v outside the installed %v", ps, m.ProxyPorts))
 	}
-	// The launcher is gone; end whatever CMD left behind in the job, so
-	// the relays see the end of their pipes.
-	_ = proc.Kill(uint32(code))
+	b.as.Env = env
+	return proxyPlan{listeners: listeners, creds: creds}, nil
+}
+
+// encodeLaunch hands the launcher CMD, its directory and the sandbox group
+// in the environment.
+func (b *winSandbox) encodeLaunch(spec Spec) error {
+	launch, err := winsec.EncodeLaunch(winsec.Launch{Args: b.args, Dir: b.as.Dir, SandboxGroupID: b.groupSID})
+	if err != nil {
+		return err
+	}
+	b.as.Env = winsec.WindowsEnv(append(b.as.Env, winsec.LaunchEnv+"="+launch))
+	return nil
+}
+
+// start starts the launcher as the sandbox user on pipes for CMD's
+// streams: the sandbox user's process gets a console of its own (hidden),
+// never the caller's. CMD runs as soon as the launcher does.
+func (b *winSandbox) start(st streams) (<-chan startReport, error) {
+	if err := b.p.open(); err != nil {
+		b.p.closeAll()
+		return nil, err
+	}
+	b.as.Stdin, b.as.Stdout, b.as.Stderr = b.p.childIn, b.p.childOut, b.p.childErr
+	proc, err := winsec.StartAsUser(b.as)
+	if err != nil {
+		b.p.closeAll()
+		return nil, &UnavailableError{Reason: err.Error(), Err: err}
+	}
+	b.proc = proc
+	b.p.closeChildEnds()
+	b.relays.Add(2)
+	go func() { defer b.relays.Done(); io.Copy(st.out, b.p.out) }()
+	go func() { defer b.relays.Done(); io.Copy(st.err, b.p.err) }()
+	go func() {
+		io.Copy(b.p.in, st.in)
+		b.p.in.Close()
+	}()
+	b.exited = make(chan struct{})
+	go func() {
+		b.code, b.waitErr = proc.Wait()
+		close(b.exited)
+	}()
+	reports := make(chan startReport, 1)
+	reports <- startReport{started: true}
+	return reports, nil
+}
+
+func (b *winSandbox) done() <-chan struct{} { return b.exited }
+
+func (b *winSandbox) signals() []os.Signal { return []os.Signal{os.Interrupt, syscall.SIGTERM} }
+
+// forward ends the sandbox: Windows has no signals to pass on, and Ctrl-C
+// or Ctrl-Break ends the run.
+func (b *winSandbox) forward(os.Signal) { b.kill() }
+
+func (b *winSandbox) kill() { _ = b.proc.Kill(exitInterrupted) }
+
+func (b *winSandbox) exitStatus() (int, error) {
+	return int(b.code), b.waitErr
+}
+
+// finish ends whatever CMD left behind in the job, so that the relays see
+// the end of their pipes, and waits (at most grace) for them.
+func (b *winSandbox) finish(grace time.Duration) {
+	_ = b.proc.Kill(b.code)
 	relayed := make(chan struct{})
-	go func() { relays.Wait(); close(relayed) }()
+	go func() { b.relays.Wait(); close(relayed) }()
 	select {
 	case <-relayed:
-	case <-time.After(shutdownGraceWindows):
+	case <-time.After(grace):
 	}
-	stopProxy()
-	if waitErr != nil && runErr == nil {
-		runErr = fmt.Errorf("sandbox: %w", waitErr)
-	}
-	res.ExitCode = int(code)
-	return res, runErr
+	b.proc.Close()
+	b.p.closeAll()
 }
 
 // currentSetup returns the installed setup's marker when it fits the run,
@@ -432,18 +420,13 @@ func (p *pipes) closeAll() {
 	}
 }
 
-// MaybeInit must be called first thing in main. On Windows it runs the
-// two internal roles of the sandgate binary and exits: the launcher that an
-// identity run starts as the sandbox user (winsec.LaunchArg), and the
-// elevated setup (setup.ElevatedArg). Otherwise it returns at once.
-func MaybeInit() {
-	if len(os.Args) < 2 {
-		return
+// InitMain runs the sandbox's own process when args (a process's argv)
+// say that Run started this binary as one, and returns its exit status; ok
+// is false for any other process. On Windows that process is the launcher
+// an identity run starts as the sandbox user (winsec.LaunchArg).
+func InitMain(args []string) (code int, ok bool) {
+	if len(args) < 2 || args[1] != winsec.LaunchArg {
+		return 0, false
 	}
-	switch os.Args[1] {
-	case winsec.LaunchArg:
-		os.Exit(winsec.LauncherMain())
-	case setup.ElevatedArg:
-		os.Exit(setup.ElevatedMain(os.Args[2:]))
-	}
+	return winsec.LauncherMain(), true
 }

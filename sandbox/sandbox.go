@@ -11,7 +11,15 @@
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
 //
-// A program using this package must call MaybeInit first thing in main.
+// Every process of a run dies with the process that called Run, however
+// that process dies (kill -9 included): the init, PID 1 of the run's PID
+// namespace, has a parent-death signal, kept across the identity
+// backend's credential change, and checks that its parent is still there
+// each time that signal was not armed.
+//
+// A program using this package must call MaybeInit (or InitMain, to
+// dispatch roles of its own too) first thing in main: Run re-executes the
+// program as the sandbox's init (Linux) or launcher (Windows).
 //
 // Details of the netns backend:
 //   - The caller's uid and gid are mapped to themselves inside a new user
@@ -45,7 +53,7 @@
 // entry (Spec.KeepDirGrant keeps it); its parent directories must already
 // let the sandbox user search them. A setup that does not fit the run (see
 // setup.Drift, or rules missing after a reboot) is reconciled first and
-// reported in one line on stderr; it is never bypassed. Identity runs need
+// reported in one line (Spec.Notify); it is never bypassed. Identity runs need
 // root until sandgate has a privileged launcher.
 package sandbox
 
@@ -162,11 +170,26 @@ type Spec struct {
 	// (docker.sock, ssh-agent, other forwarders): use with care.
 	AllowUnixSockets bool
 	// Executable is the sandgate binary re-executed as the sandbox's init
-	// ("" = /proc/self/exe). It must call MaybeInit first thing in main.
+	// ("" = /proc/self/exe). It must call MaybeInit or InitMain first
+	// thing in main.
 	Executable string
 	// Logf receives the proxy's log and a message when the proxy fails
 	// during the run (nil: silent). The normal path logs nothing.
 	Logf func(format string, args ...any)
+	// Notify receives sandgate's own messages to the user, one line each
+	// without a newline: why CMD could not be executed, the identity setup
+	// reconciled for the run, a directory grant that could not be taken
+	// back (nil: they are dropped). The library never writes them to CMD's
+	// streams.
+	Notify func(msg string)
+}
+
+// notifier is spec.Notify, or a function that drops the message.
+func (spec Spec) notifier() func(string) {
+	if spec.Notify == nil {
+		return func(string) {}
+	}
+	return spec.Notify
 }
 
 // Result is the outcome of a run.
@@ -179,24 +202,19 @@ type Result struct {
 	ProxyErr error
 }
 
-// ErrUnavailable is wrapped by the errors Run returns when the sandbox's
-// enforcement cannot be set up on this machine (namespaces refused, missing
-// kernel features). The message says why and what to do.
-var ErrUnavailable = errors.New("sandbox enforcement unavailable")
-
 // check validates the platform-neutral parts of a Spec.
 func (spec Spec) check() error {
 	switch spec.Network {
 	case NetworkProxy:
 		if spec.Gate == nil {
-			return errors.New("sandbox: NetworkProxy needs an egress Gate")
+			return errors.New("NetworkProxy needs an egress Gate")
 		}
 	case NetworkNone, NetworkFull:
 	default:
-		return fmt.Errorf("sandbox: unknown network mode %d", spec.Network)
+		return fmt.Errorf("unknown network mode %d", spec.Network)
 	}
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return errors.New("sandbox: no command given")
+		return errors.New("no command given")
 	}
 	return nil
 }

@@ -115,6 +115,10 @@ type Marker struct {
 	InstalledBy       string    `json:"installed_by"` // sandgate build that wrote it
 }
 
+// MissingRules is the difference Check and Status report on Linux when
+// sandgate's firewall table is not installed, typically after a reboot.
+const MissingRules = "the firewall rules are missing (they do not survive a reboot; run `sandgate setup` again, e.g. from a oneshot unit: see docs/identity.md)"
+
 // ErrNotInstalled is returned by ReadMarker when no setup is installed.
 var ErrNotInstalled = errors.New("the identity backend is not set up")
 

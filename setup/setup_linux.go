@@ -18,7 +18,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/firewall"
+	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
+	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/ruleplan"
 )
 
@@ -28,10 +30,6 @@ const DefaultStateDir = "/var/lib/sandgate"
 
 // markerName is the marker's file name in the state directory.
 const markerName = "setup.json"
-
-// MissingRules is the difference Check and Status report when sandgate's
-// firewall table is not installed, typically after a reboot.
-const MissingRules = "the firewall rules are missing (they do not survive a reboot; run `sandgate setup` again, e.g. from a oneshot unit: see docs/identity.md)"
 
 // resolve fills in every default.
 func (o Options) resolve() Options {
@@ -49,6 +47,13 @@ func (o Options) resolve() Options {
 // (/var/lib/sandgate/setup.json by default).
 func (o Options) MarkerPath() string {
 	return filepath.Join(o.resolve().StateDir, markerName)
+}
+
+// GrantRecords returns where identity runs record their working-directory
+// grants: dir-grants in the state directory (dirgrant.DefaultDir by
+// default).
+func (o Options) GrantRecords() dirgrant.Records {
+	return dirgrant.Records{Dir: filepath.Join(o.resolve().StateDir, "dir-grants")}
 }
 
 // homeOf returns the private home of a sandbox user.
@@ -94,14 +99,15 @@ func Install(o Options) (Marker, []string, error) {
 
 	prev, prevErr := ReadMarker(o.MarkerPath())
 	hadMarker := prevErr == nil
-	var changes []string
+	// Grants that runs which did not end cleanly left behind go first.
+	changes := repairGrants(o.GrantRecords())
 
 	acc, ch, err := ensureAccounts(o, prev, hadMarker)
 	changes = append(changes, ch...)
 	if err != nil {
 		return Marker{}, changes, err
 	}
-	for _, u := range []user{acc.offline, acc.online} {
+	for _, u := range []accounts.User{acc.offline, acc.online} {
 		ch, err := ensureHome(o, u, acc.gid)
 		changes = append(changes, ch...)
 		if err != nil {
@@ -109,18 +115,18 @@ func Install(o Options) (Marker, []string, error) {
 		}
 	}
 
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	var diffs []string
 	if live != nil {
-		if diffs, err = live.Diff(plan, acc.offline.uid); err != nil {
+		if diffs, err = live.Diff(plan, acc.offline.UID); err != nil {
 			return Marker{}, changes, err
 		}
 	}
 	if live == nil || len(diffs) > 0 {
-		if err := firewall.Apply(o.NetNS, plan, acc.offline.uid); err != nil {
+		if err := nftfw.Apply(o.NetNS, plan, acc.offline.UID); err != nil {
 			return Marker{}, changes, err
 		}
 		verb := "installed"
@@ -128,17 +134,17 @@ func Install(o Options) (Marker, []string, error) {
 			verb = "replaced"
 		}
 		changes = append(changes, fmt.Sprintf("%s the firewall rules (nftables table inet %s) for %s (uid %d): %s",
-			verb, firewall.TableName, acc.offline.name, acc.offline.uid, planSummary(plan)))
+			verb, nftfw.TableName, acc.offline.Name, acc.offline.UID, plan.Summary()))
 	}
 
 	m := Marker{
 		SetupVersion:      Version,
 		PlanVersion:       ruleplan.Version,
-		OfflineUser:       acc.offline.name,
-		OnlineUser:        acc.online.name,
+		OfflineUser:       acc.offline.Name,
+		OnlineUser:        acc.online.Name,
 		Group:             o.Group,
-		OfflineID:         strconv.FormatUint(uint64(acc.offline.uid), 10),
-		OnlineID:          strconv.FormatUint(uint64(acc.online.uid), 10),
+		OfflineID:         strconv.FormatUint(uint64(acc.offline.UID), 10),
+		OnlineID:          strconv.FormatUint(uint64(acc.online.UID), 10),
 		GroupID:           strconv.FormatUint(uint64(acc.gid), 10),
 		ProxyPorts:        plan.ProxyPorts,
 		AllowLocalBinding: plan.AllowLocalBinding,
@@ -184,7 +190,7 @@ func Check(o Options) ([]string, error) {
 		out = append(out, merr.Error())
 	}
 
-	db, err := readAccounts(o.EtcDir, false)
+	db, err := accounts.Read(o.EtcDir, false)
 	if err != nil {
 		return out, err
 	}
@@ -198,12 +204,12 @@ func Check(o Options) ([]string, error) {
 	out = append(out, d...)
 	gid, gOK, d := checkGroup(db, o.Group, recGroup)
 	out = append(out, d...)
-	if offOK && onOK && offline.uid == online.uid {
-		out = append(out, fmt.Sprintf("users %s and %s have the same uid %d", offline.name, online.name, offline.uid))
+	if offOK && onOK && offline.UID == online.UID {
+		out = append(out, fmt.Sprintf("users %s and %s have the same uid %d", offline.Name, online.Name, offline.UID))
 	}
 	if gOK {
 		for _, u := range []struct {
-			u  user
+			u  accounts.User
 			ok bool
 		}{{offline, offOK}, {online, onOK}} {
 			if u.ok {
@@ -213,14 +219,14 @@ func Check(o Options) ([]string, error) {
 		}
 	}
 
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	switch {
 	case err != nil:
 		out = append(out, "the firewall rules could not be read: "+err.Error())
 	case live == nil:
 		out = append(out, MissingRules)
 	case offOK:
-		d, err := live.Diff(plan, offline.uid)
+		d, err := live.Diff(plan, offline.UID)
 		if err != nil {
 			return out, err
 		}
@@ -233,6 +239,9 @@ func Check(o Options) ([]string, error) {
 		if offOK && m.OfflineUser != o.OfflineUser {
 			out = append(out, fmt.Sprintf("the marker names the offline user %s, not %s", m.OfflineUser, o.OfflineUser))
 		}
+	}
+	if os.Geteuid() == 0 { // the records are root's
+		out = append(out, grantProblems(o.GrantRecords())...)
 	}
 	return out, nil
 }
@@ -255,7 +264,7 @@ func Status(o Options) (Marker, []string, error) {
 	if !ok {
 		return m, drift, nil
 	}
-	db, err := readAccounts(o.EtcDir, false)
+	db, err := accounts.Read(o.EtcDir, false)
 	if err != nil {
 		return m, nil, err
 	}
@@ -274,14 +283,14 @@ func Status(o Options) (Marker, []string, error) {
 	if !offOK {
 		return m, drift, nil
 	}
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	switch {
 	case err != nil:
 		drift = append(drift, "the firewall rules could not be read: "+err.Error())
 	case live == nil:
 		drift = append(drift, MissingRules)
 	default:
-		diffs, err := live.Diff(plan, offline.uid)
+		diffs, err := live.Diff(plan, offline.UID)
 		if err != nil {
 			return m, drift, err
 		}
@@ -306,7 +315,7 @@ func Identity(o Options, m Marker, id ruleplan.Identity) (Account, error) {
 	default:
 		return Account{}, fmt.Errorf("unknown sandbox identity %q", id)
 	}
-	db, err := readAccounts(o.EtcDir, false)
+	db, err := accounts.Read(o.EtcDir, false)
 	if err != nil {
 		return Account{}, err
 	}
@@ -321,7 +330,7 @@ func Identity(o Options, m Marker, id ruleplan.Identity) (Account, error) {
 	if !ok || len(d) > 0 {
 		return Account{}, fmt.Errorf("the sandbox group is not as set up (%s); run `sandgate setup`", strings.Join(d, "; "))
 	}
-	return Account{Name: u.name, UID: u.uid, GID: gid, Home: u.home}, nil
+	return Account{Name: u.Name, UID: u.UID, GID: gid, Home: u.Home}, nil
 }
 
 // Uninstall removes what Install made: the marker first (so no new
@@ -346,80 +355,78 @@ func Uninstall(o Options) ([]string, error) {
 		defer unlock()
 	}
 
-	unlockAcc, err := lockAccounts(o.EtcDir)
+	unlockAcc, err := accounts.Lock(o.EtcDir)
 	if err != nil {
 		return nil, err
 	}
 	defer unlockAcc()
-	db, err := readAccounts(o.EtcDir, true)
+	db, err := accounts.Read(o.EtcDir, true)
 	if err != nil {
 		return nil, err
 	}
-	var users []user
+	var users []accounts.User
 	for _, name := range []string{o.OfflineUser, o.OnlineUser} {
-		u, found, err := db.lookupUser(name)
+		u, found, err := db.LookupUser(name)
 		if err != nil {
 			return nil, err
 		}
 		if !found {
 			continue
 		}
-		if why := db.notOurs(u); why != "" {
+		if why := db.NotAdoptable(u); why != "" {
 			return nil, fmt.Errorf("user %s does not look like a sandgate sandbox user (%s); not removing it", name, why)
 		}
-		if pids := processesOf(u.uid); len(pids) > 0 {
-			return nil, fmt.Errorf("user %s (uid %d) still has processes running (pid %s); stop them first", name, u.uid, strings.Join(pids, ", "))
+		if pids := accounts.ProcessesOf(u.UID); len(pids) > 0 {
+			return nil, fmt.Errorf("user %s (uid %d) still has processes running (pid %s); stop them first", name, u.UID, strings.Join(pids, ", "))
 		}
 		users = append(users, u)
 	}
-	gid, _, gFound, err := db.lookupGroup(o.Group)
+	gid, _, gFound, err := db.LookupGroup(o.Group)
 	if err != nil {
 		return nil, err
 	}
 	if gFound {
-		if why := db.groupNotOurs(gid); why != "" {
+		if why := db.GroupNotAdoptable(gid); why != "" {
 			return nil, fmt.Errorf("group %s does not look like sandgate's (%s); not removing it", o.Group, why)
 		}
 	}
 
-	var changes []string
+	// Grants name the group's gid, which a later group could get.
+	changes := repairGrants(o.GrantRecords())
 	if err := os.Remove(o.MarkerPath()); err == nil {
 		changes = append(changes, "removed the setup marker "+o.MarkerPath())
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return changes, fmt.Errorf("removing the setup marker: %w", err)
 	}
-	live, err := firewall.Read(o.NetNS)
+	live, err := nftfw.Read(o.NetNS)
 	if err != nil {
 		return changes, err
 	}
 	if live != nil {
-		if err := firewall.Remove(o.NetNS); err != nil {
+		if err := nftfw.Remove(o.NetNS); err != nil {
 			return changes, err
 		}
-		changes = append(changes, fmt.Sprintf("removed the firewall rules (nftables table inet %s)", firewall.TableName))
+		changes = append(changes, fmt.Sprintf("removed the firewall rules (nftables table inet %s)", nftfw.TableName))
 	}
 
 	for _, u := range users {
-		db.removeUser(u.name)
+		db.RemoveUser(u.Name)
 	}
 	keepGroup := false
 	if gFound {
-		for _, e := range db.passwd.entries() {
-			if len(e) > 3 && e[3] == strconv.FormatUint(uint64(gid), 10) {
-				keepGroup = true
-				changes = append(changes, fmt.Sprintf("kept group %s: it is the primary group of user %s", o.Group, e[0]))
-				break
-			}
+		if name, ok := db.PrimaryGroupUser(gid); ok {
+			keepGroup = true
+			changes = append(changes, fmt.Sprintf("kept group %s: it is the primary group of user %s", o.Group, name))
 		}
 		if !keepGroup {
-			db.removeGroup(o.Group)
+			db.RemoveGroup(o.Group)
 		}
 	}
-	if err := db.write(true); err != nil {
+	if err := db.Write(true); err != nil {
 		return changes, err
 	}
 	for _, u := range users {
-		changes = append(changes, fmt.Sprintf("removed user %s (uid %d)", u.name, u.uid))
+		changes = append(changes, fmt.Sprintf("removed user %s (uid %d)", u.Name, u.UID))
 	}
 	if gFound && !keepGroup {
 		changes = append(changes, fmt.Sprintf("removed group %s (gid %d)", o.Group, gid))
@@ -435,63 +442,64 @@ func Uninstall(o Options) ([]string, error) {
 		}
 	}
 	os.Remove(filepath.Dir(o.homeOf("x"))) // the homes' parent, when empty
+	os.Remove(o.GrantRecords().Dir)        // when empty
 	os.Remove(filepath.Join(o.StateDir, lockName))
 	os.Remove(o.StateDir) // when empty
 	return changes, nil
 }
 
-// accounts are the two users and the group as installed.
-type accounts struct {
-	offline, online user
+// installedAccounts are the two users and the group as installed.
+type installedAccounts struct {
+	offline, online accounts.User
 	gid             uint32
 }
 
 // ensureAccounts creates or adopts the group and the two users. It decides
 // everything before it changes anything, so a refusal leaves the account
 // databases as they were.
-func ensureAccounts(o Options, prev Marker, hadMarker bool) (accounts, []string, error) {
-	unlock, err := lockAccounts(o.EtcDir)
+func ensureAccounts(o Options, prev Marker, hadMarker bool) (installedAccounts, []string, error) {
+	unlock, err := accounts.Lock(o.EtcDir)
 	if err != nil {
-		return accounts{}, nil, err
+		return installedAccounts{}, nil, err
 	}
 	defer unlock()
-	db, err := readAccounts(o.EtcDir, true)
+	db, err := accounts.Read(o.EtcDir, true)
 	if err != nil {
-		return accounts{}, nil, err
+		return installedAccounts{}, nil, err
 	}
 
-	gid, _, gFound, err := db.lookupGroup(o.Group)
+	gid, _, gFound, err := db.LookupGroup(o.Group)
 	if err != nil {
-		return accounts{}, nil, err
+		return installedAccounts{}, nil, err
 	}
 	if gFound {
-		if why := db.groupNotOurs(gid); why != "" {
-			return accounts{}, nil, fmt.Errorf("group %s already exists and does not look like sandgate's (%s); sandgate will not take it over: remove or rename it, then run setup again", o.Group, why)
+		if why := db.GroupNotAdoptable(gid); why != "" {
+			return installedAccounts{}, nil, fmt.Errorf("group %s already exists and does not look like sandgate's (%s); sandgate will not take it over: remove or rename it, then run setup again", o.Group, why)
 		}
 	}
 	names := []string{o.OfflineUser, o.OnlineUser}
-	existing := make([]user, 2)
+	existing := make([]accounts.User, 2)
 	found := make([]bool, 2)
 	for i, name := range names {
-		u, ok, err := db.lookupUser(name)
+		u, ok, err := db.LookupUser(name)
 		if err != nil {
-			return accounts{}, nil, err
+			return installedAccounts{}, nil, err
 		}
 		if ok {
-			if why := db.notOurs(u); why != "" {
-				return accounts{}, nil, fmt.Errorf("user %s already exists and does not look like a sandgate sandbox user (%s); sandgate will not take it over: remove or rename it, then run setup again", name, why)
+			if why := db.NotAdoptable(u); why != "" {
+				return installedAccounts{}, nil, fmt.Errorf("user %s already exists and does not look like a sandgate sandbox user (%s); sandgate will not take it over: remove or rename it, then run setup again", name, why)
 			}
 		}
 		existing[i], found[i] = u, ok
 	}
-	if found[0] && found[1] && existing[0].uid == existing[1].uid {
-		return accounts{}, nil, fmt.Errorf("users %s and %s share uid %d; the two sandbox identities must be distinct", names[0], names[1], existing[0].uid)
+	if found[0] && found[1] && existing[0].UID == existing[1].UID {
+		return installedAccounts{}, nil, fmt.Errorf("users %s and %s share uid %d; the two sandbox identities must be distinct", names[0], names[1], existing[0].UID)
 	}
 
 	var changes []string
 	if !gFound {
-		if gid, err = db.addGroup(o.Group); err != nil {
-			return accounts{}, nil, err
+		if gid, err = db.AddGroup(o.Group); err != nil {
+			return installedAccounts{}, nil, err
 		}
 		changes = append(changes, fmt.Sprintf("created group %s (gid %d)", o.Group, gid))
 	} else if !hadMarker || prev.Group != o.Group || prev.GroupID != strconv.FormatUint(uint64(gid), 10) {
@@ -501,33 +509,36 @@ func ensureAccounts(o Options, prev Marker, hadMarker bool) (accounts, []string,
 	gecos := []string{"sandgate offline sandbox user", "sandgate online sandbox user"}
 	for i, name := range names {
 		if !found[i] {
-			uid, err := db.addUser(name, gid, o.homeOf(name), gecos[i])
+			uid, err := db.AddUser(name, gid, o.homeOf(name), gecos[i])
 			if err != nil {
-				return accounts{}, nil, err
+				return installedAccounts{}, nil, err
 			}
 			changes = append(changes, fmt.Sprintf("created user %s (uid %d)", name, uid))
 		} else {
-			if !hadMarker || recorded[i] != name+":"+strconv.FormatUint(uint64(existing[i].uid), 10) {
-				changes = append(changes, fmt.Sprintf("adopted existing user %s (uid %d)", name, existing[i].uid))
+			if !hadMarker || recorded[i] != name+":"+strconv.FormatUint(uint64(existing[i].UID), 10) {
+				changes = append(changes, fmt.Sprintf("adopted existing user %s (uid %d)", name, existing[i].UID))
 			}
-			if existing[i].gid != gid {
+			if existing[i].GID != gid {
 				// Both identities run with the group as their primary group.
-				f, at := db.passwd.find(name)
-				f[3] = strconv.FormatUint(uint64(gid), 10)
-				db.passwd.set(at, f)
-				changes = append(changes, fmt.Sprintf("set the primary group of user %s to %s (gid %d; was gid %d)", name, o.Group, gid, existing[i].gid))
+				if err := db.SetPrimaryGroup(name, gid); err != nil {
+					return installedAccounts{}, nil, err
+				}
+				changes = append(changes, fmt.Sprintf("set the primary group of user %s to %s (gid %d; was gid %d)", name, o.Group, gid, existing[i].GID))
 			}
 		}
 	}
-	if err := db.write(false); err != nil {
-		return accounts{}, nil, err
+	if err := db.Write(false); err != nil {
+		return installedAccounts{}, nil, err
 	}
-	var acc accounts
+	var acc installedAccounts
 	acc.gid = gid
-	for i, dst := range []*user{&acc.offline, &acc.online} {
-		u, ok, err := db.lookupUser(names[i])
-		if err != nil || !ok {
-			return accounts{}, changes, fmt.Errorf("user %s vanished after it was written: %v", names[i], err)
+	for i, dst := range []*accounts.User{&acc.offline, &acc.online} {
+		u, ok, err := db.LookupUser(names[i])
+		if err != nil {
+			return installedAccounts{}, changes, fmt.Errorf("user %s vanished after it was written: %w", names[i], err)
+		}
+		if !ok {
+			return installedAccounts{}, changes, fmt.Errorf("user %s vanished after it was written", names[i])
 		}
 		*dst = u
 	}
@@ -537,9 +548,9 @@ func ensureAccounts(o Options, prev Marker, hadMarker bool) (accounts, []string,
 // ensureHome makes the private home of u (mode 0700, owned by u and the
 // group) when its passwd entry points into the state directory; adopted
 // users with homes elsewhere are left alone.
-func ensureHome(o Options, u user, gid uint32) ([]string, error) {
-	home := o.homeOf(u.name)
-	if filepath.Clean(u.home) != home {
+func ensureHome(o Options, u accounts.User, gid uint32) ([]string, error) {
+	home := o.homeOf(u.Name)
+	if filepath.Clean(u.Home) != home {
 		return nil, nil
 	}
 	base := filepath.Dir(home)
@@ -557,91 +568,91 @@ func ensureHome(o Options, u user, gid uint32) ([]string, error) {
 		if err := os.Chmod(home, 0o700); err != nil {
 			return nil, err
 		}
-		if err := os.Lchown(home, int(u.uid), int(gid)); err != nil {
+		if err := os.Lchown(home, int(u.UID), int(gid)); err != nil {
 			return nil, fmt.Errorf("creating home directory: %w", err)
 		}
-		return []string{fmt.Sprintf("created home directory %s (mode 0700, owner %s)", home, u.name)}, nil
+		return []string{fmt.Sprintf("created home directory %s (mode 0700, owner %s)", home, u.Name)}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("%s should be the home directory of %s but is not a directory; remove it and run setup again", home, u.name)
+		return nil, fmt.Errorf("%s should be the home directory of %s but is not a directory; remove it and run setup again", home, u.Name)
 	}
 	sys := st.Sys().(*syscall.Stat_t)
-	if st.Mode().Perm() == 0o700 && sys.Uid == u.uid && sys.Gid == gid {
+	if st.Mode().Perm() == 0o700 && sys.Uid == u.UID && sys.Gid == gid {
 		return nil, nil
 	}
-	if err := os.Lchown(home, int(u.uid), int(gid)); err != nil {
+	if err := os.Lchown(home, int(u.UID), int(gid)); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(home, 0o700); err != nil {
 		return nil, err
 	}
-	return []string{fmt.Sprintf("set home directory %s to mode 0700, owner %s (was mode %04o, uid %d, gid %d)", home, u.name, st.Mode().Perm(), sys.Uid, sys.Gid)}, nil
+	return []string{fmt.Sprintf("set home directory %s to mode 0700, owner %s (was mode %04o, uid %d, gid %d)", home, u.Name, st.Mode().Perm(), sys.Uid, sys.Gid)}, nil
 }
 
 // checkHome reports how u's home differs from what ensureHome makes.
-func checkHome(o Options, u user, gid uint32) []string {
-	home := o.homeOf(u.name)
-	if filepath.Clean(u.home) != home {
+func checkHome(o Options, u accounts.User, gid uint32) []string {
+	home := o.homeOf(u.Name)
+	if filepath.Clean(u.Home) != home {
 		return nil
 	}
 	st, err := os.Lstat(home)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return []string{fmt.Sprintf("home directory %s of %s is missing", home, u.name)}
+		return []string{fmt.Sprintf("home directory %s of %s is missing", home, u.Name)}
 	case err != nil:
-		return []string{fmt.Sprintf("home directory %s of %s: %v", home, u.name, err)}
+		return []string{fmt.Sprintf("home directory %s of %s: %v", home, u.Name, err)}
 	case !st.IsDir():
-		return []string{fmt.Sprintf("home directory %s of %s is not a directory", home, u.name)}
+		return []string{fmt.Sprintf("home directory %s of %s is not a directory", home, u.Name)}
 	}
 	sys := st.Sys().(*syscall.Stat_t)
-	if st.Mode().Perm() != 0o700 || sys.Uid != u.uid || sys.Gid != gid {
-		return []string{fmt.Sprintf("home directory %s has mode %04o, uid %d, gid %d; expected mode 0700, uid %d, gid %d", home, st.Mode().Perm(), sys.Uid, sys.Gid, u.uid, gid)}
+	if st.Mode().Perm() != 0o700 || sys.Uid != u.UID || sys.Gid != gid {
+		return []string{fmt.Sprintf("home directory %s has mode %04o, uid %d, gid %d; expected mode 0700, uid %d, gid %d", home, st.Mode().Perm(), sys.Uid, sys.Gid, u.UID, gid)}
 	}
 	return nil
 }
 
 // primaryGroup reports a sandbox user whose primary group is not the
 // sandgate group.
-func primaryGroup(u user, group string, gid uint32) []string {
-	if u.gid == gid {
+func primaryGroup(u accounts.User, group string, gid uint32) []string {
+	if u.GID == gid {
 		return nil
 	}
-	return []string{fmt.Sprintf("user %s's primary group is gid %d, not %s (gid %d)", u.name, u.gid, group, gid)}
+	return []string{fmt.Sprintf("user %s's primary group is gid %d, not %s (gid %d)", u.Name, u.GID, group, gid)}
 }
 
 // checkUser looks a sandbox user up and reports what is wrong with it:
 // missing, not sandgate-like, or with another uid than recorded (when rec
 // is not empty). ok is true when the user exists.
-func checkUser(db *accountDB, name, rec string) (u user, ok bool, diffs []string) {
-	u, found, err := db.lookupUser(name)
+func checkUser(db *accounts.DB, name, rec string) (u accounts.User, ok bool, diffs []string) {
+	u, found, err := db.LookupUser(name)
 	if err != nil {
 		return u, false, []string{err.Error()}
 	}
 	if !found {
 		return u, false, []string{fmt.Sprintf("user %s does not exist", name)}
 	}
-	if why := db.notOurs(u); why != "" {
+	if why := db.NotAdoptable(u); why != "" {
 		diffs = append(diffs, fmt.Sprintf("user %s does not look like a sandgate sandbox user: %s", name, why))
 	}
-	if rec != "" && rec != strconv.FormatUint(uint64(u.uid), 10) {
-		diffs = append(diffs, fmt.Sprintf("user %s has uid %d, but the setup marker records uid %s", name, u.uid, rec))
+	if rec != "" && rec != strconv.FormatUint(uint64(u.UID), 10) {
+		diffs = append(diffs, fmt.Sprintf("user %s has uid %d, but the setup marker records uid %s", name, u.UID, rec))
 	}
 	return u, true, diffs
 }
 
 // checkGroup is checkUser for the group.
-func checkGroup(db *accountDB, name, rec string) (gid uint32, ok bool, diffs []string) {
-	gid, _, found, err := db.lookupGroup(name)
+func checkGroup(db *accounts.DB, name, rec string) (gid uint32, ok bool, diffs []string) {
+	gid, _, found, err := db.LookupGroup(name)
 	if err != nil {
 		return 0, false, []string{err.Error()}
 	}
 	if !found {
 		return 0, false, []string{fmt.Sprintf("group %s does not exist", name)}
 	}
-	if why := db.groupNotOurs(gid); why != "" {
+	if why := db.GroupNotAdoptable(gid); why != "" {
 		diffs = append(diffs, fmt.Sprintf("group %s does not look like sandgate's: %s", name, why))
 	}
 	if rec != "" && rec != strconv.FormatUint(uint64(gid), 10) {
@@ -706,32 +717,6 @@ func rootOwnedDir(dir string) error {
 	return nil
 }
 
-// processesOf returns the pids of processes with uid as real, effective,
-// saved or filesystem uid.
-func processesOf(uid uint32) []string {
-	ents, _ := os.ReadDir("/proc")
-	var pids []string
-	want := strconv.FormatUint(uint64(uid), 10)
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-				if slices.Contains(strings.Fields(rest), want) {
-					pids = append(pids, e.Name())
-				}
-				break
-			}
-		}
-	}
-	return pids
-}
-
 // sameMarker compares markers, ignoring when and by what they were written.
 func sameMarker(a, b Marker) bool {
 	a.InstalledAt, b.InstalledAt = time.Time{}, time.Time{}
@@ -741,35 +726,6 @@ func sameMarker(a, b Marker) bool {
 		a.OfflineID == b.OfflineID && a.OnlineID == b.OnlineID && a.GroupID == b.GroupID &&
 		slices.Equal(a.ProxyPorts, b.ProxyPorts) && a.AllowLocalBinding == b.AllowLocalBinding &&
 		a.RulesDigest == b.RulesDigest
-}
-
-// planSummary says what a plan lets the offline user do, in words.
-func planSummary(p ruleplan.Plan) string {
-	if p.AllowLocalBinding {
-		return "non-local destinations blocked, every local port open (allow_local_binding)"
-	}
-	if len(p.ProxyPorts) == 0 {
-		return "every destination blocked"
-	}
-	return "non-local destinations and local UDP blocked, local TCP only to proxy ports " + portsText(p.ProxyPorts)
-}
-
-// portsText writes sorted ports compactly: "47100-47115", "1080,3128".
-func portsText(ports []uint16) string {
-	var parts []string
-	for i := 0; i < len(ports); {
-		j := i
-		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
-			j++
-		}
-		if j > i {
-			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
-		} else {
-			parts = append(parts, strconv.Itoa(int(ports[i])))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
 }
 
 // buildName names this sandgate build for the marker.

@@ -3,10 +3,12 @@
 package setup
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,14 +16,43 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/sandgate/sandgate/firewall"
-	"github.com/sandgate/sandgate/firewall/fwtest"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
+	"github.com/sandgate/sandgate/internal/testnet"
+	"github.com/sandgate/sandgate/nftfw"
+	"github.com/sandgate/sandgate/nftfw/nfttest"
 	"github.com/sandgate/sandgate/ruleplan"
 )
 
 func TestMain(m *testing.M) {
-	fwtest.MaybeProbe()
+	nfttest.MaybeProbe()
+	if v := os.Getenv(grantHolderEnv); v != "" {
+		os.Exit(holdGrant(strings.Fields(v)))
+	}
 	os.Exit(m.Run())
+}
+
+// grantHolderEnv makes the test binary an identity run's grant holder:
+// "RECORDS DIR UID GID". It grants, prints "granted", and holds the grant
+// until it is killed.
+const grantHolderEnv = "SANDGATE_SETUP_TEST_GRANT_HOLDER"
+
+func holdGrant(args []string) int {
+	if len(args) != 4 {
+		fmt.Println("bad arguments", args)
+		return 2
+	}
+	uid, _ := strconv.ParseUint(args[2], 10, 32)
+	gid, _ := strconv.ParseUint(args[3], 10, 32)
+	g, err := dirgrant.Records{Dir: args[0]}.Grant(args[1], dirgrant.Grantee{UID: uint32(uid), GID: uint32(gid)})
+	if err != nil || !g.Recorded() {
+		fmt.Println("grant:", err)
+		return 1
+	}
+	fmt.Println("granted")
+	select {}
 }
 
 // testOptions returns options with test-unique names, a private state
@@ -29,11 +60,11 @@ func TestMain(m *testing.M) {
 // removed when it ends, through Uninstall and, should that fail, directly.
 func testOptions(t *testing.T, netns string, ports ...uint16) Options {
 	t.Helper()
-	fwtest.RequirePrivileged(t)
+	testnet.RequirePrivileged(t)
 	if netns == "" {
 		t.Fatal("tests must not touch the host's firewall: give a network namespace")
 	}
-	base := fwtest.UniqueName(6)
+	base := testnet.UniqueName(6)
 	state := filepath.Join(t.TempDir(), "state")
 	o := Options{
 		ProxyPorts:  ports,
@@ -62,27 +93,27 @@ func forceRemoveAccounts(t *testing.T, users []string, group string, complain bo
 			t.Fatalf("refusing to force-remove %q: not a test name", n)
 		}
 	}
-	unlock, err := lockAccounts("/etc")
+	unlock, err := accounts.Lock("/etc")
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
 	defer unlock()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
 	removed := false
 	for _, u := range users {
-		if db.removeUser(u) {
+		if db.RemoveUser(u) {
 			removed = true
 		}
 	}
-	if db.removeGroup(group) {
+	if db.RemoveGroup(group) {
 		removed = true
 	}
-	if err := db.write(true); err != nil {
+	if err := db.Write(true); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 	if removed && complain && !t.Failed() {
@@ -104,22 +135,29 @@ func contains(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+// passwdEntry returns the fields of name's passwd entry (nil: none).
 func passwdEntry(t *testing.T, name string) []string {
 	t.Helper()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := db.passwd.find(name)
-	return f
+	u, found, err := db.LookupUser(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return nil
+	}
+	return []string{u.Name, u.Password, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID)), u.Gecos, u.Home, u.Shell}
 }
 
 // TestInstallCheckUninstall is the round trip: nothing, install, current,
 // idempotent, enforced by behaviour, uninstalled, nothing again.
 func TestInstallCheckUninstall(t *testing.T) {
-	w := fwtest.NewWorld(t, 8080)
-	w.ServeMarkedTCP(t, 47100, firewall.ProxySocketMark) // as sandgate's proxy does
-	w.ServeMarkedTCP(t, 47101, firewall.ProxySocketMark)
+	w := nfttest.NewWorld(t, 8080)
+	w.ServeMarkedTCP(t, 47100, ruleplan.ProxySocketMark) // as sandgate's proxy does
+	w.ServeMarkedTCP(t, 47101, ruleplan.ProxySocketMark)
 	o := testOptions(t, w.Host, 47100, 47101)
 
 	diffs, err := Check(o)
@@ -150,7 +188,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 			t.Fatalf("passwd entry of %s: %q", name, e)
 		}
 		uid, _ := strconv.Atoi(e[2])
-		if uid < 100 || uid > 999 || e[3] != m.GroupID || e[6] != noLoginShell() || e[5] != filepath.Join(o.StateDir, "home", name) {
+		if uid < 100 || uid > 999 || e[3] != m.GroupID || e[6] != accounts.NoLoginShell() || e[5] != filepath.Join(o.StateDir, "home", name) {
 			t.Errorf("passwd entry of %s: %q (group %s)", name, e, m.GroupID)
 		}
 		st, err := os.Lstat(e[5])
@@ -162,9 +200,9 @@ func TestInstallCheckUninstall(t *testing.T) {
 			t.Errorf("home of %s: mode %v uid %d gid %d", name, st.Mode(), sys.Uid, sys.Gid)
 		}
 	}
-	db, _ := readAccounts("/etc", true)
-	if f, _ := db.shadow.find(o.OfflineUser); len(f) < 2 || f[1] != "!" {
-		t.Errorf("shadow entry of %s: %q, want a locked password", o.OfflineUser, f)
+	db, _ := accounts.Read("/etc", true)
+	if pw, ok := db.ShadowPassword(o.OfflineUser); !ok || pw != "!" {
+		t.Errorf("shadow entry of %s: %q (%v), want a locked password", o.OfflineUser, pw, ok)
 	}
 
 	if diffs, err := Check(o); err != nil || diffs != nil {
@@ -195,21 +233,21 @@ func TestInstallCheckUninstall(t *testing.T) {
 
 	// The rules hold for the real users.
 	hp := func(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) }
-	fwtest.ExpectAll(t, "offline user", w.Host, off.UID, off.GID,
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 47100)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("::1", 47101)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: fwtest.Refused},
-		fwtest.Expect{Check: fwtest.Check{Kind: "udp", Addr: hp("127.0.0.1", fwtest.LocalUDPPort)}, Want: fwtest.Denied},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp(fwtest.RemoteV4, fwtest.RemoteTCPPort)}, Want: fwtest.Blocked},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp(fwtest.RemoteV6, fwtest.RemoteTCPPort)}, Want: fwtest.Blocked},
-		fwtest.Expect{Check: fwtest.Check{Kind: "icmp", Addr: fwtest.RemoteV4}, Want: fwtest.Blocked},
+	nfttest.ExpectAll(t, "offline user", w.Host, off.UID, off.GID,
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 47100)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("::1", 47101)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: nfttest.Refused},
+		nfttest.Expect{Check: nfttest.Check{Kind: "udp", Addr: hp("127.0.0.1", nfttest.LocalUDPPort)}, Want: nfttest.Denied},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp(nfttest.RemoteV4, nfttest.RemoteTCPPort)}, Want: nfttest.Blocked},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp(nfttest.RemoteV6, nfttest.RemoteTCPPort)}, Want: nfttest.Blocked},
+		nfttest.Expect{Check: nfttest.Check{Kind: "icmp", Addr: nfttest.RemoteV4}, Want: nfttest.Blocked},
 	)
-	fwtest.ExpectAll(t, "online user", w.Host, on.UID, on.GID,
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "udp", Addr: hp("127.0.0.1", fwtest.LocalUDPPort)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "tcp", Addr: hp(fwtest.RemoteV6, fwtest.RemoteTCPPort)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "udp", Addr: hp(fwtest.RemoteV4, fwtest.RemoteUDPPort)}, Want: fwtest.OK},
-		fwtest.Expect{Check: fwtest.Check{Kind: "icmp", Addr: fwtest.RemoteV4}, Want: fwtest.OK},
+	nfttest.ExpectAll(t, "online user", w.Host, on.UID, on.GID,
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp("127.0.0.1", 8080)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "udp", Addr: hp("127.0.0.1", nfttest.LocalUDPPort)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "tcp", Addr: hp(nfttest.RemoteV6, nfttest.RemoteTCPPort)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "udp", Addr: hp(nfttest.RemoteV4, nfttest.RemoteUDPPort)}, Want: nfttest.OK},
+		nfttest.Expect{Check: nfttest.Check{Kind: "icmp", Addr: nfttest.RemoteV4}, Want: nfttest.OK},
 	)
 
 	changes, err = Uninstall(o)
@@ -221,7 +259,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 	if e := passwdEntry(t, o.OfflineUser); e != nil {
 		t.Errorf("user still in passwd: %q", e)
 	}
-	if live, err := firewall.Read(w.Host); err != nil || live != nil {
+	if live, err := nftfw.Read(w.Host); err != nil || live != nil {
 		t.Errorf("firewall after Uninstall: %v, %v", live, err)
 	}
 	if _, err := os.Lstat(o.StateDir); !errors.Is(err, os.ErrNotExist) {
@@ -240,7 +278,7 @@ func TestInstallCheckUninstall(t *testing.T) {
 // TestDriftAndReconcile: a change of ports or mode, and lost rules, are
 // each reported in words, and Reconcile brings the setup back to current.
 func TestDriftAndReconcile(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	o := testOptions(t, ns, 3128)
 	if _, _, err := Install(o); err != nil {
 		t.Fatal(err)
@@ -266,7 +304,7 @@ func TestDriftAndReconcile(t *testing.T) {
 		"allow_local_binding changed from false to true", "firewall: chain output has an unexpected rule "+ruleplan.NameLocalTCP)
 
 	// As after a reboot: the rules are gone.
-	if err := firewall.Remove(ns); err != nil {
+	if err := nftfw.Remove(ns); err != nil {
 		t.Fatal(err)
 	}
 	diffs, err = Check(o)
@@ -306,7 +344,7 @@ func TestDriftAndReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := firewall.Apply(ns, mustBuild(t, []uint16{9999}, false), off.UID); err != nil {
+	if err := nftfw.Apply(ns, mustBuild(t, []uint16{9999}, false), off.UID); err != nil {
 		t.Fatal(err)
 	}
 	_, drift, err := Status(o)
@@ -328,7 +366,7 @@ func mustBuild(t *testing.T, ports []uint16, alb bool) ruleplan.Plan {
 // TestMarkerVersions: a marker written by another setup or plan version is
 // reported, and a re-run of setup rewrites it.
 func TestMarkerVersions(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	o := testOptions(t, ns)
 	m, _, err := Install(o)
 	if err != nil {
@@ -382,33 +420,34 @@ func TestMarkerVersions(t *testing.T) {
 // tool would have.
 func addRawUser(t *testing.T, name string, uid, gid uint32, shell, home string) {
 	t.Helper()
-	unlock, err := lockAccounts("/etc")
+	unlock, err := accounts.Lock("/etc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
-	db, err := readAccounts("/etc", true)
+	db, err := accounts.Read("/etc", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.passwd.add(name, "x", strconv.Itoa(int(uid)), strconv.Itoa(int(gid)), "pre-existing", home, shell)
-	db.shadow.add(name, "!", "19000", "", "", "", "", "", "")
-	if err := db.write(false); err != nil {
+	if err := db.AddUserEntry(accounts.User{Name: name, UID: uid, GID: gid, Gecos: "pre-existing", Home: home, Shell: shell}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(false); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func freeSystemIDs(t *testing.T, n int) []uint32 {
 	t.Helper()
-	db, err := readAccounts("/etc", false)
+	db, err := accounts.Read("/etc", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	used := usedIDs(db.passwd)
-	gused := usedIDs(db.group)
+	used := db.UsedUIDs()
+	gused := db.UsedGIDs()
 	var out []uint32
 	// Search from the bottom: Install takes ids from the top.
-	for id := db.ids.uidMin; id <= db.ids.uidMax && len(out) < n; id++ {
+	for id := db.IDs().UIDMin; id <= db.IDs().UIDMax && len(out) < n; id++ {
 		if !used[id] && !gused[id] {
 			out = append(out, id)
 		}
@@ -422,7 +461,7 @@ func freeSystemIDs(t *testing.T, n int) []uint32 {
 // TestAdoption: existing users that look like sandgate's are adopted with
 // their ids; others are refused before anything is changed.
 func TestAdoption(t *testing.T) {
-	ns := fwtest.NewNetns(t)
+	ns := testnet.NewAnonymous(t).Path
 	o := testOptions(t, ns)
 	ids := freeSystemIDs(t, 2)
 	addRawUser(t, o.OfflineUser, ids[0], 65534, "/usr/sbin/nologin", "/nonexistent")
@@ -472,11 +511,11 @@ func TestAdoption(t *testing.T) {
 		if len(changes) != 0 {
 			t.Errorf("the refused Install changed %q", changes)
 		}
-		db, _ := readAccounts("/etc", false)
-		if f, _ := db.group.find(o2.Group); f != nil {
+		db, _ := accounts.Read("/etc", false)
+		if _, _, found, _ := db.LookupGroup(o2.Group); found {
 			t.Errorf("the refused Install created group %s", o2.Group)
 		}
-		if f, _ := db.passwd.find(o2.OnlineUser); f != nil {
+		if _, found, _ := db.LookupUser(o2.OnlineUser); found {
 			t.Errorf("the refused Install created user %s", o2.OnlineUser)
 		}
 		// Uninstall refuses the stranger too; the cleanup removes it directly.
@@ -484,5 +523,126 @@ func TestAdoption(t *testing.T) {
 			t.Error("Uninstall removed a user that is not sandgate's")
 		}
 		forceRemove(t, o2)
+	}
+}
+
+// TestLeaseOnRealSetup: the lease over the real Status and Reconcile
+// switches the local-binding mode and restores lost rules, each in one
+// message, and leaves a setup that checks out.
+func TestLeaseOnRealSetup(t *testing.T) {
+	ns := testnet.NewAnonymous(t).Path
+	o := testOptions(t, ns)
+	if _, _, err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	l := Leaser{Options: Options{StateDir: o.StateDir, NetNS: ns}, LockDir: filepath.Join(t.TempDir(), "run")}
+	var said []string
+	notify := func(s string) { said = append(said, s) }
+	s, err := l.Acquire(Need{AllowLocalBinding: true}, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Marker().AllowLocalBinding || !slices.Equal(said, []string{"reconciled the identity setup: allow_local_binding changed from false to true"}) {
+		t.Errorf("switch: marker %+v, messages %q", s.Marker(), said)
+	}
+	acc, err := s.Account()
+	if err != nil || acc.Name != o.OfflineUser {
+		t.Errorf("Account = %+v, %v", acc, err)
+	}
+	s.Release()
+
+	if err := nftfw.Remove(ns); err != nil {
+		t.Fatal(err)
+	}
+	said = nil
+	s, err = l.Acquire(Need{AllowLocalBinding: true}, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	if !slices.Equal(said, []string{"reconciled the identity setup: the firewall rules were missing, as after a reboot"}) {
+		t.Errorf("after lost rules: messages %q", said)
+	}
+	if _, drift, err := Status(o); err != nil || drift != nil {
+		t.Errorf("Status after the lease = %q, %v", drift, err)
+	}
+	said = nil
+	if s, err = l.Acquire(Need{AllowLocalBinding: true}, notify); err != nil || len(said) != 0 {
+		t.Errorf("current setup: %v, messages %q", err, said)
+	}
+	s.Release()
+}
+
+// TestLeftoverGrant: the working-directory grant of an identity run that
+// was killed is reported by Check, with its fix, and taken back by the next
+// Install, run from another directory, exactly as it was before.
+func TestLeftoverGrant(t *testing.T) {
+	ns := testnet.NewAnonymous(t).Path
+	o := testOptions(t, ns)
+	m, _, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := Identity(o, m, ruleplan.Offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(base, "work")
+	if err := os.Mkdir(work, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0o750); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", grantHolderEnv, o.GrantRecords().Dir, work, off.UID, off.GID))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "granted\n" {
+		t.Fatalf("grant holder: %q, %v", line, err)
+	}
+	granted := make([]byte, 256)
+	if n, err := unix.Getxattr(work, dirgrant.XattrName, granted); err != nil || n == 0 {
+		t.Fatalf("no grant on %s: %v", work, err)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Fatalf("Check while the run lives = %q, %v; want current", diffs, err)
+	}
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	diffs, err := Check(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "Check after the run was killed", diffs, "the sandbox group's access to "+work, "did not end cleanly", "run `sandgate setup` to take it back")
+
+	t.Chdir(base)
+	_, changes, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "Install after the run was killed", changes, "took back the sandbox group's access to "+work)
+	if n, err := unix.Getxattr(work, dirgrant.XattrName, granted); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("%s still has an ACL after Install: %x, %v", work, granted[:max(n, 0)], err)
+	}
+	if fi, err := os.Stat(work); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("%s after Install: %v, %v; want mode 0750", work, fi, err)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Errorf("Check after the repair = %q, %v; want current", diffs, err)
 	}
 }

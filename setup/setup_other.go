@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/ruleplan"
 )
 
@@ -26,6 +27,10 @@ type Account struct {
 
 // MarkerPath returns the path of the setup marker for o.
 func (o Options) MarkerPath() string { return filepath.Join(o.StateDir, "setup.json") }
+
+// GrantRecords returns where identity runs record their working-directory
+// grants: nowhere on this platform.
+func (o Options) GrantRecords() dirgrant.Records { return dirgrant.Records{} }
 
 // Install is not implemented on this platform.
 func Install(o Options) (Marker, []string, error) { return Marker{}, nil, errUnsupported }

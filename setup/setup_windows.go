@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/sys/windows"
 
+	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/winfw"
 	"github.com/sandgate/sandgate/winsec"
@@ -38,10 +40,6 @@ const (
 	markerName  = "setup.json"
 	secretsName = "secrets.bin"
 )
-
-// ElevationNotice receives the one line printed before the administrator
-// prompt (default: standard error).
-var ElevationNotice io.Writer = os.Stderr
 
 // resolve fills in every default; the state directory defaults to
 // %ProgramData%\sandgate (the known folder, not the environment variable).
@@ -77,6 +75,10 @@ func (o Options) LauncherPath() string {
 func (o Options) SecretsPath() string {
 	return filepath.Join(o.resolve().StateDir, secretsName)
 }
+
+// GrantRecords returns where identity runs record their working-directory
+// grants: nowhere on Windows yet (see package dirgrant).
+func (o Options) GrantRecords() dirgrant.Records { return dirgrant.Records{} }
 
 // Account is a sandbox user as an identity run needs it. On Windows UID,
 // GID and Home are unused; SID and GroupSID identify the user and group.
@@ -115,7 +117,20 @@ func validateNames(o Options) error {
 // prompt), prints that on one line, and relaunches sandgate elevated
 // ("runas"). A declined prompt returns an error wrapping
 // winsec.ErrElevationCancelled. It returns each change in words.
-func Install(o Options) (Marker, []string, error) {
+func Install(o Options) (Marker, []string, error) { return install(o, stderrNotice) }
+
+// stderrNotice is where Install and Uninstall say why the administrator
+// prompt appears: one line on standard error.
+func stderrNotice(msg string) { fmt.Fprintln(os.Stderr, "sandgate: "+msg) }
+
+// reconcileNotify is Reconcile, saying why the administrator prompt
+// appears (when it does) through notify.
+func reconcileNotify(o Options, notify func(string)) (Marker, []string, error) {
+	return install(o, notify)
+}
+
+// install is Install with the notice before the prompt going to notify.
+func install(o Options, notify func(string)) (Marker, []string, error) {
 	o = o.resolve()
 	if err := validateNames(o); err != nil {
 		return Marker{}, nil, err
@@ -132,7 +147,7 @@ func Install(o Options) (Marker, []string, error) {
 			m, err := ReadMarker(o.MarkerPath())
 			return m, nil, err
 		}
-		changes, err := runElevated(opInstall, o, "setting up the sandbox users and firewall rules", reasons)
+		changes, err := runElevated(opInstall, o, "setting up the sandbox users and firewall rules", reasons, notify)
 		if err != nil {
 			return Marker{}, changes, err
 		}
@@ -159,6 +174,14 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 	if err := winsec.EnsureStateDir(o.StateDir); err != nil {
 		return Marker{}, changes, err
 	}
+	for _, ch := range repairGrants(o.GrantRecords()) {
+		note(ch)
+	}
+	if ch, err := ensureLockFiles(o.StateDir); err != nil {
+		return Marker{}, changes, err
+	} else if ch != "" {
+		note(ch)
+	}
 	if ch, err := installLauncher(o); err != nil {
 		return Marker{}, changes, err
 	} else if ch != "" {
@@ -170,28 +193,28 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 			return Marker{}, changes, err
 		}
 	}
-	offSID, created, err := winsec.EnsureUser(o.OfflineUser, pw[0], "sandgate offline sandbox user (network only through sandgate's proxy)")
+	offSID, created, err := accounts.EnsureUser(o.OfflineUser, pw[0], "sandgate offline sandbox user (network only through sandgate's proxy)")
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	note(userChange(o.OfflineUser, offSID, created))
-	onSID, created, err := winsec.EnsureUser(o.OnlineUser, pw[1], "sandgate online sandbox user (direct network)")
+	onSID, created, err := accounts.EnsureUser(o.OnlineUser, pw[1], "sandgate online sandbox user (direct network)")
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	note(userChange(o.OnlineUser, onSID, created))
-	groupSID, err := winsec.EnsureGroup(o.Group, "sandgate sandbox users")
+	groupSID, err := accounts.EnsureGroup(o.Group, "sandgate sandbox users")
 	if err != nil {
 		return Marker{}, changes, err
 	}
 	for _, s := range []string{offSID, onSID} {
-		if err := winsec.AddToGroup(o.Group, s); err != nil {
+		if err := accounts.AddToGroup(o.Group, s); err != nil {
 			return Marker{}, changes, err
 		}
 	}
 	note(fmt.Sprintf("local group %s (%s) has both sandbox users", o.Group, groupSID))
 	for _, u := range []string{o.OfflineUser, o.OnlineUser} {
-		if err := winsec.HideFromLogon(u); err != nil {
+		if err := accounts.HideFromLogon(u); err != nil {
 			return Marker{}, changes, err
 		}
 	}
@@ -217,7 +240,7 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 	if err != nil {
 		return Marker{}, changes, err
 	}
-	note(fmt.Sprintf("firewall rules for %s verified: %s", o.OfflineUser, planSummary(plan)))
+	note(fmt.Sprintf("firewall rules for %s verified: %s", o.OfflineUser, plan.Summary()))
 
 	m := Marker{
 		SetupVersion:      Version,
@@ -340,13 +363,6 @@ func userChange(name, sid string, created bool) string {
 	return fmt.Sprintf("adopted local user %s (%s): new random password, hidden from the logon screen", name, sid)
 }
 
-func planSummary(p ruleplan.Plan) string {
-	if p.AllowLocalBinding {
-		return fmt.Sprintf("non-loopback traffic blocked, loopback open (allow_local_binding), proxy ports %v", p.ProxyPorts)
-	}
-	return fmt.Sprintf("non-loopback traffic and loopback UDP/ICMP blocked, loopback TCP only to proxy ports %v", p.ProxyPorts)
-}
-
 func windowsBuildName() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		return "sandgate " + bi.Main.Version + " (" + bi.GoVersion + ")"
@@ -378,6 +394,7 @@ func Check(o Options) ([]string, error) {
 	out = append(out, d...)
 	out = append(out, secretsProblems(o)...)
 	out = append(out, launcherProblems(o)...)
+	out = append(out, grantProblems(o.GrantRecords())...)
 	if acc.offSID != "" {
 		rules, err := winfw.Render(plan, acc.offSID)
 		if err != nil {
@@ -434,8 +451,8 @@ type liveAcc struct{ offSID, onSID, groupSID string }
 func liveAccounts(offline, online, group string, m Marker) (liveAcc, []string) {
 	var a liveAcc
 	var d []string
-	look := func(name, rec string, typ uint32, what string) string {
-		sid, err := winsec.LookupLocal(name, typ)
+	look := func(name, rec string, lookup func(string) (string, error), what string) string {
+		sid, err := lookup(name)
 		if err != nil {
 			d = append(d, fmt.Sprintf("the %s %s is missing (%v)", what, name, err))
 			return ""
@@ -446,11 +463,11 @@ func liveAccounts(offline, online, group string, m Marker) (liveAcc, []string) {
 		}
 		return sid
 	}
-	a.offSID = look(offline, m.OfflineID, windows.SidTypeUser, "offline sandbox user")
-	a.onSID = look(online, m.OnlineID, windows.SidTypeUser, "online sandbox user")
-	a.groupSID = look(group, m.GroupID, windows.SidTypeAlias, "sandbox group")
+	a.offSID = look(offline, m.OfflineID, accounts.LookupUser, "offline sandbox user")
+	a.onSID = look(online, m.OnlineID, accounts.LookupUser, "online sandbox user")
+	a.groupSID = look(group, m.GroupID, accounts.LookupGroup, "sandbox group")
 	for _, u := range []string{offline, online} {
-		if !winsec.IsHiddenFromLogon(u) {
+		if !accounts.IsHiddenFromLogon(u) {
 			d = append(d, fmt.Sprintf("the user %s is not hidden from the logon screen", u))
 		}
 	}
@@ -476,22 +493,23 @@ func Identity(o Options, m Marker, id ruleplan.Identity) (Account, error) {
 	default:
 		return Account{}, fmt.Errorf("unknown sandbox identity %q", id)
 	}
-	sid, err := winsec.LookupLocal(name, windows.SidTypeUser)
+	sid, err := accounts.LookupUser(name)
 	if err != nil || !strings.EqualFold(sid, rec) {
-		return Account{}, fmt.Errorf("the %s sandbox user %s is not as set up (%v); run `sandgate setup`", id, name, errOr(err, "SID "+sid+" differs from the recorded "+rec))
+		return Account{}, fmt.Errorf("the %s sandbox user %s is not as set up (%w); run `sandgate setup`", id, name, errOr(err, "SID "+sid+" differs from the recorded "+rec))
 	}
-	gsid, err := winsec.LookupLocal(m.Group, windows.SidTypeAlias)
+	gsid, err := accounts.LookupGroup(m.Group)
 	if err != nil || !strings.EqualFold(gsid, m.GroupID) {
-		return Account{}, fmt.Errorf("the sandbox group %s is not as set up (%v); run `sandgate setup`", m.Group, errOr(err, "SID "+gsid+" differs from the recorded "+m.GroupID))
+		return Account{}, fmt.Errorf("the sandbox group %s is not as set up (%w); run `sandgate setup`", m.Group, errOr(err, "SID "+gsid+" differs from the recorded "+m.GroupID))
 	}
 	return Account{Name: name, SID: sid, GroupSID: gsid}, nil
 }
 
-func errOr(err error, s string) any {
+// errOr returns err, or an error saying s when err is nil.
+func errOr(err error, s string) error {
 	if err != nil {
 		return err
 	}
-	return s
+	return errors.New(s)
 }
 
 // Passwords returns the sandbox users' passwords, decrypted with this
@@ -516,7 +534,7 @@ func Uninstall(o Options) ([]string, error) {
 		return nil, err
 	}
 	if !winsec.IsElevated() {
-		return runElevated(opUninstall, o, "removing the sandbox users and firewall rules", nil)
+		return runElevated(opUninstall, o, "removing the sandbox users and firewall rules", nil, stderrNotice)
 	}
 	return uninstallElevated(o, func(string) {})
 }
@@ -533,15 +551,15 @@ func uninstallElevated(o Options, progress func(string)) ([]string, error) {
 		return changes, fmt.Errorf("removing the setup marker: %w", err)
 	}
 	for _, u := range []string{o.OfflineUser, o.OnlineUser} {
-		if err := winsec.DeleteUser(u); err != nil {
+		if err := accounts.RemoveUser(u); err != nil {
 			return changes, err
 		}
-		if err := winsec.UnhideFromLogon(u); err != nil {
+		if err := accounts.UnhideFromLogon(u); err != nil {
 			return changes, err
 		}
 		note("removed local user " + u + " and its profile")
 	}
-	if err := winsec.DeleteGroup(o.Group); err != nil {
+	if err := accounts.RemoveGroup(o.Group); err != nil {
 		return changes, err
 	}
 	note("removed local group " + o.Group)
@@ -563,6 +581,9 @@ func uninstallElevated(o Options, progress func(string)) ([]string, error) {
 		note("removed " + o.SecretsPath())
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return changes, fmt.Errorf("removing the password file: %w", err)
+	}
+	if err := removeLockFiles(o.StateDir); err != nil {
+		return changes, err
 	}
 	if err := os.Remove(o.StateDir); err == nil {
 		note("removed " + o.StateDir)
@@ -587,11 +608,11 @@ type elevatedRequest struct {
 	Pipe    string  `json:"pipe"` // named pipe the elevated process reports on
 }
 
-// runElevated prints the notice, relaunches sandgate elevated for op and
+// runElevated gives notify the notice, relaunches sandgate elevated for op and
 // relays its report: each change it made, and its error. The report
 // travels over a named pipe this process creates (first instance only,
 // local clients only): the elevated process's own console is hidden.
-func runElevated(op string, o Options, what string, reasons []string) ([]string, error) {
+func runElevated(op string, o Options, what string, reasons []string, notify func(string)) ([]string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding sandgate's own path to relaunch it elevated: %w", err)
@@ -610,7 +631,7 @@ func runElevated(op string, o Options, what string, reasons []string) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(ElevationNotice, winsec.ElevationNotice(what, reasons))
+	notify(strings.TrimPrefix(winsec.ElevationNotice(what, reasons), "sandgate: "))
 
 	type report struct {
 		changes []string

@@ -5,11 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf16"
 
@@ -61,77 +57,25 @@ func DecodeLaunch(v string) (Launch, error) {
 	return l, nil
 }
 
-// ProxyRun describes the proxies of one proxy-enforced identity run.
-type ProxyRun struct {
-	HTTPPort, SOCKSPort uint16 // loopback ports sandgate serves the run on
-	User, Password      string // per-run proxy credentials
-	// AllowLocalBinding keeps the usual NO_PROXY (localhost, 127.0.0.1,
-	// ::1); otherwise NO_PROXY is set empty, because loopback here is the
-	// host's and local names must go through the policy too.
-	AllowLocalBinding bool
-	Executable        string // sandgate's path, for GIT_SSH_COMMAND ("" = not set)
-}
+// ProxyRun describes the proxies of one proxy-enforced identity run (see
+// proxyenv.CredentialedRun, which owns the variables).
+type ProxyRun = proxyenv.CredentialedRun
 
-// URLs returns the HTTP and SOCKS5 proxy URLs of the run, with the per-run
-// credentials in them: the sandbox user shares the host's loopback with
-// every other local user, so the proxy must know its client.
-func (p ProxyRun) URLs() (httpURL, socksURL string) {
-	ui := url.UserPassword(p.User, p.Password)
-	h := url.URL{Scheme: "http", User: ui, Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.HTTPPort)))}
-	s := url.URL{Scheme: "socks5h", User: ui, Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.SOCKSPort)))}
-	return h.String(), s.String()
-}
-
-// Variables carrying the SOCKS credentials to `sandgate socks-connect`.
+// Variables carrying the SOCKS credentials to `sandgate socks-connect`
+// (named by package proxyenv).
 const (
-	SOCKSUserEnv     = "SANDGATE_SOCKS_USER"
-	SOCKSPasswordEnv = "SANDGATE_SOCKS_PASSWORD"
+	SOCKSUserEnv     = proxyenv.SOCKSUserEnv
+	SOCKSPasswordEnv = proxyenv.SOCKSPasswordEnv
 )
 
-// noProxyNames are the NO_PROXY spellings ProxyEnv sets empty.
-var noProxyNames = []string{"NO_PROXY", "no_proxy", "npm_config_noproxy", "NPM_CONFIG_NOPROXY"}
-
-// ProxyEnv returns the environment of a proxy-enforced identity run: base
-// without any inherited proxy variable, plus sandgate's (package proxyenv)
-// with the credentials in the URLs (and in RSYNC_PROXY, SOCKSUserEnv and
-// SOCKSPasswordEnv), with NO_PROXY empty unless p.AllowLocalBinding. The result is in Windows
-// form (see WindowsEnv). It fails when a proxy port is zero or the
-// credentials are missing, and checks its own output: the loopback ports
-// named in it must be exactly the run's two ports.
+// ProxyEnv returns the environment of a proxy-enforced identity run,
+// proxyenv.WithCredentials(base, p), in Windows form (see WindowsEnv).
 func ProxyEnv(base []string, p ProxyRun) ([]string, error) {
-	if p.HTTPPort == 0 || p.SOCKSPort == 0 || p.HTTPPort == p.SOCKSPort {
-		return nil, fmt.Errorf("identity run needs two distinct proxy ports, got %d and %d", p.HTTPPort, p.SOCKSPort)
+	env, err := proxyenv.WithCredentials(base, p)
+	if err != nil {
+		return nil, err
 	}
-	if p.User == "" || p.Password == "" {
-		return nil, errors.New("identity run needs per-run proxy credentials")
-	}
-	h, s := p.URLs()
-	c := proxyenv.Config{HTTP: h, SOCKS: s, Executable: p.Executable}
-	if p.AllowLocalBinding {
-		c.NoProxy = proxyenv.DefaultNoProxy
-	}
-	vars := proxyenv.Vars(c)
-	for i, kv := range vars {
-		// rsync takes the credentials as user:password@host:port.
-		if strings.HasPrefix(kv, "RSYNC_PROXY=") {
-			u, _ := url.Parse(h)
-			vars[i] = "RSYNC_PROXY=" + u.User.String() + "@" + u.Host
-		}
-	}
-	// `sandgate socks-connect` (the ProxyCommand of GIT_SSH_COMMAND) reads these.
-	vars = append(vars, SOCKSUserEnv+"="+p.User, SOCKSPasswordEnv+"="+p.Password)
-	if !p.AllowLocalBinding {
-		for _, n := range noProxyNames {
-			vars = append(vars, n+"=")
-		}
-	}
-	env := WindowsEnv(proxyenv.Merge(base, vars))
-	got, problems := proxyenv.PortsFromEnv(env)
-	want := []uint16{min(p.HTTPPort, p.SOCKSPort), max(p.HTTPPort, p.SOCKSPort)}
-	if len(problems) > 0 || !slices.Equal(got, want) {
-		return nil, fmt.Errorf("internal error: the run's proxy environment names ports %v (%s), want %v", got, strings.Join(problems, "; "), want)
-	}
-	return env, nil
+	return WindowsEnv(env), nil
 }
 
 // NoNetworkEnv returns the environment of an identity run without network:

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sandgate/sandgate/policy"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -107,10 +109,12 @@ func parseCheckTarget(s string) (string, uint16, error) {
 	return host, 443, nil
 }
 
+// parsePort parses a port of a command-line target (see policy.ParsePort)
+// and says which ports there are when it is not one.
 func parsePort(p string) (uint16, error) {
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("invalid port %q (want 1-65535)", p)
+	n, err := policy.ParsePort(p)
+	if err != nil {
+		return 0, fmt.Errorf("%w (want 1-65535)", err)
 	}
-	return uint16(n), nil
+	return n, nil
 }

@@ -12,8 +12,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/sandgate/sandgate/sandbox"
 )
 
 // Exit statuses of sandgate itself (a command run by `sandgate run` returns its own).
@@ -43,8 +41,9 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
-	// When this process is the sandbox's first process, this runs it and exits.
-	sandbox.MaybeInit()
+	if code, ok := hiddenRole(os.Args); ok {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:]))
 }
 

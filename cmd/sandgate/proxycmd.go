@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -73,41 +72,23 @@ Listening on a non-loopback address is refused unless credentials are set
 				},
 			})
 			defer statsOnSignal(srv, os.Stderr)()
-			errc := make(chan error, 2)
-			serve := func(addr, proto string, fn func(net.Listener) error) error {
-				ln, err := net.Listen("tcp", addr)
-				if err != nil {
-					return &exitError{code: exitFailure, err: fmt.Errorf("listening for %s on %s: %w", proto, addr, err)}
-				}
-				fmt.Fprintf(os.Stderr, "sandgate: %s proxy listening on %s\n", proto, ln.Addr())
-				go func() { errc <- fn(ln) }()
-				return nil
+			httpLn, socksLn, err := listenPair(httpAddr, socksAddr)
+			if err != nil {
+				return err
 			}
-			if httpAddr != "" {
-				if err := serve(httpAddr, "HTTP", srv.ServeHTTP); err != nil {
-					return err
-				}
-			}
-			if socksAddr != "" {
-				if err := serve(socksAddr, "SOCKS5", srv.ServeSOCKS); err != nil {
-					_ = srv.Shutdown(context.Background())
-					return err
-				}
-			}
+			pair := srv.ServePair(httpLn, socksLn)
 			sigc := make(chan os.Signal, 1)
 			signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
 			defer signal.Stop(sigc)
-			var serveErr error
 			select {
 			case s := <-sigc:
 				fmt.Fprintf(os.Stderr, "sandgate: %v: draining connections (up to %v)\n", s, drain)
-			case serveErr = <-errc:
+			case <-pair.Failed():
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), drain)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-			if serveErr != nil {
-				return &exitError{code: exitFailure, err: fmt.Errorf("proxy stopped: %w", serveErr)}
+			_ = pair.Shutdown(drain)
+			var se *proxy.ServeError
+			if errors.As(pair.Err(), &se) {
+				return &exitError{code: exitFailure, err: fmt.Errorf("proxy stopped: %w", se.Err)}
 			}
 			return nil
 		},
@@ -121,6 +102,27 @@ Listening on a non-loopback address is refused unless credentials are set
 	fs.BoolVar(&openProxy, "allow-open-proxy", false, "allow listening on a non-loopback address without credentials")
 	fs.DurationVar(&drain, "drain-timeout", 10*time.Second, "how long to wait for open connections at shutdown")
 	return cmd
+}
+
+// listenPair listens on the HTTP and SOCKS5 addresses that are not "",
+// saying so on stderr.
+func listenPair(httpAddr, socksAddr string) (httpLn, socksLn net.Listener, err error) {
+	var lns [2]net.Listener
+	for i, l := range []struct{ addr, proto string }{{httpAddr, "HTTP"}, {socksAddr, "SOCKS5"}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			if lns[0] != nil {
+				lns[0].Close()
+			}
+			return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("listening for %s on %s: %w", l.proto, l.addr, err)}
+		}
+		fmt.Fprintf(os.Stderr, "sandgate: %s proxy listening on %s\n", l.proto, ln.Addr())
+		lns[i] = ln
+	}
+	return lns[0], lns[1], nil
 }
 
 // checkListenAddr refuses a listener that other hosts could reach unless it

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -86,6 +85,7 @@ executable; 127 CMD not found.`,
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
 				}
 			}
+			spec.Notify = notify
 			res, err := sandbox.Run(context.Background(), spec)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
@@ -118,6 +118,12 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
+}
+
+// notify prints one of sandgate's own messages to the user on sandgate's
+// stderr (Spec.Notify of every run, whatever --quiet says).
+func notify(msg string) {
+	fmt.Fprintf(os.Stderr, "sandgate: %s\n", msg)
 }
 
 // refusalLine is the one-line exit summary of refused connections, with the
@@ -159,5 +165,3 @@ func hintEntry(host string, port uint16) string {
 	}
 	return host + ":" + strconv.Itoa(int(port))
 }
-
-var _ = errors.New

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -53,7 +51,7 @@ allow_local_binding on.
 			// Flag, then environment, then what is installed, then defaults.
 			portsGiven, albGiven := fs.Changed("ports"), fs.Changed("allow-local-binding")
 			if portsGiven {
-				ps, err := parsePortList(ports)
+				ps, err := ruleplan.ParsePorts(ports)
 				if err != nil {
 					return usageErr("invalid --ports %q: %v", ports, err)
 				}
@@ -152,68 +150,5 @@ func describeOptions(o setup.Options) string {
 	if o.AllowLocalBinding {
 		alb = "on"
 	}
-	return fmt.Sprintf("proxy ports %s, allow_local_binding %s", formatPortList(ps), alb)
-}
-
-// parsePortList parses "47100-47115", "3128,1080" or a mix of both into
-// sorted, de-duplicated ports.
-func parsePortList(s string) ([]uint16, error) {
-	var out []uint16
-	seen := make(map[uint16]bool)
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			return nil, errors.New("empty entry")
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := parseSetupPort(lo)
-		if err != nil {
-			return nil, err
-		}
-		b := a
-		if isRange {
-			if b, err = parseSetupPort(hi); err != nil {
-				return nil, err
-			}
-			if b < a {
-				return nil, fmt.Errorf("range %s runs backwards", part)
-			}
-		}
-		for p := int(a); p <= int(b) && len(out) <= 1024; p++ {
-			if !seen[uint16(p)] {
-				seen[uint16(p)] = true
-				out = append(out, uint16(p))
-			}
-		}
-		if len(out) > 1024 {
-			return nil, errors.New("more than 1024 ports")
-		}
-	}
-	return ruleplan.NormalizePorts(out)
-}
-
-func parseSetupPort(s string) (uint16, error) {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%q is not a port (1-65535)", s)
-	}
-	return uint16(n), nil
-}
-
-// formatPortList writes sorted ports as ranges: "47100-47115", "1080,3128".
-func formatPortList(ps []uint16) string {
-	var parts []string
-	for i := 0; i < len(ps); {
-		j := i
-		for j+1 < len(ps) && ps[j+1] == ps[j]+1 {
-			j++
-		}
-		if j > i {
-			parts = append(parts, fmt.Sprintf("%d-%d", ps[i], ps[j]))
-		} else {
-			parts = append(parts, strconv.Itoa(int(ps[i])))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
+	return fmt.Sprintf("proxy ports %s, allow_local_binding %s", ruleplan.FormatPorts(ps), alb)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandgate/sandgate/internal/socks5"
+	"github.com/sandgate/sandgate/proxyenv"
 )
 
 // newSOCKSConnectCmd is the ssh ProxyCommand sandgate gives to commands it
@@ -27,7 +28,7 @@ func newSOCKSConnectCmd() *cobra.Command {
 			if err != nil {
 				return usageErr("%v", err)
 			}
-			conn, err := socksDial(args[0], args[1], port, os.Getenv("SANDGATE_SOCKS_USER"), os.Getenv("SANDGATE_SOCKS_PASSWORD"))
+			conn, err := socksDial(args[0], args[1], port, os.Getenv(proxyenv.SOCKSUserEnv), os.Getenv(proxyenv.SOCKSPasswordEnv))
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}

@@ -1,6 +1,0 @@
-// Package fwtest is test support for the firewall and setup packages: it
-// builds throwaway network namespaces (a "host" with its own loopback and a
-// veth link to a "remote", on documentation addresses) and probes, from a
-// child process running as a chosen uid inside a namespace, which
-// connections get through. It is used by tests only, and only on Linux.
-package fwtest

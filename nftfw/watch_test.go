@@ -1,0 +1,305 @@
+package nftfw
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+)
+
+// note builds an nftables notification of type typ for family, naming
+// table (no table attribute when table is "").
+func note(t testing.TB, typ, family uint8, table string) notification {
+	t.Helper()
+	var attrs []netlink.Attribute
+	if table != "" {
+		attrs = append(attrs, netlink.Attribute{Type: attrTable, Data: append([]byte(table), 0)})
+	}
+	attrs = append(attrs, netlink.Attribute{Type: 2, Data: []byte("output\x00")})
+	b, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return notification{typ: typ, data: append([]byte{family, 0, 0, 0}, b...)}
+}
+
+const (
+	msgNewTable, msgDelTable, msgNewRule, msgDelRule, msgNewSetElem = 0, 2, 6, 8, 12
+	familyIP                                                        = 2
+)
+
+func TestTouchesOurs(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		n    notification
+		want bool
+	}{
+		{"our table deleted", note(t, msgDelTable, familyINet, TableName), true},
+		{"our rule deleted", note(t, msgDelRule, familyINet, TableName), true},
+		{"our rule added", note(t, msgNewRule, familyINet, TableName), true},
+		{"our set's elements", note(t, msgNewSetElem, familyINet, TableName), true},
+		{"a table of the same name in family ip", note(t, msgDelTable, familyIP, TableName), false},
+		{"another inet table", note(t, msgNewRule, familyINet, "filter"), false},
+		{"a longer name", note(t, msgNewRule, familyINet, TableName+"2"), false},
+		{"the end of a transaction", note(t, msgNewGen, familyINet, TableName), false},
+		{"a trace", note(t, msgTrace, familyINet, TableName), false},
+		{"no table named", note(t, msgDelTable, familyINet, ""), true},
+		{"no header", notification{typ: msgDelTable, data: []byte{1, 0}}, true},
+		{"bad attributes", notification{typ: msgDelTable, data: []byte{1, 0, 0, 0, 9}}, true},
+	} {
+		if got := touchesOurs(c.n); got != c.want {
+			t.Errorf("%s: touchesOurs = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// FuzzTouchesOurs checks that any notification can be classified, and
+// that a well-formed one is ours exactly when it names inet "sandgate".
+func FuzzTouchesOurs(f *testing.F) {
+	f.Add(uint8(msgDelTable), uint8(familyINet), TableName, []byte{})
+	f.Add(uint8(msgNewRule), uint8(familyIP), "filter", []byte{4, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, typ, family uint8, table string, raw []byte) {
+		touchesOurs(notification{typ: typ, data: raw})
+		if table == "" || strings.ContainsRune(table, 0) || typ == msgNewGen || typ == msgTrace {
+			return
+		}
+		want := family == familyINet && table == TableName
+		if got := touchesOurs(note(t, typ, family, table)); got != want {
+			t.Fatalf("touchesOurs(type %d, family %d, table %q) = %v, want %v", typ, family, table, got, want)
+		}
+	})
+}
+
+// fakeEvents is an events source the test feeds by hand.
+type fakeEvents struct {
+	batches chan batch
+	closed  chan struct{}
+	once    sync.Once
+}
+
+type batch struct {
+	ns  []notification
+	err error
+}
+
+func newFakeEvents() *fakeEvents {
+	return &fakeEvents{batches: make(chan batch), closed: make(chan struct{})}
+}
+
+func (f *fakeEvents) receive() ([]notification, error) {
+	select {
+	case b := <-f.batches:
+		return b.ns, b.err
+	case <-f.closed:
+		return nil, errors.New("use of closed subscription")
+	}
+}
+
+func (f *fakeEvents) close() error {
+	f.once.Do(func() { close(f.closed) })
+	return nil
+}
+
+func (f *fakeEvents) isClosed() bool {
+	select {
+	case <-f.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// send hands b to the watch; when it returns, the watch has taken b.
+func (f *fakeEvents) send(t *testing.T, b batch) {
+	t.Helper()
+	select {
+	case f.batches <- b:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not take the next notifications")
+	}
+}
+
+// settle waits until the watch has dealt with everything sent before (it
+// takes the next batch only then), with a batch that is not about us.
+func (f *fakeEvents) settle(t *testing.T) {
+	t.Helper()
+	f.send(t, batch{ns: []notification{note(t, msgNewRule, familyINet, "filter")}})
+	f.send(t, batch{ns: []notification{note(t, msgNewRule, familyINet, "filter")}})
+}
+
+func TestWatchRefusesABrokenStart(t *testing.T) {
+	plan := mustPlan(t, proxyPorts, false)
+	ev := newFakeEvents()
+	_, err := watch(context.Background(), ev, &memBackend{}, plan, offUID, func(string) { t.Error("onBreak called") })
+	if !errors.Is(err, ErrDrift) || !strings.Contains(err.Error(), "is missing") || !ev.isClosed() {
+		t.Errorf("watch of a missing table = %v (closed %v), want ErrDrift and the subscription closed", err, ev.isClosed())
+	}
+	ev = newFakeEvents()
+	_, err = watch(context.Background(), ev, &memBackend{fail: errors.New("EPERM")}, plan, offUID, func(string) { t.Error("onBreak called") })
+	if err == nil || errors.Is(err, ErrDrift) || !strings.Contains(err.Error(), "EPERM") || !ev.isClosed() {
+		t.Errorf("watch that cannot read = %v (closed %v), want the read error and the subscription closed", err, ev.isClosed())
+	}
+}
+
+// TestWatch drives a watch through breaks, repairs and harmless changes.
+func TestWatch(t *testing.T) {
+	plan := mustPlan(t, proxyPorts, false)
+	b := &memBackend{}
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev := newFakeEvents()
+	reasons := make(chan string, 10)
+	stop, err := watch(context.Background(), ev, b, plan, offUID, func(r string) { reasons <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ours := batch{ns: []notification{note(t, msgDelRule, familyINet, TableName), note(t, msgNewGen, 0, "")}}
+	expect := func(what, want string) {
+		t.Helper()
+		ev.settle(t)
+		select {
+		case r := <-reasons:
+			if want == "" {
+				t.Errorf("%s: onBreak(%q), want no call", what, r)
+			} else if !strings.Contains(r, want) {
+				t.Errorf("%s: onBreak(%q), want %q", what, r, want)
+			}
+		default:
+			if want != "" {
+				t.Errorf("%s: no onBreak, want %q", what, want)
+			}
+		}
+	}
+
+	// Changes elsewhere are not even looked at.
+	reads := b.reads
+	ev.settle(t)
+	if b.reads != reads {
+		t.Errorf("changes to other tables read the table %d times", b.reads-reads)
+	}
+	// The same plan applied again: looked at, and fine.
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev.send(t, ours)
+	expect("identical re-apply", "")
+	if b.reads == reads {
+		t.Error("a change to the table was not looked at")
+	}
+	// A rule deleted: one call, however many changes follow while broken.
+	b.t.OutputRules = b.t.OutputRules[1:]
+	ev.send(t, ours)
+	expect("rule deleted", "sandgate's nftables rules changed: rule sandgate-offline-block-nonlocal is missing")
+	ev.send(t, ours)
+	expect("still broken", "")
+	// Repaired, then deleted: called again.
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev.send(t, ours)
+	expect("repaired", "")
+	if err := b.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	ev.send(t, ours)
+	expect("table deleted", "sandgate's nftables table (inet sandgate) was deleted")
+	// Lost notifications are a reason to look.
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev.send(t, ours)
+	expect("repaired again", "")
+	b.t.Ports = []uint16{47100}
+	ev.send(t, batch{err: errLost})
+	expect("lost notifications", "set proxy_ports holds ports [47100], expected [47100 47101]")
+	// A table that cannot be read counts as broken once reads keep failing.
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev.send(t, ours)
+	expect("repaired a third time", "")
+	b.fail = errors.New("netlink: dump interrupted")
+	ev.send(t, ours)
+	expect("unreadable", "cannot read the nftables table inet sandgate to check it: netlink: dump interrupted")
+	b.fail = nil
+
+	// After stop, nothing is called and the subscription is closed.
+	stop()
+	if !ev.isClosed() {
+		t.Error("stop left the subscription open")
+	}
+	select {
+	case r := <-reasons:
+		t.Errorf("onBreak(%q) after the last check", r)
+	default:
+	}
+	stop() // again: nothing
+}
+
+// TestWatchEnds checks the other ways a watch ends: its subscription
+// failing (reported, since nothing watches any more), its context ending,
+// and stop called from onBreak.
+func TestWatchEnds(t *testing.T) {
+	plan := mustPlan(t, proxyPorts, false)
+	start := func(ctx context.Context, onBreak func(string)) (*fakeEvents, *memBackend, func()) {
+		t.Helper()
+		b := &memBackend{}
+		if err := ApplyTo(b, plan, offUID); err != nil {
+			t.Fatal(err)
+		}
+		ev := newFakeEvents()
+		stop, err := watch(ctx, ev, b, plan, offUID, onBreak)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev, b, stop
+	}
+
+	reasons := make(chan string, 1)
+	ev, _, stop := start(context.Background(), func(r string) { reasons <- r })
+	ev.send(t, batch{err: errors.New("recvmsg: bad file descriptor")})
+	select {
+	case r := <-reasons:
+		if !strings.Contains(r, "watching the nftables table inet sandgate stopped: recvmsg: bad file descriptor") {
+			t.Errorf("onBreak(%q) for a failed subscription", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("a failed subscription was not reported")
+	}
+	stop()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ev, _, stop = start(ctx, func(r string) { t.Errorf("onBreak(%q) after the context ended", r) })
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ev.isClosed() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !ev.isClosed() {
+		t.Error("the end of the context did not end the watch")
+	}
+	stop()
+
+	var stopFromBreak func()
+	called := make(chan struct{})
+	ev, b, stopFromBreak := start(context.Background(), func(string) {
+		stopFromBreak()
+		close(called)
+	})
+	b.t = nil
+	ev.send(t, batch{err: errLost})
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stop called from onBreak did not return")
+	}
+	if !ev.isClosed() {
+		t.Error("stop from onBreak left the subscription open")
+	}
+}

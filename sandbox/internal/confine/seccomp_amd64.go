@@ -1,0 +1,17 @@
+//go:build linux && amd64
+
+package confine
+
+import "golang.org/x/sys/unix"
+
+// seccompABIs returns the system call ABIs of x86-64: the native one (with
+// the x32 bit refused) and i386 compat.
+func seccompABIs() ([]abiRules, error) {
+	return []abiRules{
+		{audit: unix.AUDIT_ARCH_X86_64, socket: unix.SYS_SOCKET, socketcall: -1,
+			ioUring: []uint32{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER},
+			x32Bit:  0x40000000},
+		// i386 numbers (arch/x86/entry/syscalls/syscall_32.tbl).
+		{audit: unix.AUDIT_ARCH_I386, socket: 359, socketcall: 102, ioUring: []uint32{425, 426, 427}},
+	}, nil
+}

@@ -1,0 +1,448 @@
+//go:build linux
+
+package initproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/proxyenv"
+	"github.com/sandgate/sandgate/sandbox/internal/confine"
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
+)
+
+// Main runs the init whose argv is args (see initproto.IsInit) and returns
+// its exit status: CMD's, 125 when the sandbox could not be set up, 126 or
+// 127 when CMD could not be executed.
+func Main(args []string) int {
+	// Every credential change below is per thread: the thread that starts
+	// CMD is this one, locked for the life of the process.
+	runtime.LockOSThread()
+	if err := dieWithParent(); err != nil {
+		if !errors.Is(err, errParentGone) {
+			report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: " + err.Error()})
+		}
+		return 125 // CMD never ran
+	}
+
+	// Nothing the init inherited besides stdio may reach CMD: not the
+	// status socket, not descriptors sandgate itself inherited.
+	if err := cloexecFrom(initproto.StatusFD); err != nil {
+		report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: marking inherited descriptors close-on-exec: " + err.Error()})
+		return 125
+	}
+	cfg, command, err := initproto.ParseArgs(args)
+	if err != nil {
+		report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: " + err.Error()})
+		return 125
+	}
+
+	// Signals that arrive from now on are forwarded once CMD runs.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, initproto.ForwardedSignals...)
+
+	pid, httpPort, socksPort, listeners, err := setupAndStart(cfg, command)
+	if err != nil {
+		var ee *execError
+		var se *setupError
+		switch {
+		case errors.Is(err, errParentGone):
+			return 125 // nobody is left to report to; CMD never ran
+		case errors.As(err, &ee):
+			report(initproto.Status{Kind: initproto.ExecError, Msg: ee.msg, Code: ee.code})
+			return ee.code
+		case errors.As(err, &se):
+			report(initproto.Status{Kind: initproto.SetupError, Msg: se.msg, Unavailable: se.unavailable})
+		default:
+			report(initproto.Status{Kind: initproto.SetupError, Msg: err.Error()})
+		}
+		return 125
+	}
+	report(initproto.Status{Kind: initproto.Started, HTTPPort: httpPort, SOCKSPort: socksPort}, listeners...)
+	for _, fd := range listeners {
+		unix.Close(fd)
+	}
+	unix.Close(initproto.StatusFD)
+
+	go func() {
+		for s := range sigs {
+			_ = unix.Kill(pid, s.(syscall.Signal))
+		}
+	}()
+	return reap(pid)
+}
+
+// The init dies with the sandgate process that started it, however that
+// process dies: sandgate starts it with a parent-death signal (SIGKILL),
+// whose delivery ends the init, and with it, as the PID namespace's init,
+// every process of the sandbox. The signal is armed on the thread that
+// starts CMD too (the thread that is the sandbox user in an identity run:
+// confine keeps it across that credential change, which clears it). If the
+// parent died before the signal was armed (when the init was forked, or
+// during the credential change), nothing will ever send it: the init then
+// checks that its parent is still there, and exits if not, before CMD
+// starts. In a new PID namespace getppid() says nothing (it is 0 for the
+// namespace's init); the status socket does: the parent holds its other
+// end until the init has exited.
+
+// errParentGone says that the parent that started the init has died.
+var errParentGone = errors.New("sandgate, which started this sandbox, is gone")
+
+// dieWithParent arms the calling thread's parent-death signal and checks
+// that the parent has not died already.
+func dieWithParent() error {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("arming the parent-death signal: %w", err)
+	}
+	return checkParent()
+}
+
+// checkParent returns errParentGone when the parent has exited.
+func checkParent() error { return peerGone(initproto.StatusFD) }
+
+// peerGone returns errParentGone when the other end of the socket fd is
+// closed (only the parent holds the status socket's other end, until it
+// exits).
+func peerGone(fd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("checking for the parent: %w", err)
+		}
+		if n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+			return errParentGone
+		}
+		return nil
+	}
+}
+
+// report sends the init's one report to the parent. When even that fails,
+// the init's stderr (CMD's) is the only way left to say what happened.
+func report(st initproto.Status, fds ...int) {
+	if err := initproto.Send(initproto.StatusFD, st, fds...); err != nil {
+		fmt.Fprintf(os.Stderr, "sandgate: sandbox init: %s (status: %v)\n", st.Msg, err)
+	}
+}
+
+// setupError is a failure to set the sandbox up; unavailable marks the ones
+// the kernel refused (permissions, missing features).
+type setupError struct {
+	msg         string
+	unavailable bool
+}
+
+func (e *setupError) Error() string { return e.msg }
+
+// setupErr is a setupError saying what failed (format, args) and why (err).
+func setupErr(err error, format string, args ...any) *setupError {
+	return asSetupError(fmt.Errorf(format+": %w", append(args, err)...))
+}
+
+// asSetupError is err as a setupError, unavailable when the kernel refused
+// (permissions, missing features).
+func asSetupError(err error) *setupError {
+	return &setupError{msg: err.Error(), unavailable: errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
+		errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, confine.ErrUnsupported)}
+}
+
+// execError is a failure to execute CMD (exit code 126 or 127).
+type execError struct {
+	code int
+	msg  string
+}
+
+func (e *execError) Error() string { return e.msg }
+
+// cloexecFrom marks every descriptor >= first close-on-exec.
+func cloexecFrom(first int) error {
+	err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// Kernels before 5.11: walk the descriptor table.
+	ents, rerr := os.ReadDir("/proc/self/fd")
+	if rerr != nil {
+		return fmt.Errorf("close_range: %w; listing /proc/self/fd: %w", err, rerr)
+	}
+	for _, e := range ents {
+		fd, cerr := strconv.Atoi(e.Name())
+		if cerr != nil || fd < first {
+			continue
+		}
+		if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); ferr != nil && ferr != unix.EBADF {
+			return fmt.Errorf("fcntl(%d, F_SETFD): %w", fd, ferr)
+		}
+	}
+	return nil
+}
+
+// reap waits for every child (PID 1 inherits orphans) and returns CMD's
+// status when CMD ends. The init's exit then makes the kernel kill whatever
+// else is left in the PID namespace.
+func reap(pid int) int {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// No children left at all: CMD is gone without us seeing it.
+			// The report went out long ago: stderr is all there is.
+			fmt.Fprintf(os.Stderr, "sandgate: sandbox init: wait: %v\n", err)
+			return 125
+		}
+		if got != pid {
+			continue
+		}
+		switch {
+		case ws.Exited():
+			return ws.ExitStatus()
+		case ws.Signaled():
+			return 128 + int(ws.Signal())
+		}
+	}
+}
+
+// setupAndStart prepares the namespaces, locks this thread down and starts
+// CMD from it. It returns CMD's pid and, with NetworkProxy, the listening
+// sockets (HTTP, SOCKS5) to hand to the parent.
+func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPort int, listeners []int, err error) {
+	if cfg.Identity != nil {
+		pid, err = setupAndStartIdentity(cfg, args)
+		return pid, 0, 0, nil, err
+	}
+	// Mounts made here must never propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")
+	}
+	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return 0, 0, 0, nil, setupErr(err, "mounting /proc for the sandbox's PID namespace (is /proc partly masked, e.g. inside a container?)")
+	}
+	if cfg.Network != initproto.NetFull {
+		if err := LoopbackUp(); err != nil {
+			return 0, 0, 0, nil, setupErr(err, "bringing up the sandbox's loopback interface")
+		}
+	}
+	env := os.Environ()
+	switch cfg.Network {
+	case initproto.NetProxy:
+		var hfd, sfd int
+		if hfd, httpPort, err = listenLoopback(); err != nil {
+			return 0, 0, 0, nil, setupErr(err, "creating the proxy's HTTP listener in the sandbox")
+		}
+		if sfd, socksPort, err = listenLoopback(); err != nil {
+			unix.Close(hfd)
+			return 0, 0, 0, nil, setupErr(err, "creating the proxy's SOCKS5 listener in the sandbox")
+		}
+		listeners = []int{hfd, sfd}
+		env = proxyenv.Merge(env, proxyenv.Vars(proxyenv.Config{
+			HTTP:       "http://127.0.0.1:" + strconv.Itoa(httpPort),
+			SOCKS:      "socks5h://127.0.0.1:" + strconv.Itoa(socksPort),
+			NoProxy:    proxyenv.DefaultNoProxy,
+			Executable: cfg.Executable,
+		}))
+	case initproto.NetNone:
+		env = proxyenv.Merge(env, nil)
+	}
+	fail := func(err error) (int, int, int, []int, error) {
+		for _, fd := range listeners {
+			unix.Close(fd)
+		}
+		return 0, 0, 0, nil, err
+	}
+	if cfg.Dir != "" {
+		if fi, err := os.Stat(cfg.Dir); err != nil {
+			return fail(&setupError{msg: "working directory: " + err.Error()})
+		} else if !fi.IsDir() {
+			return fail(&setupError{msg: "working directory " + cfg.Dir + " is not a directory"})
+		}
+	}
+	path, err := lookPath(args[0], env, cfg.Dir)
+	if err != nil {
+		return fail(err)
+	}
+	// CMD must not be able to inspect or ptrace the init.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fail(setupErr(err, "making the sandbox init non-dumpable"))
+	}
+	if err := lockDown(cfg.AllowUnix, nil); err != nil {
+		return fail(err)
+	}
+	pid, err = startCommand(path, args, env, cfg.Dir, cfg.PTY)
+	if err != nil {
+		return fail(err)
+	}
+	return pid, httpPort, socksPort, listeners, nil
+}
+
+// startCommand forks and executes CMD from the calling (locked, locked-down)
+// thread with stdio as fds 0-2, in its own session on the terminal when pty.
+// It uses syscall.ForkExec rather than os.StartProcess: the init reaps with
+// wait4 itself, and os would first probe the kernel for pidfd support by
+// forking a throwaway child, which costs the start path a whole fork.
+func startCommand(path string, args, env []string, dir string, pty bool) (int, error) {
+	attr := &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{},
+	}
+	if pty {
+		attr.Sys.Setsid = true
+		attr.Sys.Setctty = true
+		attr.Sys.Ctty = 0
+	}
+	pid, err := syscall.ForkExec(path, args, attr)
+	if err != nil {
+		return 0, execFailure(args[0], path, dir, err)
+	}
+	return pid, nil
+}
+
+// LoopbackUp sets IFF_UP on lo of the calling thread's network namespace,
+// which gives it 127.0.0.1/8 and ::1.
+func LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCSIFFLAGS: %w", err)
+	}
+	return nil
+}
+
+// listenLoopback returns a TCP socket listening on 127.0.0.1 at a free port.
+func listenLoopback() (fd, port int, err error) {
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, fmt.Errorf("socket: %w", err)
+	}
+	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("bind 127.0.0.1:0: %w", err)
+	}
+	if err = unix.Listen(fd, unix.SOMAXCONN); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("listen: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("getsockname: %w", err)
+	}
+	return fd, sa.(*unix.SockaddrInet4).Port, nil
+}
+
+// lockDown locks the calling thread down (confine.LockDown), as the
+// identity backend's sandbox user when id is set.
+func lockDown(allowUnix bool, id *initproto.Identity) error {
+	o := confine.Options{AllowUnixSockets: allowUnix}
+	if id != nil {
+		o.User = &confine.User{UID: id.UID, GID: id.GID, Name: id.User, Group: id.Group}
+	}
+	if err := confine.LockDown(o); err != nil {
+		return asSetupError(err)
+	}
+	// A uid change cleared the parent-death signal until confine armed it
+	// again: the parent may have died in between.
+	return checkParent()
+}
+
+// defaultPath is used when the command's environment has no PATH (as execvp).
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+// lookPath finds file the way a shell does, in the PATH of env; relative
+// entries are taken relative to dir (CMD's working directory). A file that
+// exists but is not executable gives exit code 126; nothing found, 127.
+func lookPath(file string, env []string, dir string) (string, error) {
+	if file == "" {
+		return "", &execError{code: 127, msg: "empty command name"}
+	}
+	if strings.Contains(file, "/") {
+		return file, nil // execve decides
+	}
+	pathEnv, havePath := "", false
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
+			pathEnv, havePath = v, true
+			break
+		}
+	}
+	if !havePath {
+		pathEnv = defaultPath
+	}
+	var notExec string
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		cand := filepath.Join(d, file)
+		if !filepath.IsAbs(d) {
+			cand = "./" + cand
+		}
+		check := cand
+		if dir != "" && !filepath.IsAbs(cand) {
+			check = filepath.Join(dir, cand)
+		}
+		fi, err := os.Stat(check)
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		if fi.Mode()&0o111 != 0 && unix.Faccessat(unix.AT_FDCWD, check, unix.X_OK, unix.AT_EACCESS) == nil {
+			return cand, nil
+		}
+		if notExec == "" {
+			notExec = cand
+		}
+	}
+	if notExec != "" {
+		return "", &execError{code: 126, msg: fmt.Sprintf("%s: permission denied (%s is not executable)", file, notExec)}
+	}
+	return "", &execError{code: 127, msg: fmt.Sprintf("%s: command not found", file)}
+}
+
+// execFailure maps an execve failure to exit code 126 or 127: 127 when the
+// file does not exist, 126 for every other failure (not executable, a
+// directory, a missing script interpreter, ...).
+func execFailure(name, path, dir string, err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return &execError{code: 126, msg: fmt.Sprintf("%s: %v", name, err)}
+	}
+	if errno == unix.ENOENT {
+		check := path
+		if dir != "" && !filepath.IsAbs(path) {
+			check = filepath.Join(dir, path)
+		}
+		if _, serr := os.Stat(check); serr == nil {
+			return &execError{code: 126, msg: fmt.Sprintf("%s: bad interpreter or missing loader: %v", name, errno)}
+		}
+		return &execError{code: 127, msg: fmt.Sprintf("%s: no such file or directory", name)}
+	}
+	return &execError{code: 126, msg: fmt.Sprintf("%s: %v", name, errno)}
+}

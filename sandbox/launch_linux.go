@@ -1,0 +1,288 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
+)
+
+// initSandbox is a Linux sandbox: sandgate re-executed as the init (package
+// initproc) of new namespaces, reporting on a socket pair. Both Linux
+// backends run this way; they differ in the init's namespaces, credentials
+// and configuration, and in whether the init makes the proxy's listeners.
+type initSandbox struct {
+	backend Backend          // BackendNetns or BackendIdentity: how failures read
+	exe     string           // the binary re-executed as the init
+	command []string         // CMD and its arguments
+	cfg     initproto.Config // PTY is filled in by start
+	env     []string         // the init's environment
+	// attr holds the namespaces and credentials of the init; start adds
+	// Pdeathsig and Setpgid.
+	attr syscall.SysProcAttr
+	// initListens says that the init makes the proxy's listeners and
+	// passes them with its report (netns with NetworkProxy).
+	initListens bool
+
+	cmd     *exec.Cmd
+	term    *terminal
+	statusR *os.File
+	exited  chan struct{}
+	waitErr error
+}
+
+// start starts the init on a locked thread (Pdeathsig fires when the thread
+// that started the child ends: start and wait on one locked thread so that
+// only sandgate's own death triggers it).
+func (b *initSandbox) start(st streams) (<-chan startReport, error) {
+	// The init reports on a socket pair, with the proxy's listeners attached.
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	if err := unix.SetNonblock(sp[0], true); err != nil {
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	b.statusR = os.NewFile(uintptr(sp[0]), "sandbox-status")
+	statusW := os.NewFile(uintptr(sp[1]), "sandbox-status-init")
+	defer statusW.Close()
+	if err := b.prepare(st, statusW); err != nil {
+		b.abandon()
+		return nil, err
+	}
+	started := make(chan error, 1)
+	b.exited = make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := b.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		b.waitErr = b.cmd.Wait()
+		close(b.exited)
+	}()
+	if err := <-started; err != nil {
+		b.abandon()
+		return nil, b.startError(err)
+	}
+	statusW.Close()
+	// The command must not be able to ptrace or read the memory of the
+	// process that holds the proxy (same uid on the host). Not before the
+	// start: a non-dumpable parent forks a non-dumpable child whose uid_map
+	// an unprivileged parent may not write. The command itself starts only
+	// after the init's own setup, later than this.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+		b.abandon()
+		return nil, fmt.Errorf("marking sandgate non-dumpable: %w", err)
+	}
+	if b.term != nil {
+		b.term.start()
+	}
+	reports := make(chan startReport, 1)
+	go func() { reports <- b.report(initproto.Recv(b.statusR)) }()
+	return reports, nil
+}
+
+// prepare makes the init's command: its streams (a pseudo-terminal of its
+// own when stdin is a terminal), the status socket and its argv.
+func (b *initSandbox) prepare(st streams, statusW *os.File) error {
+	attr := b.attr
+	attr.Pdeathsig = syscall.SIGKILL
+	// Its own process group: terminal signals reach the command once,
+	// through sandgate, not also directly.
+	attr.Setpgid = true
+	b.cmd = &exec.Cmd{
+		Path:        b.exe,
+		Env:         b.env,
+		Stdin:       st.in,
+		Stdout:      st.out,
+		Stderr:      st.err,
+		ExtraFiles:  []*os.File{statusW},
+		SysProcAttr: &attr,
+	}
+	if f, ok := st.in.(*os.File); ok && isTerminal(f) {
+		if err := b.openTerminal(f, st); err != nil {
+			return fmt.Errorf("setting up the terminal: %w", err)
+		}
+	}
+	args, err := initproto.Args(b.cfg, b.command)
+	if err != nil {
+		return err
+	}
+	b.cmd.Args = args
+	return nil
+}
+
+// openTerminal gives the init a new pseudo-terminal for every stream that
+// is a terminal, relayed to the user's.
+func (b *initSandbox) openTerminal(in *os.File, st streams) error {
+	outTerm, errTerm := isTerminalWriter(st.out), isTerminalWriter(st.err)
+	var relay io.Writer = io.Discard
+	switch {
+	case outTerm:
+		relay = st.out
+	case errTerm:
+		relay = st.err
+	}
+	term, err := newTerminal(in, relay)
+	if err != nil {
+		return err
+	}
+	b.term = term
+	b.cfg.PTY = true
+	b.cmd.Stdin = term.slave
+	if outTerm {
+		b.cmd.Stdout = term.slave
+	}
+	if errTerm {
+		b.cmd.Stderr = term.slave
+	}
+	return nil
+}
+
+// abandon undoes prepare when the init does not run.
+func (b *initSandbox) abandon() {
+	if b.term != nil {
+		b.term.stop(0)
+		b.term = nil
+	}
+	b.statusR.Close()
+}
+
+// startError says why the init could not be started. For the netns
+// backend, the kernel refusing the namespaces is a notStartedError (auto
+// may then try the identity backend).
+func (b *initSandbox) startError(err error) error {
+	if b.backend == BackendNetns && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) ||
+		errors.Is(err, unix.EUSERS) || errors.Is(err, unix.EACCES) && fileExecutable(b.exe)) {
+		return &notStartedError{unavailable("cannot create the sandbox's namespaces", err)}
+	}
+	return fmt.Errorf("starting the sandbox init (%s): %w", b.exe, err)
+}
+
+// report turns the init's status (see initproto.Recv) into a startReport.
+func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err error) startReport {
+	switch {
+	case err != nil:
+		return startReport{err: err}
+	case !ok:
+		return startReport{} // the init died before reporting; its exit status tells more
+	case st.Kind == initproto.Started:
+		if !b.initListens {
+			initproto.CloseAll(files)
+			return startReport{started: true}
+		}
+		if len(files) != 2 {
+			initproto.CloseAll(files)
+			return startReport{started: true, err: fmt.Errorf("the init passed %d listeners, want 2", len(files))}
+		}
+		lns, err := fileListeners(files)
+		if err != nil {
+			return startReport{started: true, err: fmt.Errorf("using the proxy listener from the sandbox: %w", err)}
+		}
+		return startReport{started: true, listeners: lns}
+	case st.Kind == initproto.ExecError:
+		initproto.CloseAll(files)
+		return startReport{started: true, execMsg: st.Msg}
+	}
+	initproto.CloseAll(files)
+	switch {
+	case st.Unavailable && b.backend == BackendNetns:
+		return startReport{err: unavailable("setting up the sandbox", errors.New(st.Msg)), notStarted: true}
+	case st.Unavailable:
+		return startReport{err: &UnavailableError{Reason: "setting up the sandbox: " + st.Msg}}
+	}
+	return startReport{err: errors.New("setting up the sandbox: " + st.Msg)}
+}
+
+// fileListeners makes listeners of the init's listening sockets, closing
+// the files.
+func fileListeners(files []*os.File) ([]net.Listener, error) {
+	var lns []net.Listener
+	var first error
+	for _, f := range files {
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		lns = append(lns, ln)
+	}
+	if first != nil {
+		closeListeners(lns)
+		return nil, first
+	}
+	return lns, nil
+}
+
+func (b *initSandbox) done() <-chan struct{} { return b.exited }
+
+func (b *initSandbox) signals() []os.Signal { return initproto.ForwardedSignals }
+
+// forward passes a signal to the init, which passes it to CMD; a window
+// size change is copied to CMD's terminal instead (the kernel signals the
+// pty's foreground group).
+func (b *initSandbox) forward(s os.Signal) {
+	if s == unix.SIGWINCH && b.term != nil {
+		b.term.resize()
+		return
+	}
+	_ = b.cmd.Process.Signal(s)
+}
+
+// kill kills the init, and with it the whole PID namespace.
+func (b *initSandbox) kill() { _ = b.cmd.Process.Kill() }
+
+// exitStatus is the init's exit status, which is CMD's (128+N for a
+// signal).
+func (b *initSandbox) exitStatus() (int, error) {
+	ps := b.cmd.ProcessState
+	if ps == nil {
+		return 0, fmt.Errorf("waiting for the sandbox: %w", b.waitErr)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ps.ExitCode(), nil
+}
+
+// finish waits for the terminal's last output and restores the terminal.
+func (b *initSandbox) finish(grace time.Duration) {
+	if b.term != nil {
+		b.term.stop(grace)
+	}
+	b.statusR.Close()
+}
+
+// isTerminalWriter reports whether w is a terminal *os.File.
+func isTerminalWriter(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isTerminal(f)
+}
+
+// fileExecutable reports whether path is an executable regular file (so an
+// EACCES starting it came from the namespaces, not the file).
+func fileExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && unix.Access(path, unix.X_OK) == nil
+}

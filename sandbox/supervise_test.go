@@ -1,0 +1,262 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeSandbox is a sandboxProcess that runs nothing: the test says what it
+// reports, when it ends and with what status.
+type fakeSandbox struct {
+	report   startReport
+	startErr error
+	code     int
+	exitErr  error
+
+	mu       sync.Mutex
+	end      chan struct{} // closed when the sandbox ends (by the test or by kill)
+	ended    bool
+	kills    int
+	finished bool
+	io       streams
+}
+
+func newFake(r startReport, code int) *fakeSandbox {
+	return &fakeSandbox{report: r, code: code, end: make(chan struct{})}
+}
+
+func (f *fakeSandbox) start(st streams) (<-chan startReport, error) {
+	if f.startErr != nil {
+		return nil, f.startErr
+	}
+	f.io = st
+	ch := make(chan startReport, 1)
+	ch <- f.report
+	return ch, nil
+}
+
+func (f *fakeSandbox) done() <-chan struct{} { return f.end }
+func (f *fakeSandbox) signals() []os.Signal  { return nil }
+func (f *fakeSandbox) forward(os.Signal)     {}
+
+// exit ends the sandbox as CMD's exit would.
+func (f *fakeSandbox) exit() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ended {
+		f.ended = true
+		close(f.end)
+	}
+}
+
+func (f *fakeSandbox) kill() {
+	f.mu.Lock()
+	f.kills++
+	f.mu.Unlock()
+	f.exit()
+}
+
+func (f *fakeSandbox) exitStatus() (int, error) { return f.code, f.exitErr }
+func (f *fakeSandbox) finish(time.Duration)     { f.finished = true }
+
+// loopbackPair listens on two loopback ports.
+func loopbackPair(t *testing.T) []net.Listener {
+	t.Helper()
+	var lns []net.Listener
+	for i := 0; i < 2; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		lns = append(lns, ln)
+	}
+	return lns
+}
+
+// accepts reports whether something accepts connections at addr.
+func accepts(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func TestSuperviseExitStatus(t *testing.T) {
+	f := newFake(startReport{started: true}, 3)
+	f.exit()
+	res, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, proxyPlan{})
+	if err != nil || res.ExitCode != 3 || res.ProxyErr != nil {
+		t.Fatalf("supervise = %+v, %v; want exit 3", res, err)
+	}
+	if !f.finished || f.kills != 0 {
+		t.Errorf("finished %v, kills %d; want finished, never killed", f.finished, f.kills)
+	}
+	if f.io.in != os.Stdin || f.io.out != os.Stdout || f.io.err != os.Stderr {
+		t.Error("unset streams are not the process's own")
+	}
+}
+
+// TestSuperviseServesPlannedListeners: listeners made before the sandbox
+// are served once it has started, and closed at the end.
+func TestSuperviseServesPlannedListeners(t *testing.T) {
+	lns := loopbackPair(t)
+	f := newFake(startReport{started: true}, 0)
+	done := make(chan error, 1)
+	go func() {
+		_, err := supervise(context.Background(), Spec{Network: NetworkProxy, Stdin: strings.NewReader("")}, f, proxyPlan{listeners: lns})
+		done <- err
+	}()
+	c, err := net.DialTimeout("tcp", lns[1].Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte{5, 1, 0})
+	var sel [2]byte
+	if _, err := io.ReadFull(c, sel[:]); err != nil || sel != [2]byte{5, 0} {
+		t.Errorf("the SOCKS5 listener does not serve SOCKS5: %v %v", sel, err)
+	}
+	c.Close()
+	f.exit()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, ln := range lns {
+		if accepts(ln.Addr().String()) {
+			t.Errorf("listener %s still accepts after the run", ln.Addr())
+		}
+	}
+}
+
+// TestSuperviseProxyFailure: a listener that stops serving during the run
+// is reported in Result.ProxyErr and logged; the run goes on.
+func TestSuperviseProxyFailure(t *testing.T) {
+	lns := loopbackPair(t)
+	f := newFake(startReport{started: true, listeners: lns}, 0)
+	var mu sync.Mutex
+	var logged []string
+	spec := Spec{Network: NetworkProxy, Logf: func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, format)
+	}}
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := supervise(context.Background(), spec, f, proxyPlan{})
+		done <- res
+	}()
+	time.Sleep(50 * time.Millisecond)
+	lns[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for accepts(lns[1].Addr().String()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the SOCKS5 listener was not closed after the HTTP one failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.exit()
+	res := <-done
+	if res.ProxyErr == nil || !strings.HasPrefix(res.ProxyErr.Error(), "HTTP proxy: ") || !errors.Is(res.ProxyErr, net.ErrClosed) {
+		t.Errorf("ProxyErr = %v, want the HTTP listener's failure", res.ProxyErr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The probe connections above are logged by the proxy itself
+	// ("proxy: SOCKS client ..."); the supervisor's own lines are the
+	// sandbox's, and exactly one of them must be about the failure.
+	var own []string
+	for _, l := range logged {
+		if strings.HasPrefix(l, "sandbox: ") {
+			own = append(own, l)
+		}
+	}
+	if len(own) != 1 || !strings.Contains(own[0], "closing the sandbox's proxy listeners") {
+		t.Errorf("logged %q, want one line of the sandbox's about the proxy", logged)
+	}
+}
+
+func TestSuperviseCancel(t *testing.T) {
+	f := newFake(startReport{started: true}, 137)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := supervise(ctx, Spec{Network: NetworkNone}, f, proxyPlan{})
+	if !errors.Is(err, context.DeadlineExceeded) || f.kills != 1 {
+		t.Fatalf("err %v, kills %d; want DeadlineExceeded after one kill", err, f.kills)
+	}
+}
+
+// TestSuperviseFailedReport: a sandbox that reports a failure is killed;
+// a failure from before CMD could run is marked for BackendAuto.
+func TestSuperviseFailedReport(t *testing.T) {
+	for _, notStarted := range []bool{false, true} {
+		lns := loopbackPair(t)
+		f := newFake(startReport{err: errors.New("setting up the sandbox: no"), notStarted: notStarted}, 125)
+		_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, proxyPlan{listeners: lns})
+		var ns *notStartedError
+		if err == nil || !strings.Contains(err.Error(), "setting up the sandbox: no") || errors.As(err, &ns) != notStarted {
+			t.Errorf("notStarted %v: err %v", notStarted, err)
+		}
+		if f.kills != 1 {
+			t.Errorf("notStarted %v: %d kills, want 1", notStarted, f.kills)
+		}
+		if accepts(lns[0].Addr().String()) {
+			t.Errorf("notStarted %v: the planned listeners were not closed", notStarted)
+		}
+	}
+}
+
+// TestSuperviseNeverStarted: a sandbox that ends without starting CMD is a
+// failure of sandgate's, even without a report saying why.
+func TestSuperviseNeverStarted(t *testing.T) {
+	f := newFake(startReport{}, 125)
+	f.exit()
+	_, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, proxyPlan{})
+	if err == nil || !strings.Contains(err.Error(), "exited (status 125) before starting the command") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestSuperviseStartError: a sandbox that cannot start leaves nothing
+// open.
+func TestSuperviseStartError(t *testing.T) {
+	lns := loopbackPair(t)
+	f := newFake(startReport{}, 0)
+	f.startErr = errors.New("no sandbox today")
+	if _, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, proxyPlan{listeners: lns}); err != f.startErr {
+		t.Fatalf("err = %v, want the start error", err)
+	}
+	if accepts(lns[0].Addr().String()) || accepts(lns[1].Addr().String()) {
+		t.Error("the planned listeners are still open")
+	}
+}
+
+// TestSuperviseExecMessage: why CMD could not be executed is sandgate's
+// own message, given once the sandbox is gone.
+func TestSuperviseExecMessage(t *testing.T) {
+	f := newFake(startReport{started: true, execMsg: "nope: command not found"}, 127)
+	f.exit()
+	var stderr bytes.Buffer
+	var msgs []string
+	spec := Spec{Network: NetworkNone, Stderr: &stderr, Notify: func(m string) { msgs = append(msgs, m) }}
+	res, err := supervise(context.Background(), spec, f, proxyPlan{})
+	if err != nil || res.ExitCode != 127 {
+		t.Fatalf("supervise = %+v, %v", res, err)
+	}
+	if len(msgs) != 1 || msgs[0] != "nope: command not found" {
+		t.Errorf("messages %q, want the exec failure once", msgs)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("sandgate's message went to CMD's stderr: %q", stderr.String())
+	}
+}
