@@ -272,13 +272,14 @@ func FormatSummary(refusals []Refusal) string {
 
 // Reason codes the proxy uses in events besides the policy's own codes.
 const (
-	ReasonBadRequest  = "bad-request"    // the request named a target but was malformed
-	ReasonAuthFailed  = "auth-failed"    // proxy credentials missing or wrong
-	ReasonDialFailed  = "dial-failed"    // allowed, but the connection failed
-	ReasonDialTimeout = "dial-timeout"   // allowed, but the connection timed out
-	ReasonUpstream    = "upstream-error" // allowed, but the exchange with the target failed
-	ReasonClientGone  = "client-gone"    // allowed, but the client left before the connection was made
-	ReasonShutdown    = "shutdown"       // allowed, but the proxy was shutting down
+	ReasonBadRequest      = "bad-request"      // the request named a target but was malformed
+	ReasonAuthFailed      = "auth-failed"      // proxy credentials missing or wrong
+	ReasonDialFailed      = "dial-failed"      // allowed, but the connection failed
+	ReasonDialTimeout     = "dial-timeout"     // allowed, but the connection timed out
+	ReasonUpstream        = "upstream-error"   // allowed, but the exchange with the target failed
+	ReasonUpstreamTimeout = "upstream-timeout" // allowed, but the target did not answer (or go on answering) in time
+	ReasonClientGone      = "client-gone"      // allowed, but the client left before the connection was made
+	ReasonShutdown        = "shutdown"         // allowed, but the proxy was shutting down
 )
 
 // ReasonPhrase returns a short human phrase for a reason code, such as
@@ -308,6 +309,8 @@ func ReasonPhrase(reason string) string {
 		return "connection timed out"
 	case ReasonUpstream:
 		return "upstream error"
+	case ReasonUpstreamTimeout:
+		return "upstream timed out"
 	case ReasonClientGone:
 		return "client went away"
 	case ReasonShutdown:

@@ -319,6 +319,7 @@ func TestReasonPhrase(t *testing.T) {
 		"address-class:local-address":  "an address of this host",
 		"address-class:denied-address": "denied resolved address",
 		"dial-failed":                  "connection failed",
+		"upstream-timeout":             "upstream timed out",
 		"":                             "",
 	}
 	for in, want := range tests {

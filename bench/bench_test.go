@@ -58,3 +58,43 @@ func TestLimitOf(t *testing.T) {
 		t.Errorf("ordinary error reported as limit %q", l)
 	}
 }
+
+func TestIntList(t *testing.T) {
+	var l intList
+	if err := l.Set("20000, 4096"); err != nil || len(l) != 2 || l[0] != 20000 || l[1] != 4096 || l.String() != "20000,4096" {
+		t.Errorf("Set = %v, %v (%q)", l, err, l.String())
+	}
+	for _, in := range []string{"", "0", "1,x", "-5"} {
+		if err := l.Set(in); err == nil {
+			t.Errorf("Set(%q) accepted", in)
+		}
+	}
+}
+
+func TestNotGrown(t *testing.T) {
+	snap := func(fds, gor int, rss int64) soakSnap {
+		return soakSnap{fds: fdCounts{Total: fds}, goroutines: gor, rssKiB: rss}
+	}
+	base := snap(11, 5, 8<<10)
+	first := snap(11, 5, 90<<10)
+	tests := []struct {
+		name  string
+		after soakSnap
+		first soakSnap
+		want  bool
+	}{
+		{"back to base after the first wave", snap(12, 6, 90<<10), soakSnap{}, true},
+		{"descriptors left behind", snap(11+soakSlackFDs+1, 5, 90<<10), soakSnap{}, false},
+		{"goroutines left behind", snap(11, 5+soakSlackGoroutines+1, 90<<10), soakSnap{}, false},
+		{"a later wave like the first", snap(11, 5, 94<<10), first, true},
+		{"a later wave that grew in RSS", snap(11, 5, 130<<10), first, false},
+	}
+	for _, tt := range tests {
+		if got := notGrown(base, tt.after, tt.first); got != tt.want {
+			t.Errorf("%s: notGrown = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if failLabel("MISS") != "FAIL" || failLabel("PASS") != "PASS" {
+		t.Error("failLabel")
+	}
+}

@@ -83,7 +83,7 @@ func connectTunnel(c net.Conn, target string, timeout time.Duration) error {
 						detail = " (" + strings.TrimSpace(h) + ")"
 					}
 				}
-				return fmt.Errorf("proxy refused CONNECT %s: %q%s", target, status, detail)
+				return &refusedError{target: target, status: status, detail: detail}
 			}
 			if i+4 != n {
 				return fmt.Errorf("proxy sent %d unexpected bytes after its CONNECT answer", n-i-4)
@@ -101,6 +101,18 @@ func connectTunnel(c net.Conn, target string, timeout time.Duration) error {
 		}
 	}
 }
+
+// refusedError is a proxy's answer other than 200 to CONNECT.
+type refusedError struct {
+	target, status, detail string
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("proxy refused CONNECT %s: %q%s", e.target, e.status, e.detail)
+}
+
+// busy reports whether the proxy said it has too many connections (503).
+func (e *refusedError) busy() bool { return len(e.status) >= 12 && e.status[9:12] == "503" }
 
 // result is one measurement; the client helper prints it as JSON.
 type result struct {
@@ -366,23 +378,16 @@ func clientChildMain(args []string) int {
 	}
 	d := dialer{target: *targetAddr, timeout: 10 * time.Second}
 	if *proxyArg != "" {
-		raw := *proxyArg
-		if raw == "env" {
-			raw = os.Getenv("HTTP_PROXY")
-			if raw == "" {
-				raw = os.Getenv("http_proxy")
-			}
-			if raw == "" {
-				fmt.Fprintln(os.Stderr, "bench _client: -proxy env but neither HTTP_PROXY nor http_proxy is set")
-				return 2
-			}
+		var err error
+		if *proxyArg == "env" {
+			d.proxy, err = proxyFromEnv()
+		} else {
+			d.proxy, err = proxyHost(*proxyArg)
 		}
-		u, err := url.Parse(raw)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
-			fmt.Fprintf(os.Stderr, "bench _client: proxy %q is not an http://host:port URL\n", raw)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench _client: %v\n", err)
 			return 2
 		}
-		d.proxy = u.Host
 	}
 	var r result
 	switch *test {
@@ -403,6 +408,28 @@ func clientChildMain(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// proxyFromEnv returns host:port of $HTTP_PROXY (or $http_proxy), as
+// `sandgate run` sets it.
+func proxyFromEnv() (string, error) {
+	raw := os.Getenv("HTTP_PROXY")
+	if raw == "" {
+		raw = os.Getenv("http_proxy")
+	}
+	if raw == "" {
+		return "", errors.New("neither HTTP_PROXY nor http_proxy is set")
+	}
+	return proxyHost(raw)
+}
+
+// proxyHost returns host:port of an http://host:port proxy URL.
+func proxyHost(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("proxy %q is not an http://host:port URL", raw)
+	}
+	return u.Host, nil
 }
 
 // runContext is a bounded context for helper processes.

@@ -38,6 +38,13 @@ type config struct {
 	idleStacks    string
 	keep          bool
 	verbose       bool
+
+	soakTunnels int
+	soakWaves   int
+	soakConc    int
+	soakRuns    int
+	soakLimits  intList
+	soakTimeout time.Duration
 }
 
 func main() {
@@ -56,6 +63,10 @@ func hiddenMain(mode string, args []string) int {
 		return proxyChildMain(args)
 	case "_client":
 		return clientChildMain(args)
+	case "_chain":
+		return chainMain(args)
+	case "_nofile":
+		return noFileMain(args)
 	}
 	fmt.Fprintf(os.Stderr, "bench: unknown helper mode %q\n", mode)
 	return 2
@@ -83,13 +94,21 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&cfg.proxyChild, "proxy-child", false, "`proxy`: run the proxy for the bulk and fresh measurements in a child process instead of in-process (to strace or profile it alone)")
 	fs.StringVar(&cfg.proxyImpl, "proxy-impl", "sandgate", "`proxy`: sandgate, or relay (a bare io.Copy CONNECT relay in this program: the best one proxy hop can do here, for reference)")
 	fs.StringVar(&cfg.idleStacks, "idle-stacks", "", "after the idle-tunnel measurement, write the proxy child's goroutine stacks (SIGQUIT) to FILE")
+	cfg.soakLimits = intList{20000, 4096}
+	fs.IntVar(&cfg.soakTunnels, "soak-tunnels", 10000, "`soak`: tunnels opened in each wave")
+	fs.IntVar(&cfg.soakWaves, "soak-waves", 3, "`soak`: waves under each descriptor limit")
+	fs.IntVar(&cfg.soakConc, "soak-concurrency", 64, "`soak`: tunnels opened (and pinged) at once")
+	fs.Var(&cfg.soakLimits, "soak-limits", "`soak`: the descriptor limits (soft = hard) of the proxies, comma-separated; the first one's proxy also serves the runs")
+	fs.IntVar(&cfg.soakRuns, "soak-runs", 1000, "`soak`: sequential `sandgate run`s after the waves")
+	fs.DurationVar(&cfg.soakTimeout, "soak-timeout", 10*time.Minute, "`soak`: time limit of the whole soak")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "print each measurement as it completes")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|all]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|all|soak]\n\n")
 		fmt.Fprintf(fs.Output(), "  proxy  direct vs sandgate's HTTP CONNECT proxy on loopback (issue 2)\n")
 		fmt.Fprintf(fs.Output(), "  run    sandgate run start-up and in-sandbox bulk / tunnel rate (issue 3)\n")
-		fmt.Fprintf(fs.Output(), "  all    both (default)\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "  all    both (default)\n")
+		fmt.Fprintf(fs.Output(), "  soak   waves of tunnels under descriptor limits, then many sandgate runs (issue 9)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -133,8 +152,12 @@ func driverMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench: -proxy-impl must be sandgate or relay")
 		return 2
 	}
-	if mode != "proxy" && mode != "run" && mode != "all" {
-		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run or all\n", mode)
+	if mode != "proxy" && mode != "run" && mode != "all" && mode != "soak" {
+		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run, all or soak\n", mode)
+		return 2
+	}
+	if cfg.soakTunnels < 1 || cfg.soakWaves < 1 || cfg.soakConc < 1 || cfg.soakRuns < 0 || len(cfg.soakLimits) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: -soak-tunnels, -soak-waves and -soak-concurrency must be at least 1, -soak-runs at least 0, -soak-limits not empty")
 		return 2
 	}
 	if cfg.rounds < 1 || cfg.freshRounds < 1 || cfg.freshClients < 1 || cfg.idleTunnels < 0 || cfg.idleConc < 1 || cfg.startupRounds < 1 || cfg.bulkBytes < 1<<20 {
@@ -169,12 +192,39 @@ func driverMain(args []string) int {
 	if mode == "run" || mode == "all" {
 		benchRun(&cfg, out, &s)
 	}
+	if mode == "soak" {
+		benchSoak(&cfg, out, &s)
+	}
 	fmt.Fprintf(out, "\nload average at the end: %s\n", loadAvg())
 	fmt.Fprintf(out, "goals: %d PASS, %d MISS, %d not measured (%s)\n", s.pass, s.miss, s.failed, time.Since(start).Round(time.Second))
 	if s.miss > 0 || s.failed > 0 {
 		return 1
 	}
 	return 0
+}
+
+// intList is a flag value: comma-separated positive integers.
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, n := range *l {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	var out intList
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("invalid number %q", f)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
 }
 
 // byteSize is a flag value accepting plain byte counts or KiB/MiB/GiB suffixes.

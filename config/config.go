@@ -33,6 +33,8 @@ type Proxy struct {
 	DialTimeout    Duration `toml:"dial_timeout"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
 	MaxConns       int      `toml:"max_conns"`
+
+	ResponseHeadTimeout Duration `toml:"response_head_timeout"`
 }
 
 // File is a whole configuration file.
@@ -228,5 +230,7 @@ func (f *File) Limits() proxy.Limits {
 		DialTimeout:    f.Proxy.DialTimeout.Duration,
 		IdleTimeout:    f.Proxy.IdleTimeout.Duration,
 		MaxConns:       f.Proxy.MaxConns,
+
+		ResponseHeadTimeout: f.Proxy.ResponseHeadTimeout.Duration,
 	}
 }

@@ -23,6 +23,7 @@ max_header_bytes = 8192
 header_timeout = "3s"
 idle_timeout = "1m"
 max_conns = 10
+response_head_timeout = "45s"
 `
 	f, err := Parse("test.toml", []byte(src))
 	if err != nil {
@@ -42,7 +43,8 @@ max_conns = 10
 		t.Errorf("denied_resolved_addresses = %v", pc.DeniedResolvedAddresses)
 	}
 	l := f.Limits()
-	if l.MaxHeaderBytes != 8192 || l.HeaderTimeout != 3*time.Second || l.IdleTimeout != time.Minute || l.MaxConns != 10 || l.DialTimeout != 0 {
+	if l.MaxHeaderBytes != 8192 || l.HeaderTimeout != 3*time.Second || l.IdleTimeout != time.Minute || l.MaxConns != 10 || l.DialTimeout != 0 ||
+		l.ResponseHeadTimeout != 45*time.Second {
 		t.Errorf("limits = %+v", l)
 	}
 }

@@ -334,12 +334,25 @@ func FuzzResponseHead(f *testing.F) {
 	f.Add([]byte(cannedResponse))
 	f.Add([]byte("HTTP/1.1 100 Continue\r\nConnection: a\r\n\r\nHTTP/1.1 200 OK\nConnection: b,,c\n\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nconnection:\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nConnection: a,\r\n b\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tokens, _ := parseConnectionTokens(data)
+		tokens, done := parseConnectionTokens(data)
 		for _, tok := range tokens {
 			if tok == "" || strings.ContainsAny(tok, ",\n") || strings.TrimSpace(tok) != tok {
 				t.Fatalf("bad token %q from %q", tok, data)
 			}
+		}
+		// The same bytes one at a time give the same answer, examining each
+		// byte once.
+		var h headScanner
+		for i := range data {
+			h.feed(data[i : i+1])
+		}
+		if strings.Join(h.tokens, "\n") != strings.Join(tokens, "\n") || h.done != done {
+			t.Fatalf("byte by byte: %q %v; whole: %q %v; input %q", h.tokens, h.done, tokens, done, data)
+		}
+		if h.scanned > len(data) {
+			t.Fatalf("examined %d bytes of %d", h.scanned, len(data))
 		}
 	})
 }
@@ -355,6 +368,7 @@ func TestParseConnectionTokens(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nConnection: a\r\n", []string{"a"}, false},
 		{"HTTP/1.1 103 Early\r\n\r\n", nil, false},
 		{"", nil, false},
+		{"HTTP/1.1 200 OK\r\nConnection: a,\r\n\tb\r\nX: c\r\n c\r\n\r\n", []string{"a", "b"}, true},
 	}
 	for _, tt := range tests {
 		got, done := parseConnectionTokens([]byte(tt.in))

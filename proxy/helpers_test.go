@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/internal/socks5"
 	"github.com/sandgate/sandgate/policy"
 )
 
@@ -163,6 +163,14 @@ func dial(t *testing.T, addr string) net.Conn {
 // closes. It returns its port.
 func echoServer(t *testing.T, network, addr string) uint16 {
 	t.Helper()
+	return serveConns(t, network, addr, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// serveConns accepts connections on a new listener and runs handle for each
+// in its own goroutine, closing the connection after; the test's cleanup
+// waits for them. It returns the port.
+func serveConns(t *testing.T, network, addr string, handle func(net.Conn)) uint16 {
+	t.Helper()
 	ln := listen(t, network, addr)
 	var wg sync.WaitGroup
 	go func() {
@@ -175,7 +183,7 @@ func echoServer(t *testing.T, network, addr string) uint16 {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()
@@ -268,32 +276,30 @@ func peerClosed(c net.Conn) bool {
 	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
-// connectRequest encodes a CONNECT (or other cmd) request for host:port.
+// socksRequestBytes encodes a request for cmd to host:port with the one
+// SOCKS5 client.
 func socksRequestBytes(cmd byte, host string, port uint16) []byte {
-	b := []byte{socksVersion, cmd, 0}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Is4() {
-			v := a.As4()
-			b = append(append(b, atypIPv4), v[:]...)
-		} else {
-			v := a.As16()
-			b = append(append(b, atypIPv6), v[:]...)
-		}
-	} else {
-		b = append(append(b, atypDomain, byte(len(host))), host...)
+	b, err := socks5.AppendRequest(nil, cmd, host, port)
+	if err != nil {
+		panic(err)
 	}
-	return binary.BigEndian.AppendUint16(b, port)
+	return b
 }
 
-// handshake does greeting (no auth) and sends a request; it returns the
-// reply code.
-func (s *socksClient) request(cmd byte, host string, port uint16) byte {
+// connect runs a whole no-auth CONNECT handshake with the one SOCKS5 client
+// and returns the reply code and the bound address.
+func (s *socksClient) connect(host string, port uint16) (byte, netip.AddrPort) {
 	s.t.Helper()
-	s.write(socksVersion, 1, methodNoAuth)
-	if got := s.read(2); got[0] != socksVersion || got[1] != methodNoAuth {
-		s.t.Fatalf("method selection = %v, want [5 0]", got)
+	s.c.SetDeadline(time.Now().Add(10 * time.Second))
+	bound, err := socks5.Handshake(s.c, host, port, nil)
+	var re *socks5.ReplyError
+	switch {
+	case errors.As(err, &re):
+		return re.Code, bound
+	case err != nil:
+		s.t.Fatalf("SOCKS5 handshake for %s:%d: %v", host, port, err)
 	}
-	return s.send(cmd, host, port)
+	return repSucceeded, bound
 }
 
 // send writes a request and reads the whole reply, returning its code.
@@ -303,21 +309,14 @@ func (s *socksClient) send(cmd byte, host string, port uint16) byte {
 	return s.reply()
 }
 
+// reply reads one whole reply and returns its code.
 func (s *socksClient) reply() byte {
 	s.t.Helper()
-	hdr := s.read(4)
-	if hdr[0] != socksVersion {
-		s.t.Fatalf("reply version %d", hdr[0])
+	code, _, err := socks5.ReadReply(s.c)
+	if err != nil {
+		s.t.Fatalf("reading the SOCKS reply: %v", err)
 	}
-	switch hdr[3] {
-	case atypIPv4:
-		s.read(4 + 2)
-	case atypIPv6:
-		s.read(16 + 2)
-	default:
-		s.t.Fatalf("reply address type %d", hdr[3])
-	}
-	return hdr[1]
+	return code
 }
 
 func portString(p uint16) string { return strconv.Itoa(int(p)) }

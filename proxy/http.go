@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -67,6 +66,9 @@ func (s *Server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	start := time.Now()
+	sc := screenOf(r.Context())
+	sc.next()
+	defer sc.done()
 	if r.Method == http.MethodConnect {
 		s.handleConnect(w, r, start)
 		return
@@ -74,11 +76,16 @@ func (s *Server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handleForward(w, r, start)
 }
 
-// plainError writes a short text response that belongs to the proxy.
+// plainError writes a short text response that belongs to the proxy. A
+// "Connection: close" the handler set is kept.
 func plainError(w http.ResponseWriter, code int, proxyErr, text string) {
 	h := w.Header()
+	closing := h.Get("Connection") == "close"
 	for k := range h {
 		delete(h, k)
+	}
+	if closing {
+		h.Set("Connection", "close")
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -163,6 +170,9 @@ func (s *Server) badTarget(w http.ResponseWriter, r *http.Request, proto, host s
 
 // handleConnect answers CONNECT host:port by opening a tunnel.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start time.Time) {
+	// The bytes after a CONNECT head are the tunnel's and are not screened,
+	// so a CONNECT that does not become a tunnel ends the connection.
+	w.Header().Set("Connection", "close")
 	// The target is the request's authority as sent, never the Host header.
 	authority := r.RequestURI
 	host, portText, err := net.SplitHostPort(authority)
@@ -269,14 +279,27 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "http", "", 0, fmt.Sprintf("URL %q names no host", r.RequestURI), start)
 		return
 	}
+	if ferr := screenOf(r.Context()).failure(); ferr != nil {
+		w.Header().Set("Connection", "close")
+		s.badTarget(w, r, "http", host, port, "refused: "+ferr.Error(), start)
+		return
+	}
 	upstream, ev, ok := s.openUpstream(w, r, "http", host, port, start)
 	if !ok {
 		return
 	}
 	var err error
 	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
-	if err != nil {
+	var ferr *framingError
+	switch {
+	case errors.As(err, &ferr):
+		ev.Decision, ev.Reason = audit.DecisionDeny, audit.ReasonBadRequest
+	case isTimeout(err):
+		ev.Reason = audit.ReasonUpstreamTimeout
+	case err != nil:
 		ev.Reason = audit.ReasonUpstream
+	}
+	if err != nil {
 		ev.Text = err.Error()
 	}
 	s.record(ev, start)
@@ -331,6 +354,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Co
 	}
 	ctx := context.WithValue(r.Context(), preparedConnKey{}, pc)
 	resp, err := s.transport.RoundTrip(out.WithContext(ctx))
+	if ferr := screenOf(r.Context()).failure(); err != nil && ferr != nil {
+		// The body turned out to be ambiguously framed while it was sent.
+		w.Header().Set("Connection", "close")
+		plainError(w, http.StatusBadRequest, "bad-request", "sandgate: refused: "+ferr.Error())
+		return body.n.Load(), 0, ferr
+	}
 	if err != nil {
 		code, tag := http.StatusBadGateway, "upstream-error"
 		if isTimeout(err) {
@@ -438,8 +467,9 @@ func (p *preparedConn) closeUnused() {
 
 // newForwardTransport returns the transport for absolute-form requests. It
 // keeps no connection alive, adds no Accept-Encoding, and dials nothing: the
-// connection comes from the gate through the request context.
-func newForwardTransport() *http.Transport {
+// connection comes from the gate through the request context. headTimeout
+// bounds the wait for a response head after the request was written.
+func newForwardTransport(headTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -456,85 +486,40 @@ func newForwardTransport() *http.Transport {
 		DisableKeepAlives:      true,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ResponseHeaderTimeout:  headTimeout,
 		ForceAttemptHTTP2:      false,
 	}
 }
 
 // idleConn ends an upstream exchange when no byte moves either way for idle.
-// It also keeps a copy of the response head: net/http drops a response's
-// Connection header when it says "close", and with it the names of other
-// hop-by-hop headers that must not be forwarded.
+// It also follows the response head as it arrives (see headScanner) to learn
+// the hop-by-hop header names its Connection headers list.
 type idleConn struct {
 	net.Conn
 	idle time.Duration
 	last atomic.Int64 // UnixNano of the last byte moved
 
-	mu       sync.Mutex
-	head     []byte // bytes read until the end of the final response head
-	headDone bool
+	mu   sync.Mutex
+	head headScanner
 }
 
 // connectionTokens returns the header names listed in the Connection
-// headers of the response head(s) captured so far.
+// headers of the response head(s) seen so far.
 func (c *idleConn) connectionTokens() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	tokens, _ := parseConnectionTokens(c.head)
-	return tokens
+	return append([]string(nil), c.head.tokens...)
 }
 
-// capture appends p to the captured head until the final head is complete.
+// capture feeds p to the head scanner until the final head is complete or
+// longer than the transport accepts.
 func (c *idleConn) capture(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.headDone {
+	if c.head.done || c.head.size > maxResponseHeaderBytes {
 		return
 	}
-	c.head = append(c.head, p...)
-	if _, done := parseConnectionTokens(c.head); done || len(c.head) > maxResponseHeaderBytes {
-		c.headDone = true
-	}
-}
-
-// parseConnectionTokens reads response heads from b (skipping 1xx interim
-// responses) and collects the tokens of their Connection headers. done
-// reports whether the final head ended within b.
-func parseConnectionTokens(b []byte) (tokens []string, done bool) {
-	for len(b) > 0 {
-		first, interim := true, false
-		for {
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				return tokens, false
-			}
-			line := bytes.TrimSuffix(b[:i], []byte("\r"))
-			b = b[i+1:]
-			if len(line) == 0 {
-				break
-			}
-			if first {
-				first = false
-				// "HTTP/1.1 1xx ..." is an interim response.
-				if _, rest, ok := bytes.Cut(line, []byte(" ")); ok && len(rest) > 0 && rest[0] == '1' {
-					interim = true
-				}
-				continue
-			}
-			name, value, ok := bytes.Cut(line, []byte(":"))
-			if !ok || !strings.EqualFold(string(bytes.TrimSpace(name)), "Connection") {
-				continue
-			}
-			for _, tok := range strings.Split(string(value), ",") {
-				if tok = strings.TrimSpace(tok); tok != "" {
-					tokens = append(tokens, tok)
-				}
-			}
-		}
-		if !interim {
-			return tokens, true
-		}
-	}
-	return tokens, false
+	c.head.feed(p)
 }
 
 func (c *idleConn) touch() { c.last.Store(time.Now().UnixNano()) }

@@ -416,8 +416,12 @@ func TestHTTPMaxConns(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("second connection: status %d, want 503", resp.StatusCode)
 	}
-	// SOCKS shares the limit: the connection is closed at once.
+	// SOCKS shares the limit: the client gets a general-failure reply to
+	// its request and the connection is closed.
 	s := e.socks(t)
+	if rep, _ := s.connect("allowed.test", 80); rep != repGeneralFailure {
+		t.Errorf("SOCKS connection over the limit: reply %d, want %d (general failure)", rep, repGeneralFailure)
+	}
 	if !s.closed() {
 		t.Error("SOCKS connection over the limit was not closed")
 	}
@@ -479,7 +483,7 @@ func TestShutdownClosesTunnels(t *testing.T) {
 		t.Fatalf("CONNECT: %v %v", resp, err)
 	}
 	s := e.socks(t)
-	if rep := s.request(cmdConnect, "allowed.test", port); rep != repSucceeded {
+	if rep, _ := s.connect("allowed.test", port); rep != repSucceeded {
 		t.Fatalf("SOCKS reply %d", rep)
 	}
 

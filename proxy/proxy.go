@@ -14,10 +14,20 @@
 // blocked-by-denylist or blocked-by-address and the decision's text as the
 // body; an allowed name whose lookup failed is 502 with X-Proxy-Error
 // resolve-failed; a failed connection is 502 (dial-failed), or 504 when it
-// timed out (dial-timeout). SOCKS5 answers reply 2 for a refusal, 4 for a
+// timed out (dial-timeout); an upstream whose whole response head has not
+// arrived ResponseHeadTimeout after the request is 504 (upstream-timeout). SOCKS5 answers reply 2 for a refusal, 4 for a
 // lookup failure or time-out, 5 for a refused connection, 3 for an
 // unreachable network, 7 for BIND and UDP ASSOCIATE, and 8 for an unknown
 // address type.
+//
+// Framing: the bytes of an HTTP client pass a screen (requestFramer) before
+// net/http parses them, and a request whose framing two parsers could read
+// differently (Content-Length with Transfer-Encoding, repeated or odd
+// Content-Length, Transfer-Encoding other than chunked, folded lines, bare
+// CR or LF, bad chunk sizes, ...) is answered 400 before anything of it is
+// forwarded, and the connection closed. A CONNECT that does not become a
+// tunnel closes the connection too, since the bytes after its head are not
+// screened.
 //
 // Audit: every decision about a named target is an event. Refusals are
 // recorded at once, allowed requests and tunnels when they end (with the
@@ -26,15 +36,21 @@
 // malformed are recorded with reason "bad-request", and requests without the
 // right credentials with "auth-failed".
 //
-// Tunnels: after the handshake each direction runs io.Copy (ReadFrom)
-// between the raw connections, which splices between two TCP sockets on
-// Linux. io.Copy runs in short slices under a read deadline so that the
-// tunnel can notice idleness; a quiet direction then waits for readability
-// without holding a pipe or a buffer, so an idle tunnel costs two parked
-// goroutines and about a kilobyte of heap.
+// Tunnels: after the handshake each direction waits for data without
+// holding a pipe or a buffer, then moves what there is: with splice(2)
+// between two TCP sockets on Linux, through a pipe of a bounded pool that is
+// given back after each burst (idle pipes are closed within three seconds), or
+// through a pooled buffer when no pipe is free or on other systems. An idle
+// tunnel costs two parked goroutines and about a kilobyte of heap.
+//
+// Descriptors: New raises the soft RLIMIT_NOFILE to the hard limit and fits
+// MaxConns to it (saying so through Logf when it lowers it), counting every
+// descriptor a connection can hold (client, upstream) and bounding the other
+// holders (splice pipes, DNS lookups, refusals), so serving never meets
+// EMFILE. A client over the limit gets 503 (HTTP) or a general-failure reply
+// (SOCKS5) and the open connections go on working. The plan assumes the
+// Server is the main user of descriptors in its process.
 package proxy
-
-// THIS FILE'S EXPORTED API IS AGREED. Implementations replace the panics.
 
 import (
 	"context"
@@ -71,6 +87,12 @@ type Limits struct {
 	DialTimeout    time.Duration // default 10s (passed to the gate when it has none)
 	IdleTimeout    time.Duration // default 5m: a tunnel or keep-alive connection with no traffic either way is closed
 	MaxConns       int           // default 8192: concurrent client connections; more are refused promptly
+
+	// ResponseHeadTimeout (default 60s) bounds the wait for an upstream's
+	// whole response head once the request has been sent, however the head
+	// trickles in; the client then gets 504 with X-Proxy-Error
+	// upstream-timeout.
+	ResponseHeadTimeout time.Duration
 }
 
 // Default limits, used for zero fields of Limits.
@@ -80,6 +102,8 @@ const (
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
 	DefaultMaxConns       = 8192
+
+	DefaultResponseHeadTimeout = 60 * time.Second
 )
 
 // WithDefaults returns l with every zero (or negative) field replaced by its
@@ -99,6 +123,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxConns <= 0 {
 		l.MaxConns = DefaultMaxConns
+	}
+	if l.ResponseHeadTimeout <= 0 {
+		l.ResponseHeadTimeout = DefaultResponseHeadTimeout
 	}
 	return l
 }
@@ -124,8 +151,11 @@ type Server struct {
 	userHash [sha256.Size]byte
 	passHash [sha256.Size]byte
 
-	httpSrv   *http.Server
-	transport *http.Transport
+	httpSrv    *http.Server
+	transport  *http.Transport
+	pipes      *pipePool     // splice pipes of the tunnels
+	refusals   chan struct{} // polite refusals in flight (a semaphore)
+	refusalLog refusalLog
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting
 	cancelBase context.CancelFunc
@@ -150,8 +180,8 @@ func New(opts Options) *Server {
 		conns:     make(map[io.Closer]struct{}),
 	}
 	if opts.Gate != nil {
-		// A copy, so that the DialTimeout default reaches the gate without
-		// changing the caller's Gate.
+		// A copy, so that the DialTimeout default and the lookup bound
+		// reach the gate without changing the caller's Gate.
 		g := *opts.Gate
 		if g.DialTimeout <= 0 {
 			g.DialTimeout = s.lim.DialTimeout
@@ -169,6 +199,12 @@ func New(opts Options) *Server {
 		s.userHash = sha256.Sum256([]byte(c.User))
 		s.passHash = sha256.Sum256([]byte(c.Password))
 	}
+	plan := s.planDescriptors()
+	s.pipes = newPipePool(plan.pipes, defaultPipeTrim)
+	s.refusals = make(chan struct{}, plan.refusals)
+	if s.gate != nil {
+		s.gate.Resolver = egress.LimitLookups(s.gate.Resolver, plan.lookups)
+	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
 		Handler:                      http.HandlerFunc(s.handleHTTP),
@@ -178,9 +214,46 @@ func New(opts Options) *Server {
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     log.New(logWriter{s.logf}, "", 0),
 		BaseContext:                  func(net.Listener) context.Context { return s.baseCtx },
+		ConnContext:                  withClientConn,
 	}
-	s.transport = newForwardTransport()
+	s.transport = newForwardTransport(s.lim.ResponseHeadTimeout)
 	return s
+}
+
+// planDescriptors fits MaxConns to the process's descriptor limit (raising
+// the soft limit first) and sizes the pools; it says so when it lowers
+// MaxConns.
+func (s *Server) planDescriptors() fdPlan {
+	limit, open, err := descriptorLimit()
+	if err != nil {
+		s.logf("proxy: %v; max_conns %d is not checked against it", err, s.lim.MaxConns)
+	}
+	plan := planFDs(limit, open, s.lim.MaxConns)
+	if plan.lowered {
+		s.logf("proxy: lowering max_conns from %d to %d to fit the descriptor limit of %d "+
+			"(%d open; each connection can hold %d, splice pipes up to %d, DNS lookups up to %d)",
+			s.lim.MaxConns, plan.conns, limit, open, fdsPerConn, fdsPerPipe*plan.pipes, fdsPerLookup*plan.lookups)
+		s.lim.MaxConns = plan.conns
+	}
+	return plan
+}
+
+// Limits returns the limits in force: Options.Limits with the defaults
+// filled in and MaxConns fitted to the descriptor limit.
+func (s *Server) Limits() Limits { return s.lim }
+
+// Stats is a snapshot of what a Server holds.
+type Stats struct {
+	Conns     int // client connections holding a MaxConns slot
+	Pipes     int // splice pipes open, in use or idle
+	IdlePipes int // of those, idle in the pool
+	MaxPipes  int // the pool's bound (0 where tunnels do not splice)
+}
+
+// Stats returns what the Server holds now.
+func (s *Server) Stats() Stats {
+	open, idle := s.pipes.stats()
+	return Stats{Conns: int(s.active.Load()), Pipes: open, IdlePipes: idle, MaxPipes: s.pipes.bound()}
 }
 
 // logWriter turns net/http's log lines into Logf calls.
@@ -243,8 +316,7 @@ func (s *Server) ServeSOCKS(ln net.Listener) error {
 		}
 		backoff = 0
 		if !s.acquire() {
-			s.logf("proxy: refusing SOCKS client %s: %d connections open (the limit)", c.RemoteAddr(), s.lim.MaxConns)
-			c.Close()
+			s.refuse(c, true)
 			continue
 		}
 		cc := &clientConn{Conn: c, s: s}
@@ -286,6 +358,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if n == 0 {
 			s.cancelBase()
+			s.pipes.close()
 			return nil
 		}
 		select {
@@ -311,6 +384,7 @@ func (s *Server) forceClose() {
 	for _, c := range cs {
 		c.Close()
 	}
+	s.pipes.close()
 }
 
 func (s *Server) isShutting() bool {
@@ -354,11 +428,21 @@ func (s *Server) acquire() bool {
 func (s *Server) release() { s.active.Add(-1) }
 
 // clientConn is an accepted client connection holding a MaxConns slot, which
-// it gives back when closed.
+// it gives back when closed. An HTTP client's bytes pass a screen for
+// ambiguous framing on their way to net/http.
 type clientConn struct {
 	net.Conn
-	s    *Server
-	once sync.Once
+	s      *Server
+	screen *screen // nil for SOCKS clients
+	once   sync.Once
+}
+
+// Read reads through the screen when there is one.
+func (c *clientConn) Read(p []byte) (int, error) {
+	if c.screen == nil {
+		return c.Conn.Read(p)
+	}
+	return c.screen.read(c, p)
 }
 
 // Close closes the connection and releases its slot once.
@@ -369,18 +453,11 @@ func (c *clientConn) Close() error {
 }
 
 // limitListener enforces MaxConns for the HTTP server: excess connections get
-// a 503 and are closed at once, without reaching net/http.
+// a 503 (see refuse) without reaching net/http.
 type limitListener struct {
 	net.Listener
 	s *Server
 }
-
-const busyResponse = "HTTP/1.1 503 Service Unavailable\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\n" +
-	"Content-Length: 47\r\n" +
-	"\r\n" +
-	"sandgate: too many connections open; try later\n"
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
@@ -389,13 +466,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.s.acquire() {
-			return &clientConn{Conn: c, s: l.s}, nil
+			return &clientConn{Conn: c, s: l.s, screen: newScreen(l.s.lim.MaxHeaderBytes)}, nil
 		}
-		l.s.logf("proxy: refusing HTTP client %s: %d connections open (the limit)", c.RemoteAddr(), l.s.lim.MaxConns)
-		// A fresh socket's send buffer is empty, so this write does not wait.
-		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		io.WriteString(c, busyResponse)
-		c.Close()
+		l.s.refuse(c, false)
 	}
 }
 

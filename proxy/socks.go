@@ -218,6 +218,67 @@ func (s *Server) chooseMethod(methods []byte) byte {
 	return methodNone
 }
 
+func writeSOCKSReply(c net.Conn, rep byte, bind net.Addr) error {
+	_, err := c.Write(appendSOCKSReply(make([]byte, 0, 22), rep, bind))
+	return err
+}
+
+// socksHandshake reads the client's greeting, authenticates it and reads its
+// request, answering each step. It returns ok only for a CONNECT request,
+// which the caller must answer; otherwise the client has had its answer and
+// is to be closed. The whole handshake reads at most MaxHeaderBytes.
+func (s *Server) socksHandshake(c net.Conn, client string) (req socksRequest, ok bool) {
+	r := &io.LimitedReader{R: c, N: int64(s.lim.MaxHeaderBytes)}
+	methods, err := readSOCKSGreeting(r)
+	if err != nil {
+		var se *socksError
+		if errors.As(err, &se) && se.reply == methodNone {
+			c.Write([]byte{socksVersion, methodNone})
+		}
+		s.logf("proxy: SOCKS client %s: %v", client, err)
+		return req, false
+	}
+	method := s.chooseMethod(methods)
+	if _, err := c.Write([]byte{socksVersion, method}); err != nil {
+		return req, false
+	}
+	if method == methodNone {
+		s.logf("proxy: SOCKS client %s: no acceptable authentication method offered (%v)", client, methods)
+		return req, false
+	}
+	if method == methodUserPass {
+		user, pass, err := readSOCKSAuth(r)
+		if err != nil {
+			c.Write([]byte{socksAuthVersion, 1})
+			s.logf("proxy: SOCKS client %s: %v", client, err)
+			return req, false
+		}
+		if !s.authorized(user, pass) {
+			c.Write([]byte{socksAuthVersion, 1})
+			s.logf("proxy: SOCKS client %s: wrong credentials", client)
+			return req, false
+		}
+		if _, err := c.Write([]byte{socksAuthVersion, 0}); err != nil {
+			return req, false
+		}
+	}
+	req, err = readSOCKSRequest(r)
+	if err != nil {
+		var se *socksError
+		if errors.As(err, &se) && se.reply != 0 {
+			writeSOCKSReply(c, se.reply, nil)
+		}
+		s.logf("proxy: SOCKS client %s: %v", client, err)
+		return req, false
+	}
+	if req.cmd != cmdConnect {
+		writeSOCKSReply(c, repCmdNotSupported, nil)
+		s.logf("proxy: SOCKS client %s: command %d for %s not supported (only CONNECT)", client, req.cmd, req.host)
+		return req, false
+	}
+	return req, true
+}
+
 // dialReply maps a dial failure to a SOCKS reply code.
 func dialReply(err error) byte {
 	var dnsErr *net.DNSError
@@ -248,60 +309,11 @@ func (s *Server) serveSOCKS(cc *clientConn) {
 	client := cc.RemoteAddr().String()
 	c := cc.Conn
 	c.SetDeadline(start.Add(s.lim.HeaderTimeout))
-	r := &io.LimitedReader{R: c, N: int64(s.lim.MaxHeaderBytes)}
-	reply := func(rep byte, bind net.Addr) error {
-		_, err := c.Write(appendSOCKSReply(make([]byte, 0, 22), rep, bind))
-		return err
-	}
-
-	methods, err := readSOCKSGreeting(r)
-	if err != nil {
-		var se *socksError
-		if errors.As(err, &se) && se.reply == methodNone {
-			c.Write([]byte{socksVersion, methodNone})
-		}
-		s.logf("proxy: SOCKS client %s: %v", client, err)
+	req, ok := s.socksHandshake(c, client)
+	if !ok {
 		return
 	}
-	method := s.chooseMethod(methods)
-	if _, err := c.Write([]byte{socksVersion, method}); err != nil {
-		return
-	}
-	if method == methodNone {
-		s.logf("proxy: SOCKS client %s: no acceptable authentication method offered (%v)", client, methods)
-		return
-	}
-	if method == methodUserPass {
-		user, pass, err := readSOCKSAuth(r)
-		if err != nil {
-			c.Write([]byte{socksAuthVersion, 1})
-			s.logf("proxy: SOCKS client %s: %v", client, err)
-			return
-		}
-		if !s.authorized(user, pass) {
-			c.Write([]byte{socksAuthVersion, 1})
-			s.logf("proxy: SOCKS client %s: wrong credentials", client)
-			return
-		}
-		if _, err := c.Write([]byte{socksAuthVersion, 0}); err != nil {
-			return
-		}
-	}
-
-	req, err := readSOCKSRequest(r)
-	if err != nil {
-		var se *socksError
-		if errors.As(err, &se) && se.reply != 0 {
-			reply(se.reply, nil)
-		}
-		s.logf("proxy: SOCKS client %s: %v", client, err)
-		return
-	}
-	if req.cmd != cmdConnect {
-		reply(repCmdNotSupported, nil)
-		s.logf("proxy: SOCKS client %s: command %d for %s not supported (only CONNECT)", client, req.cmd, req.host)
-		return
-	}
+	reply := func(rep byte, bind net.Addr) error { return writeSOCKSReply(c, rep, bind) }
 
 	upstream, res, dialed, err := s.connect(s.baseCtx, req.host, req.port)
 	ev := event("socks5", client, req.host, req.port, res, dialed)

@@ -35,27 +35,13 @@ func TestSOCKSConnect(t *testing.T) {
 				tt.port = echoServer(t, "tcp6", "[::1]:0")
 			}
 			s := e.socks(t)
-			s.write(socksVersion, 1, methodNoAuth)
-			if got := s.read(2); !bytes.Equal(got, []byte{5, 0}) {
-				t.Fatalf("method selection %v", got)
-			}
-			s.write(socksRequestBytes(cmdConnect, tt.host, tt.port)...)
-			hdr := s.read(4)
-			if hdr[1] != repSucceeded {
-				t.Fatalf("reply %d, want success", hdr[1])
-			}
 			// The bound address is the proxy's side of the upstream connection.
-			var bind []byte
-			switch hdr[3] {
-			case atypIPv4:
-				bind = s.read(4 + 2)
-			case atypIPv6:
-				bind = s.read(16 + 2)
-			default:
-				t.Fatalf("bound address type %d", hdr[3])
+			rep, bound := s.connect(tt.host, tt.port)
+			if rep != repSucceeded {
+				t.Fatalf("reply %d, want success", rep)
 			}
-			if bind[len(bind)-2] == 0 && bind[len(bind)-1] == 0 {
-				t.Errorf("bound port is 0")
+			if !bound.IsValid() || bound.Port() == 0 {
+				t.Errorf("bound address %v, want an address with a port", bound)
 			}
 			echoCheck(t, s.c, "socks says hi")
 			e.tunnelsAreTCP(t)
@@ -94,11 +80,8 @@ func TestSOCKSRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			port := uint16(1000 + i)
 			s := e.socks(t)
-			s.write(socksVersion, 1, methodNoAuth)
-			s.read(2)
 			// Domain-typed on purpose for names; literals go typed.
-			s.write(socksRequestBytes(cmdConnect, tt.host, port)...)
-			if got := s.reply(); got != tt.want {
+			if got, _ := s.connect(tt.host, port); got != tt.want {
 				t.Fatalf("reply %d, want %d", got, tt.want)
 			}
 			if !s.closed() {
@@ -262,7 +245,7 @@ func TestSOCKSDialFailure(t *testing.T) {
 	ln.Close()
 	e := newEnv(t)
 	s := e.socks(t)
-	if rep := s.request(cmdConnect, "allowed.test", port); rep != repConnectionRefused {
+	if rep, _ := s.connect("allowed.test", port); rep != repConnectionRefused {
 		t.Fatalf("reply %d, want %d (connection refused)", rep, repConnectionRefused)
 	}
 	ev := e.log.wait(t, "allowed.test", port)

@@ -15,20 +15,19 @@ import (
 // tunnel relays bytes between a client and an upstream connection after a
 // CONNECT or SOCKS handshake.
 //
-// Each direction runs io.Copy between the raw connections, so two
-// *net.TCPConn move bytes with splice(2) on Linux. To notice idleness without
-// a copy loop of our own, each io.Copy runs under a short read deadline (the
-// slice); between slices the goroutine waits for the source to become
-// readable without holding a splice pipe or a buffer, so an idle tunnel costs
-// two parked goroutines and this struct.
+// Each direction waits for its source to become readable while holding
+// nothing (no pipe, no buffer), so an idle tunnel costs two parked goroutines
+// and this struct. Then it moves what there is: between two TCP sockets on
+// Linux with splice(2) through a pipe of the server's bounded pool, given
+// back as soon as the burst ends; otherwise, or when every pipe is in use,
+// through a pooled buffer.
 type tunnel struct {
 	s        *Server
 	client   net.Conn  // raw client connection (a *net.TCPConn when possible)
 	upstream net.Conn  // connection from the gate
 	closer   io.Closer // closes the client and gives back its MaxConns slot
 
-	idle  time.Duration
-	slice time.Duration
+	idle time.Duration
 
 	last     atomic.Int64 // UnixNano of the last byte moved either way
 	up, down atomic.Int64 // bytes client→upstream, upstream→client
@@ -42,22 +41,8 @@ type tunnel struct {
 // errIdle ends a tunnel that moved no byte for IdleTimeout.
 var errIdle = errors.New("tunnel idle")
 
-// sliceFor is how long one io.Copy may run before it returns, so that the
-// tunnel can check for idleness and give back its splice pipe. Go's splice
-// holds a pipe (two descriptors) for as long as io.Copy waits for data, so a
-// short slice keeps pipes from piling up when many tunnels go quiet at once;
-// restarting io.Copy this often costs a few microseconds.
-func sliceFor(idle time.Duration) time.Duration {
-	const maxSlice = 25 * time.Millisecond
-	d := idle / 4
-	if d > maxSlice {
-		d = maxSlice
-	}
-	if d < time.Millisecond {
-		d = time.Millisecond
-	}
-	return d
-}
+// copyBufs are the buffers of tunnels that cannot splice.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 // startTunnel relays between client and upstream in two new goroutines and
 // records ev (with byte counts and duration) when both directions end.
@@ -71,7 +56,6 @@ func (s *Server) startTunnel(client net.Conn, closer io.Closer, upstream net.Con
 		upstream: upstream,
 		closer:   closer,
 		idle:     s.lim.IdleTimeout,
-		slice:    sliceFor(s.lim.IdleTimeout),
 		ev:       ev,
 		start:    start,
 	}
@@ -152,65 +136,67 @@ func (t *tunnel) finish() {
 
 // pump moves bytes from src to dst. It returns nil at EOF of src.
 //
-// While bytes flow, io.Copy is restarted every slice without further ado.
-// Once a whole slice passes with nothing to move, pump parks in waitReadable,
-// which holds no pipe and no buffer, until data arrives or the tunnel has
-// been idle (both ways) for IdleTimeout.
+// Between bursts it parks in waitReadable, which holds no pipe and no
+// buffer, until data arrives or the tunnel has been idle (both ways) for
+// IdleTimeout. A destination that takes nothing for IdleTimeout ends the
+// tunnel too.
 func (t *tunnel) pump(dst, src net.Conn, count *atomic.Int64) error {
-	// Start quiet: wait for the first byte before splicing, so a tunnel
-	// that opens and then idles never takes a splice pipe (Go keeps released
-	// pipes pooled until a collection; thousands of fresh idle tunnels would
-	// otherwise pin two descriptors each).
-	quiet := true // the last slice moved nothing
+	sp := newSplicer(t.s.pipes, dst, src)
+	moved := func(n int64) {
+		count.Add(n)
+		t.last.Store(time.Now().UnixNano())
+	}
 	for {
-		if quiet {
-			deadline := time.Unix(0, t.last.Load()).Add(t.idle)
-			if !time.Now().Before(deadline) {
-				return errIdle
-			}
-			if err := src.SetReadDeadline(deadline); err != nil {
-				return err
-			}
-			if err := waitReadable(src); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					continue // re-check: the other direction may have moved bytes
-				}
-				return err
-			}
+		deadline := time.Unix(0, t.last.Load()).Add(t.idle)
+		if !time.Now().Before(deadline) {
+			return errIdle
 		}
-		now := time.Now()
-		if err := src.SetReadDeadline(now.Add(t.slice)); err != nil {
+		if err := src.SetReadDeadline(deadline); err != nil {
 			return err
 		}
-		stall := now.Add(t.slice + t.idle)
-		dst.SetWriteDeadline(stall)
-		n, err := copyOnce(dst, src)
-		if n > 0 {
-			count.Add(n)
-			t.last.Store(time.Now().UnixNano())
+		if err := waitReadable(src); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // re-check: the other direction may have moved bytes
+			}
+			return err
 		}
-		if err == nil {
+		spliced, err := sp.burst(dst, t.idle, moved)
+		if !spliced {
+			err = t.copyBurst(dst, src, moved)
+		}
+		if err == io.EOF {
 			return nil
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err != nil {
 			return err
 		}
-		if !time.Now().Before(stall) {
+	}
+}
+
+// copyBurst moves one read's worth from src to dst through a pooled buffer.
+func (t *tunnel) copyBurst(dst, src net.Conn, moved func(int64)) error {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	n, rerr := src.Read(buf[:])
+	if n > 0 {
+		if err := dst.SetWriteDeadline(time.Now().Add(t.idle)); err != nil {
+			return err
+		}
+		m, werr := dst.Write(buf[:n])
+		if m > 0 {
+			moved(int64(m))
+		}
+		if errors.Is(werr, os.ErrDeadlineExceeded) {
 			// The destination took nothing for IdleTimeout; bytes in
 			// flight may be lost, so the tunnel must end.
 			return errIdle
 		}
-		quiet = n == 0
+		if werr != nil {
+			return werr
+		}
 	}
-}
-
-// copyOnce is io.Copy(dst, src). Between two TCP connections it calls
-// (*net.TCPConn).ReadFrom directly, which is where io.Copy ends up too (and
-// where Go splices), but with four fewer frames on the goroutine's stack;
-// that keeps an idle tunnel's two goroutines on small stacks.
-func copyOnce(dst, src net.Conn) (int64, error) {
-	if d, ok := dst.(*net.TCPConn); ok {
-		return d.ReadFrom(src)
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		return nil // nothing after all; the loop checks idleness
 	}
-	return io.Copy(dst, src)
+	return rerr
 }

@@ -71,6 +71,7 @@ Listening on a non-loopback address is refused unless credentials are set
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", args...)
 				},
 			})
+			defer statsOnSignal(srv, os.Stderr)()
 			httpLn, socksLn, err := listenPair(httpAddr, socksAddr)
 			if err != nil {
 				return err

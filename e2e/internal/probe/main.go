@@ -24,7 +24,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +46,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/internal/socks5"
 )
 
 // Exit statuses.
@@ -455,52 +456,12 @@ func checkSOCKS5(args []string) (string, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{5, 1, 0}); err != nil {
-		return "", err
-	}
-	var sel [2]byte
-	if _, err := io.ReadFull(c, sel[:]); err != nil {
-		return "", fmt.Errorf("method selection: %w", err)
-	}
-	if sel != [2]byte{5, 0} {
-		return "", fmt.Errorf("method selection answer %v", sel)
-	}
-	req := []byte{5, 1, 0}
-	if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
-		req = append(append(req, 1), a.AsSlice()...)
-	} else if err == nil {
-		req = append(append(req, 4), a.AsSlice()...)
-	} else {
-		req = append(append(req, 3, byte(len(host))), host...)
-	}
-	req = binary.BigEndian.AppendUint16(req, uint16(port))
-	if _, err := c.Write(req); err != nil {
-		return "", err
-	}
-	var hdr [4]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return "", fmt.Errorf("reading reply: %w", err)
-	}
-	if hdr[1] != 0 {
-		return "", fmt.Errorf("socks reply %d", hdr[1])
-	}
-	var skip int
-	switch hdr[3] {
-	case 1:
-		skip = 4
-	case 4:
-		skip = 16
-	case 3:
-		var l [1]byte
-		if _, err := io.ReadFull(c, l[:]); err != nil {
-			return "", err
+	if _, err := socks5.Handshake(c, host, uint16(port), nil); err != nil {
+		var re *socks5.ReplyError
+		if errors.As(err, &re) {
+			return "", fmt.Errorf("socks reply %d", re.Code)
 		}
-		skip = int(l[0])
-	default:
-		return "", fmt.Errorf("bad address type %d in reply", hdr[3])
-	}
-	if _, err := io.ReadFull(c, make([]byte, skip+2)); err != nil {
-		return "", err
+		return "", fmt.Errorf("SOCKS5 handshake: %w", err)
 	}
 	return converse(c, host, port)
 }
