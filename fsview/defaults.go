@@ -101,6 +101,13 @@ var CodeFiles = []string{
 	"lefthook.yml", ".lefthook.yml", "lefthook-local.yml", // lefthook's hooks
 }
 
+// NotWalked are directory names the walk for git repositories and code
+// files does not enter: package and build caches that are large, made by
+// tools, and hold no repository a person works in. (What the command
+// writes there is its own; a repository that already was inside one is not
+// protected.)
+var NotWalked = []string{"node_modules", ".venv", "__pycache__", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".gradle"}
+
 // hgFiles are the Mercurial files that run code (hooks), relative to a
 // .hg directory.
 var hgFiles = []string{"hgrc"}

@@ -542,9 +542,16 @@ func (pl *planner) scan() {
 		tops = append(tops, r.path)
 		sc.walk(r.path)
 	}
-	for _, t := range tops {
+	for i, t := range tops {
 		for _, f := range ShellStartupFiles {
 			pl.cands = append(pl.cands, candidate{path.Join(t, f), "shell or login startup file"})
+		}
+		if pl.home != "" && i == 0 {
+			continue // the home is not walked: only its startup files
+		}
+		for _, f := range CodeFiles {
+			// Found by the walk when they exist; watched when not.
+			pl.cands = append(pl.cands, candidate{path.Join(t, f), "runs code when a tool next enters this directory"})
 		}
 	}
 	pl.cands = append(pl.cands, sc.found...)

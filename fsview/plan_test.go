@@ -2,6 +2,9 @@ package fsview
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -407,4 +410,40 @@ func TestParseMode(t *testing.T) {
 	if _, err := ParseMode("container"); err == nil {
 		t.Error("ParseMode accepted an unknown mode")
 	}
+}
+
+// BenchmarkNewPlan plans a workspace of 2,000 directories and 20,000
+// files on the real file system (the walk for git repositories and code
+// files dominates).
+func BenchmarkNewPlan(b *testing.B) {
+	ws := b.TempDir()
+	for i := 0; i < 2000; i++ {
+		d := filepath.Join(ws, fmt.Sprintf("pkg%d/sub%d", i/20, i%20))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < 10; j++ {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d.go", j)), nil, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	pr := Profile{Mode: ModeWorkspace, Workspace: filepath.ToSlash(ws)}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := NewPlan(pr, OSFS{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(p.Scanned), "dirs")
+	}
+}
+
+func TestPlanNotWalked(t *testing.T) {
+	fsys := system("/home/u/", "/srv/ws/node_modules/pkg/.envrc", "/srv/ws/app/.envrc")
+	p, err := NewPlan(Profile{Mode: ModeWorkspace, Workspace: "/srv/ws", Home: "/home/u"}, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffLines(t, "guards", protects(p), []string{"pin /srv/ws/app", "protect /srv/ws/app/.envrc"})
 }

@@ -3,6 +3,7 @@ package fsview
 import (
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -68,7 +69,7 @@ func (s *scanner) walk(dir string) {
 					s.add(p, "runs code when a tool next enters this directory")
 				}
 			}
-			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 && !slices.Contains(NotWalked, name) {
 				sub = append(sub, p)
 			}
 		}
