@@ -351,7 +351,9 @@ func (pl *planner) privateDirs() error {
 		}
 		pl.freshHome = r
 	}
-	pl.overlay = pl.pr.Mode == ModeWorkspace && pl.home != "" && pl.freshHome == ""
+	// A home of "/" (some containers) is not made copy-on-write: that
+	// would be the whole file system. It stays read-only.
+	pl.overlay = pl.pr.Mode == ModeWorkspace && pl.home != "" && pl.home != "/" && pl.freshHome == ""
 	return nil
 }
 

@@ -447,3 +447,18 @@ func TestPlanNotWalked(t *testing.T) {
 	}
 	diffLines(t, "guards", protects(p), []string{"pin /srv/ws/app", "protect /srv/ws/app/.envrc"})
 }
+
+func TestPlanRootHome(t *testing.T) {
+	p, err := NewPlan(Profile{Mode: ModeWorkspace, Workspace: "/srv/ws", Home: "/"}, system("/srv/ws/", "/.ssh/id_rsa"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range p.Ops {
+		if o.Kind == OpOverlay {
+			t.Errorf("a home of / became copy-on-write: %v", render(p))
+		}
+	}
+	if slices.Contains(p.Writable, "/") || !slices.Contains(p.Hidden, "/.ssh") {
+		t.Errorf("writable %v, hidden %v", p.Writable, p.Hidden)
+	}
+}
