@@ -145,6 +145,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[network]\nallowed_domains=[\"a.test\"]\n"))
 	f.Add([]byte("[proxy]\nidle_timeout=\"5m\"\n"))
 	f.Add([]byte("[network]\nallowed_domains=['*.com']"))
+	f.Add([]byte("[filesystem]\nmode=\"readonly\"\nwrite=[\"~/x\"]\n[environment]\nkeep=[\"A_*\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cf, err := Parse("fuzz.toml", data)
 		if err != nil {
