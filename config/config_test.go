@@ -82,7 +82,7 @@ func TestParseErrors(t *testing.T) {
 		{"negative conns", "[proxy]\nmax_conns = -1\n", 2, "proxy.max_conns", "negative"},
 		{"bad port", "[network]\nallowed_domains = [\"a.test:99999\"]\n", 2, "a.test:99999", ""},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, filesystemErrorCases...) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("conf.toml", []byte(tt.src))
 			if err == nil {

@@ -61,43 +61,25 @@ keep = ["GITHUB_TOKEN", "AWS_*"]
 	}
 }
 
-func TestFilesystemErrors(t *testing.T) {
-	tests := []struct {
-		name      string
-		src       string
-		wantLine  int
-		wantEntry string
-		wantText  string
-	}{
-		{"bad mode", "[filesystem]\nmode = \"jail\"\n", 2, "filesystem.mode", "unknown file system mode"},
-		{"relative workspace", "[filesystem]\n\nworkspace = \"src\"\n", 3, "src", "filesystem.workspace"},
-		{"relative write", "[filesystem]\nwrite = [\n  \"/ok\",\n  \"build\",\n]\n", 4, "build", "in filesystem.write: must be an absolute path"},
-		{"relative deny_read", "[filesystem]\ndeny_read = [\"secrets\"]\n", 2, "secrets", "filesystem.deny_read"},
-		{"relative allow_read", "[filesystem]\nallow_read = ['.ssh']\n", 2, ".ssh", "filesystem.allow_read"},
-		{"relative socket", "[network]\nallow_unix_sockets = [\"agent.sock\"]\n", 2, "agent.sock", "network.allow_unix_sockets"},
-		{"bad keep", "[environment]\nkeep = [\"A=B\"]\n", 2, "A=B", "environment.keep"},
-		{"unknown key", "[filesystem]\nhide = [\"/x\"]\n", 2, "filesystem.hide", "unknown key"},
-		{"unknown env key", "[environment]\npass = [\"X\"]\n", 2, "environment.pass", "unknown key"},
-		{"wrong type", "[filesystem]\nwrite = \"/x\"\n", 0, "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("conf.toml", []byte(tt.src))
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Parse = %v, want *config.Error", err)
-			}
-			if tt.wantLine != 0 && ce.Line != tt.wantLine {
-				t.Errorf("line = %d, want %d (%v)", ce.Line, tt.wantLine, err)
-			}
-			if ce.Entry != tt.wantEntry {
-				t.Errorf("entry = %q, want %q (%v)", ce.Entry, tt.wantEntry, err)
-			}
-			if !strings.Contains(err.Error(), tt.wantText) || !strings.HasPrefix(err.Error(), "conf.toml") {
-				t.Errorf("error %q does not name the file or mention %q", err, tt.wantText)
-			}
-		})
-	}
+// filesystemErrorCases are the [filesystem], allow_unix_sockets and
+// [environment] rows of TestParseErrors.
+var filesystemErrorCases = []struct {
+	name      string
+	src       string
+	wantLine  int
+	wantEntry string
+	wantText  string
+}{
+	{"bad fs mode", "[filesystem]\nmode = \"jail\"\n", 2, "filesystem.mode", "unknown file system mode"},
+	{"relative workspace", "[filesystem]\n\nworkspace = \"src\"\n", 3, "src", "filesystem.workspace"},
+	{"relative write", "[filesystem]\nwrite = [\n  \"/ok\",\n  \"build\",\n]\n", 4, "build", "in filesystem.write: must be an absolute path"},
+	{"relative deny_read", "[filesystem]\ndeny_read = [\"secrets\"]\n", 2, "secrets", "filesystem.deny_read"},
+	{"relative allow_read", "[filesystem]\nallow_read = ['.ssh']\n", 2, ".ssh", "filesystem.allow_read"},
+	{"relative socket", "[network]\nallow_unix_sockets = [\"agent.sock\"]\n", 2, "agent.sock", "network.allow_unix_sockets"},
+	{"bad keep", "[environment]\nkeep = [\"A=B\"]\n", 2, "A=B", "environment.keep"},
+	{"unknown fs key", "[filesystem]\nhide = [\"/x\"]\n", 2, "filesystem.hide", "unknown key"},
+	{"unknown env key", "[environment]\npass = [\"X\"]\n", 2, "environment.pass", "unknown key"},
+	{"wrong fs type", "[filesystem]\nwrite = \"/x\"\n", 0, "", ""},
 }
 
 func TestPathError(t *testing.T) {
