@@ -107,7 +107,7 @@ func (a *applier) do(o *Op) error {
 			err = attach(fd, o.Path, o.Kind == OpProtect)
 		}
 	default:
-		err = fmt.Errorf("unknown operation")
+		err = errors.New("unknown operation")
 	}
 	if err != nil {
 		return opError(o, err)

@@ -43,6 +43,7 @@ type PathError struct {
 	Err error
 }
 
+// Error says which field and path, and what is wrong with it.
 func (e *PathError) Error() string {
 	msg := fmt.Sprintf("%s %s: ", e.Field, e.Path)
 	switch e.Kind {
@@ -70,6 +71,7 @@ func (e *PathError) Error() string {
 	return msg
 }
 
+// Unwrap returns the underlying error (nil for most kinds).
 func (e *PathError) Unwrap() error { return e.Err }
 
 // ErrUnavailable is wrapped by every error saying that the kernel cannot
@@ -86,6 +88,7 @@ type UnavailableError struct {
 	Err  error
 }
 
+// Error says what could not be enforced, why, and what to do.
 func (e *UnavailableError) Error() string {
 	msg := "cannot enforce the file system view: " + e.What
 	if e.Err != nil {

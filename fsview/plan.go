@@ -447,13 +447,17 @@ func (pl *planner) hidden() error {
 		pl.hides = append(pl.hides, hidePath{path: r, dir: fi.IsDir()})
 	}
 	sort.Slice(pl.hides, func(i, j int) bool { return pl.hides[i].path < pl.hides[j].path })
-	// A path inside another hidden one is hidden with it.
+	// A path inside another hidden one is hidden with it, unless a
+	// writable root between the two shows it again.
 	var outer []hidePath
 	for _, h := range pl.hides {
-		if len(outer) > 0 && outer[len(outer)-1].dir && within(h.path, outer[len(outer)-1].path) {
-			continue
+		inside := slices.ContainsFunc(outer, func(o hidePath) bool {
+			between := slices.ContainsFunc(pl.roots, func(r root) bool { return within(r.path, o.path) && within(h.path, r.path) })
+			return o.dir && within(h.path, o.path) && !between
+		})
+		if !inside {
+			outer = append(outer, h)
 		}
-		outer = append(outer, h)
 	}
 	pl.hides = outer
 	return nil
@@ -505,14 +509,26 @@ func (pl *planner) visible() error {
 	return nil
 }
 
-// isHidden reports whether p is hidden by one of the hidden paths.
-func (pl *planner) isHidden(p string) bool {
+// shadowed reports whether the directory p will be covered in the view
+// (by a hidden path or a private tmpfs) rather than shown by the writable
+// root that holds it: the command can neither see nor write what is there.
+func (pl *planner) shadowed(p string) bool {
+	covers := append([]string{pl.tmpDir, pl.freshHome}, pl.privateTmp...)
 	for _, h := range pl.hides {
-		if within(p, h.path) {
-			return true
+		covers = append(covers, h.path)
+	}
+	cover, top := -1, -1
+	for _, c := range covers {
+		if c != "" && within(p, c) {
+			cover = max(cover, depth(c))
 		}
 	}
-	return false
+	for _, r := range pl.roots {
+		if within(p, r.path) {
+			top = max(top, depth(r.path))
+		}
+	}
+	return cover > top
 }
 
 // scan collects the never-writable candidates: sandgate's own files, the
@@ -534,9 +550,7 @@ func (pl *planner) scan() {
 	if pl.home != "" {
 		tops = append(tops, pl.home)
 	}
-	sc := &scanner{fs: pl.fs, home: pl.home, seen: map[string]bool{}, skip: func(d string) bool {
-		return pl.isHidden(d) || (d != pl.tmpDir && pl.tmpDir != "" && within(d, pl.tmpDir))
-	}}
+	sc := &scanner{fs: pl.fs, home: pl.home, seen: map[string]bool{}, skip: pl.shadowed}
 	for _, r := range pl.roots {
 		if !r.dir {
 			continue

@@ -462,3 +462,17 @@ func TestPlanRootHome(t *testing.T) {
 		t.Errorf("writable %v, hidden %v", p.Writable, p.Hidden)
 	}
 }
+
+// TestPlanShadowed: the walk skips what a hidden path or a private tmpfs
+// covers inside the workspace, but not a workspace inside a hidden path.
+func TestPlanShadowed(t *testing.T) {
+	fsys := system("/home/u/.config/gh/ws/.envrc", "/home/u/.config/gh/ws/secret/.envrc", "/home/u/.config/gh/ws/tmp/.envrc")
+	p, err := NewPlan(Profile{
+		Mode: ModeWorkspace, Workspace: "/home/u/.config/gh/ws", Home: "/home/u",
+		Hide: []string{"/home/u/.config/gh/ws/secret"}, TmpDir: "/home/u/.config/gh/ws/tmp",
+	}, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffLines(t, "guards", protects(p), []string{"protect /home/u/.config/gh/ws/.envrc"})
+}

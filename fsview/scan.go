@@ -29,13 +29,17 @@ type scanner struct {
 
 func (s *scanner) add(p, why string) { s.found = append(s.found, candidate{p, why}) }
 
+// maxWalkDepth bounds how deep below a writable root the walk goes (a bind
+// mount of a directory inside itself would otherwise never end).
+const maxWalkDepth = 48
+
 // walk scans the directory dir and everything below it.
 func (s *scanner) walk(dir string) {
 	stack := []string{dir}
 	for len(stack) > 0 {
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if s.skip(d) {
+		if s.skip(d) || depth(d)-depth(dir) > maxWalkDepth {
 			continue
 		}
 		ents, err := s.fs.ReadDir(d)
