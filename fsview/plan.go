@@ -304,7 +304,37 @@ func (pl *planner) inputs() error {
 	if err := pl.hidden(); err != nil {
 		return err
 	}
+	if err := pl.ownPaths(); err != nil {
+		return err
+	}
 	return pl.visible()
+}
+
+// ownPaths refuses relative paths among sandgate's own files (they must
+// be protected, so they must be known exactly).
+func (pl *planner) ownPaths() error {
+	pr := pl.pr
+	check := func(field string, ps ...string) error {
+		for _, p := range ps {
+			if p == "" {
+				continue
+			}
+			if _, err := pl.expand(field, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := check("config", pr.ConfigPaths...); err != nil {
+		return err
+	}
+	if err := check("executable", pr.Executable, pr.Invoked); err != nil {
+		return err
+	}
+	if err := check("audit", pr.AuditFile); err != nil {
+		return err
+	}
+	return check("protect", pr.Protect...)
 }
 
 // privateDirs resolves /tmp, /var/tmp, /dev/shm, $TMPDIR and the fresh home.
@@ -488,12 +518,17 @@ func (pl *planner) glob(p string) []string {
 // binary and Profile.Visible.
 func (pl *planner) visible() error {
 	pr := pl.pr
+	fields := []string{"command", "executable", "invoked"}
 	list := append([]string{pr.Command, pr.Executable, pr.Invoked}, pr.Visible...)
-	for _, v := range list {
+	for i, v := range list {
 		if v == "" {
 			continue
 		}
-		r, fi, ok, err := pl.mayResolve("visible", v)
+		field := "visible"
+		if i < len(fields) {
+			field = fields[i]
+		}
+		r, fi, ok, err := pl.mayResolve(field, v)
 		if err != nil {
 			return err
 		}
@@ -539,6 +574,7 @@ func (pl *planner) scan() {
 	own := append(append([]string{}, pr.ConfigPaths...), pr.Executable, pr.Invoked, pr.AuditFile)
 	own = append(own, pr.Protect...)
 	for _, p := range own {
+		// Relative ones were refused by inputs (ownPaths).
 		if e, err := pl.expand("protect", p); err == nil && p != "" {
 			pl.cands = append(pl.cands, candidate{e, "sandgate's own file"})
 		}

@@ -257,6 +257,10 @@ func TestPlanErrors(t *testing.T) {
 		{"tilde without home", func(p *Profile) { p.Home = ""; p.Unhide = nil; p.ConfigPaths = nil; p.Write = []string{"~/x"} }, "write", "~/x", NotAbsolute},
 		{"fresh home missing", func(p *Profile) { p.FreshHome = "/var/lib/sandgate/home/x" }, "fresh_home", "/var/lib/sandgate/home/x", NotExist},
 		{"bad mode", func(p *Profile) { p.Mode = Mode(7) }, "mode", "Mode(7)", InvalidProfile},
+		{"relative invoked", func(p *Profile) { p.Invoked = "sandgate" }, "executable", "sandgate", NotAbsolute},
+		{"relative audit", func(p *Profile) { p.AuditFile = "a.jsonl" }, "audit", "a.jsonl", NotAbsolute},
+		{"relative config", func(p *Profile) { p.ConfigPaths = []string{"sg.toml"} }, "config", "sg.toml", NotAbsolute},
+		{"relative command", func(p *Profile) { p.Command = "bin/x" }, "command", "bin/x", NotAbsolute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
