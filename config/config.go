@@ -24,6 +24,9 @@ type Network struct {
 	AllowLocalBinding        bool     `toml:"allow_local_binding"`
 	AllowPrivateDestinations bool     `toml:"allow_private_destinations"`
 	DeniedResolvedAddresses  []string `toml:"denied_resolved_addresses"`
+	// AllowUnixSockets are unix socket paths the command may connect to
+	// (see filesystem.go).
+	AllowUnixSockets []string `toml:"allow_unix_sockets"`
 }
 
 // Proxy is the [proxy] table: resource bounds of the proxy servers.
@@ -39,8 +42,10 @@ type Proxy struct {
 
 // File is a whole configuration file.
 type File struct {
-	Network Network `toml:"network"`
-	Proxy   Proxy   `toml:"proxy"`
+	Network     Network     `toml:"network"`
+	Proxy       Proxy       `toml:"proxy"`
+	Filesystem  Filesystem  `toml:"filesystem"`
+	Environment Environment `toml:"environment"`
 
 	// Path is where the file was read from ("" when no file was read).
 	Path string `toml:"-"`
@@ -161,6 +166,9 @@ func (f *File) validate() error {
 				return &Error{Path: f.Path, Line: f.lineOfValue(e), Entry: e, Err: fmt.Errorf("in %s: %w", c.key, err)}
 			}
 		}
+	}
+	if err := f.validateFilesystem(); err != nil {
+		return err
 	}
 	p := f.Proxy
 	if p.MaxHeaderBytes < 0 {

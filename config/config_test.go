@@ -84,7 +84,7 @@ func TestParseErrors(t *testing.T) {
 		{"negative conns", "[proxy]\nmax_conns = -1\n", 2, "proxy.max_conns", "negative"},
 		{"bad port", "[network]\nallowed_domains = [\"a.test:99999\"]\n", 2, "a.test:99999", ""},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, filesystemErrorCases...) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("conf.toml", []byte(tt.src))
 			if err == nil {
@@ -147,6 +147,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[network]\nallowed_domains=[\"a.test\"]\n"))
 	f.Add([]byte("[proxy]\nidle_timeout=\"5m\"\n"))
 	f.Add([]byte("[network]\nallowed_domains=['*.com']"))
+	f.Add([]byte("[filesystem]\nmode=\"readonly\"\nwrite=[\"~/x\"]\n[environment]\nkeep=[\"A_*\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cf, err := Parse("fuzz.toml", data)
 		if err != nil {

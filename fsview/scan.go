@@ -1,0 +1,238 @@
+package fsview
+
+import (
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+)
+
+// candidate is a path that must never be writable, with why.
+type candidate struct {
+	path string // absolute, as found (not resolved)
+	why  string
+}
+
+// scanner walks a writable root for the files that make code run later:
+// git directories (bare ones too, found by their HEAD, objects and refs),
+// .git files, Mercurial's hgrc and CodeFiles. It reads directories only,
+// follows no symbolic link and does not walk into a git directory's
+// objects.
+type scanner struct {
+	fs    FS
+	home  string
+	skip  func(string) bool // directories not to walk (hidden, private)
+	found []candidate
+	seen  map[string]bool // git directories already handled
+	dirs  int             // directories read
+}
+
+func (s *scanner) add(p, why string) { s.found = append(s.found, candidate{p, why}) }
+
+// maxWalkDepth bounds how deep below a writable root the walk goes (a bind
+// mount of a directory inside itself would otherwise never end).
+const maxWalkDepth = 48
+
+// walk scans the directory dir and everything below it.
+func (s *scanner) walk(dir string) {
+	stack := []string{dir}
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if s.skip(d) || depth(d)-depth(dir) > maxWalkDepth {
+			continue
+		}
+		ents, err := s.fs.ReadDir(d)
+		s.dirs++
+		if err != nil {
+			continue // unreadable here is unreadable to the command too
+		}
+		if isGitDir(ents) {
+			worktree := d
+			if path.Base(d) == ".git" {
+				worktree = path.Dir(d)
+			}
+			s.gitDir(d, worktree)
+			continue
+		}
+		var sub []string
+		for _, e := range ents {
+			name, p := e.Name(), path.Join(d, e.Name())
+			switch {
+			case name == ".git" && !e.IsDir():
+				s.gitFile(p, d)
+				continue
+			case name == ".hg" && e.IsDir():
+				for _, f := range hgFiles {
+					s.add(path.Join(p, f), "Mercurial hooks")
+				}
+				continue
+			}
+			for _, c := range CodeFiles {
+				if name == c {
+					s.add(p, "runs code when a tool next enters this directory")
+				}
+			}
+			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 && !slices.Contains(NotWalked, name) {
+				sub = append(sub, p)
+			}
+		}
+		for i := len(sub) - 1; i >= 0; i-- {
+			stack = append(stack, sub[i])
+		}
+	}
+}
+
+// isGitDir reports whether a directory listing is a git directory's.
+func isGitDir(ents []fs.DirEntry) bool {
+	var head, objects, refs bool
+	for _, e := range ents {
+		switch e.Name() {
+		case "HEAD":
+			head = !e.IsDir()
+		case "objects":
+			objects = e.IsDir()
+		case "refs":
+			refs = e.IsDir()
+		}
+	}
+	return head && objects && refs
+}
+
+// gitDir protects what in the git directory g makes code run, with
+// relative core.hooksPath and core.fsmonitor taken from worktree. It walks
+// on into its submodules' and linked worktrees' git directories.
+func (s *scanner) gitDir(g, worktree string) {
+	if s.seen[g] {
+		return
+	}
+	s.seen[g] = true
+	for _, f := range gitDirFiles {
+		s.add(path.Join(g, f), "git runs it (hooks, configuration) on the next git command")
+	}
+	s.gitConfig([]string{path.Join(g, "config"), path.Join(g, "config.worktree")}, g, worktree)
+	if ents, err := s.fs.ReadDir(path.Join(g, "worktrees")); err == nil {
+		s.dirs++
+		for _, e := range ents {
+			if e.IsDir() {
+				w := path.Join(g, "worktrees", e.Name())
+				s.add(path.Join(w, "commondir"), "names the git directory of a linked worktree")
+				s.add(path.Join(w, "config.worktree"), "git configuration of a linked worktree")
+			}
+		}
+	}
+	s.walkModules(path.Join(g, "modules"))
+}
+
+// walkModules finds the git directories of submodules below dir (they nest
+// as modules/NAME, possibly with slashes in NAME, and modules of modules).
+func (s *scanner) walkModules(dir string) {
+	ents, err := s.fs.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	s.dirs++
+	if isGitDir(ents) {
+		wt := ""
+		for _, e := range s.configEntries(path.Join(dir, "config")) {
+			if e.Section == "core" && e.Name == "worktree" {
+				wt = joinFrom(dir, e.Value)
+			}
+		}
+		s.gitDir(dir, wt)
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+			s.walkModules(path.Join(dir, e.Name()))
+		}
+	}
+}
+
+// gitFile protects a .git file (it names the git directory; pointing it
+// elsewhere would pick another configuration) and handles the git
+// directory it names when that one is a linked worktree's.
+func (s *scanner) gitFile(p, worktree string) {
+	s.add(p, "names the git directory of this worktree")
+	data, err := s.fs.ReadFile(p)
+	if err != nil {
+		return
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	target, ok := strings.CutPrefix(strings.TrimSpace(line), "gitdir:")
+	if !ok {
+		return
+	}
+	g := joinFrom(worktree, strings.TrimSpace(target))
+	if cd, err := s.fs.ReadFile(path.Join(g, "commondir")); err == nil {
+		common := joinFrom(g, strings.TrimSpace(string(cd)))
+		s.gitConfig([]string{path.Join(common, "config"), path.Join(g, "config.worktree")}, g, worktree)
+		return
+	}
+	s.gitDir(g, worktree)
+}
+
+// joinFrom makes p absolute relative to dir (p as written in a file).
+func joinFrom(dir, p string) string {
+	if path.IsAbs(p) {
+		return path.Clean(p)
+	}
+	return path.Join(dir, p)
+}
+
+// configEntries parses the git configuration file p ("" on any error
+// reading it; what parsed before a syntax error is kept).
+func (s *scanner) configEntries(p string) []gitEntry {
+	data, err := s.fs.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	ents, _ := parseGitConfig(string(data))
+	return ents
+}
+
+// maxIncludes bounds the include chain followed from one configuration.
+const maxIncludes = 10
+
+// gitConfig protects what the configuration files name that runs code:
+// the files they include (include.path, includeIf.*.path), core.hooksPath
+// (and, for husky's "DIR/_", DIR: its hooks run the files there) and a
+// core.fsmonitor program. gitdir is the git directory (relative hooksPath
+// is taken from worktree, or gitdir when there is none).
+func (s *scanner) gitConfig(files []string, gitdir, worktree string) {
+	if worktree == "" {
+		worktree = gitdir
+	}
+	queue := append([]string(nil), files...)
+	for n := 0; len(queue) > 0 && n < maxIncludes+len(files); n++ {
+		f := queue[0]
+		queue = queue[1:]
+		for _, e := range s.configEntries(f) {
+			switch {
+			case e.Name == "path" && (e.Section == "include" || e.Section == "includeif"):
+				inc := s.expandHome(e.Value)
+				inc = joinFrom(path.Dir(f), inc)
+				s.add(inc, "included by git configuration "+f)
+				queue = append(queue, inc)
+			case e.Section == "core" && e.Subsection == "" && e.Name == "hookspath":
+				h := joinFrom(worktree, s.expandHome(e.Value))
+				s.add(h, "core.hooksPath of "+f)
+				if path.Base(h) == "_" {
+					s.add(path.Dir(h), "husky's hooks, run from core.hooksPath of "+f)
+				}
+			case e.Section == "core" && e.Subsection == "" && e.Name == "fsmonitor":
+				if b := strings.ToLower(e.Value); b != "true" && b != "false" && b != "" && !strings.ContainsAny(e.Value, " \t") {
+					s.add(joinFrom(worktree, s.expandHome(e.Value)), "core.fsmonitor of "+f)
+				}
+			}
+		}
+	}
+}
+
+// expandHome replaces a leading "~/" as git does.
+func (s *scanner) expandHome(p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok && s.home != "" {
+		return path.Join(s.home, rest)
+	}
+	return p
+}
