@@ -16,8 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sandgate/sandgate/egress"
@@ -130,41 +128,11 @@ func benchProxy(cfg *config, out io.Writer, s *score) {
 	defer tgt.close()
 	allow := tgt.addr()
 	var logs logBuf
-	var (
-		px      *inProcProxy
-		pc      *proxyChild
-		perr    error
-		pxAddr  string
-		pxWhere = "in this process"
-	)
-	if cfg.proxyChild {
-		if pc, perr = startProxyChild(cfg.proxyImpl, allow, 0, nil); perr == nil {
-			pxAddr = pc.addr
-			pxWhere = fmt.Sprintf("in a child process (pid %d)", pc.cmd.Process.Pid)
-			defer pc.stop()
-		}
-	} else if px, perr = startProxy(cfg.proxyImpl, allow, 0, logs.logf); perr == nil {
-		pxAddr = px.addr()
+	put := startProxyUnderTest(cfg, allow, logs.logf)
+	if put.child != nil {
+		defer put.child.stop()
 	}
-
-	t := &table{
-		title:  "proxy (issue 2): direct vs through sandgate's HTTP CONNECT proxy",
-		header: []string{"measurement", "direct", "sandgate", "ratio", "per-round", "goal", "result"},
-	}
-	if cfg.proxyImpl == "relay" {
-		t.title = "proxy: direct vs through the REFERENCE RELAY (-proxy-impl relay: not sandgate; PASS/MISS shown for comparison, not counted)"
-		t.header[2] = "relay"
-		pxWhere = "(bare io.Copy CONNECT relay) " + pxWhere
-	}
-	goals := s
-	if cfg.proxyImpl == "relay" {
-		goals = &score{}
-	}
-	t.note("target %s and clients in this process, the proxy %s (policy: --allow %s)", allow, pxWhere, allow)
-	t.note("ratio: median over the interleaved pairs of sandgate / direct (per-round: lowest–highest pair); direct and sandgate columns: totals over all rounds")
-	if perr != nil {
-		t.note("sandgate proxy: %v", perr)
-	}
+	t, goals := proxyTable(cfg, s, allow, put)
 
 	srcs := []*source{newSource(cfg.sender), newSource(cfg.sender), newSource(cfg.sender), newSource(cfg.sender)}
 	defer func() {
@@ -175,72 +143,32 @@ func benchProxy(cfg *config, out io.Writer, s *score) {
 	t.note("bulk: %d pairs of %s (split over the tunnels), sender %s, sink %s; fresh: %d pairs of %d clients × %v, each connect (+CONNECT), 64 B echo, close",
 		cfg.rounds, formatBytes(int64(cfg.bulkBytes)), srcs[0].kind(), sinkKind(cfg.sink), cfg.freshRounds, cfg.freshClients, cfg.freshDur)
 
-	direct := dialer{target: allow, timeout: 10 * time.Second}
-	viaProxy := dialer{proxy: pxAddr, target: allow, timeout: 10 * time.Second}
-	var b1, b4, fr pairs
-	notProxied := result{FirstErr: "proxy not available", Errors: 1}
-	if perr != nil {
-		notProxied.FirstErr = perr.Error()
+	m := &proxyMeasure{
+		cfg:      cfg,
+		out:      out,
+		put:      put,
+		direct:   dialer{target: allow, timeout: 10 * time.Second},
+		viaProxy: dialer{proxy: put.addr, target: allow, timeout: 10 * time.Second},
 	}
-	measure := func(p *pairs, proxied bool, f func(d dialer) result) {
-		if proxied && perr != nil {
-			p.proxied = append(p.proxied, notProxied)
+	b1, b4, fr := pairedRounds(cfg, func(p *pairs, proxied bool, tunnels int) {
+		if tunnels == 0 {
+			m.measure(p, proxied, func(d dialer) result { return fresh(d, cfg.freshClients, cfg.freshDur) })
 			return
 		}
-		d := direct
-		if proxied {
-			d = viaProxy
-		}
-		self0 := cpuSelf()
-		var child0 float64
-		if pc != nil {
-			child0 = cpuOf(pc.cmd.Process.Pid)
-		}
-		r := f(d)
-		r.CPU = cpuSelf() - self0
-		if pc != nil {
-			r.ProxyCPU = cpuOf(pc.cmd.Process.Pid) - child0
-		}
-		if proxied {
-			p.proxied = append(p.proxied, r)
-		} else {
-			p.direct = append(p.direct, r)
-		}
-		verbose(cfg, out, r)
+		m.measure(p, proxied, func(d dialer) result { return bulk(d, tunnels, int64(cfg.bulkBytes), cfg.bulkTimeout, srcs, cfg.sink) })
+	})
+	pairedRows(cfg, t, goals, b1, b4, fr)
+	cpuNotes(t, b1, b4, fr, put.child != nil)
+	if put.inProc != nil {
+		put.inProc.stop()
 	}
-	for round := 0; round < cfg.rounds; round++ {
-		for _, proxied := range pairOrder(round) {
-			measure(&b1, proxied, func(d dialer) result { return bulk(d, 1, int64(cfg.bulkBytes), cfg.bulkTimeout, srcs, cfg.sink) })
-		}
-		for _, proxied := range pairOrder(round) {
-			measure(&b4, proxied, func(d dialer) result { return bulk(d, 4, int64(cfg.bulkBytes), cfg.bulkTimeout, srcs, cfg.sink) })
-		}
-	}
-	for round := 0; round < cfg.freshRounds; round++ {
-		for _, proxied := range pairOrder(round) {
-			measure(&fr, proxied, func(d dialer) result { return fresh(d, cfg.freshClients, cfg.freshDur) })
-			time.Sleep(100 * time.Millisecond) // let closing sockets settle
-		}
-	}
-	ratioRow(t, goals, "bulk, 1 tunnel", b1, false, 0.6)
-	ratioRow(t, goals, "bulk, 4 tunnels", b4, false, 0.6)
-	ratioRow(t, goals, fmt.Sprintf("fresh tunnels, %d clients", cfg.freshClients), fr, true, 0.7)
-	cpuNotes(t, b1, b4, fr, pc != nil)
-	if px != nil {
-		px.stop()
-	}
-	if pc != nil {
-		if se := strings.TrimSpace(pc.stderr.String()); se != "" {
-			lines := strings.Split(se, "\n")
-			t.note("the proxy child logged %d lines; first: %s", len(lines), strings.Join(lines[:min(3, len(lines))], " | "))
-		}
+	if put.child != nil {
+		childLogNote(t, put.child)
 	}
 	if n, lines := logs.summary(); n > 0 {
 		t.note("the in-process proxy logged %d lines; first: %s", n, strings.Join(lines, " | "))
 	}
-	if n, e := tgt.acceptErrors(); n > 0 {
-		t.note("LIMIT? the target's accept failed %d times, last: %s", n, e)
-	}
+	acceptNote(t, tgt)
 
 	if cfg.idleTunnels > 0 {
 		idleRows(cfg, t, s)
@@ -248,19 +176,104 @@ func benchProxy(cfg *config, out io.Writer, s *score) {
 	t.print(out)
 }
 
-// pairOrder alternates which side of a pair goes first (false: direct).
-func pairOrder(round int) []bool {
-	if round%2 == 1 {
-		return []bool{true, false}
-	}
-	return []bool{false, true}
+// proxyUnderTest is the proxy the bulk and fresh measurements go through:
+// in this process or in a child (-proxy-child), or the error that kept it
+// from starting.
+type proxyUnderTest struct {
+	inProc *inProcProxy
+	child  *proxyChild
+	err    error
+	addr   string
+	where  string // where it runs, for the report
 }
 
-func verbose(cfg *config, out io.Writer, r result) {
-	if !cfg.verbose {
+// startProxyUnderTest starts the proxy cfg asks for, allowing exactly
+// allow; an in-process proxy logs to logf.
+func startProxyUnderTest(cfg *config, allow string, logf func(string, ...any)) *proxyUnderTest {
+	put := &proxyUnderTest{where: "in this process"}
+	if cfg.proxyChild {
+		if put.child, put.err = startProxyChild(cfg.proxyImpl, allow, 0, nil); put.err == nil {
+			put.addr = put.child.addr
+			put.where = fmt.Sprintf("in a child process (pid %d)", put.child.cmd.Process.Pid)
+		}
+	} else if put.inProc, put.err = startProxy(cfg.proxyImpl, allow, 0, logf); put.err == nil {
+		put.addr = put.inProc.addr()
+	}
+	return put
+}
+
+// proxyTable makes the table of `bench proxy` with its opening notes, and
+// the score its goals count in: a throwaway one for the reference relay,
+// whose PASS/MISS is shown for comparison only.
+func proxyTable(cfg *config, s *score, allow string, put *proxyUnderTest) (*table, *score) {
+	t := &table{
+		title:  "proxy (issue 2): direct vs through sandgate's HTTP CONNECT proxy",
+		header: []string{"measurement", "direct", "sandgate", "ratio", "per-round", "goal", "result"},
+	}
+	where := put.where
+	goals := s
+	if cfg.proxyImpl == "relay" {
+		t.title = "proxy: direct vs through the REFERENCE RELAY (-proxy-impl relay: not sandgate; PASS/MISS shown for comparison, not counted)"
+		t.header[2] = "relay"
+		where = "(bare io.Copy CONNECT relay) " + where
+		goals = &score{}
+	}
+	t.note("target %s and clients in this process, the proxy %s (policy: --allow %s)", allow, where, allow)
+	t.note("ratio: median over the interleaved pairs of sandgate / direct (per-round: lowest–highest pair); direct and sandgate columns: totals over all rounds")
+	if put.err != nil {
+		t.note("sandgate proxy: %v", put.err)
+	}
+	return t, goals
+}
+
+// proxyMeasure measures one side of a pair, direct or through the proxy
+// under test, with the CPU this process (and a proxy child) spent on it.
+type proxyMeasure struct {
+	cfg              *config
+	out              io.Writer
+	put              *proxyUnderTest
+	direct, viaProxy dialer
+}
+
+// measure runs f over the side's dialer and adds its result to p; the
+// proxied side of a proxy that did not start is one error.
+func (m *proxyMeasure) measure(p *pairs, proxied bool, f func(d dialer) result) {
+	if proxied && m.put.err != nil {
+		p.proxied = append(p.proxied, result{FirstErr: m.put.err.Error(), Errors: 1})
 		return
 	}
-	fmt.Fprintf(out, "  %-6s %-22s bytes=%d ops=%d %.3fs errors=%d %s\n", r.Test, r.Via, r.Bytes, r.Ops, r.Seconds, r.Errors, r.FirstErr)
+	d := m.direct
+	if proxied {
+		d = m.viaProxy
+	}
+	pc := m.put.child
+	self0 := cpuSelf()
+	var child0 float64
+	if pc != nil {
+		child0 = cpuOf(pc.cmd.Process.Pid)
+	}
+	r := f(d)
+	r.CPU = cpuSelf() - self0
+	if pc != nil {
+		r.ProxyCPU = cpuOf(pc.cmd.Process.Pid) - child0
+	}
+	p.add(m.cfg, m.out, proxied, r)
+}
+
+// childLogNote says how many lines a proxy child logged, and the first few.
+func childLogNote(t *table, pc *proxyChild) {
+	if se := strings.TrimSpace(pc.stderr.String()); se != "" {
+		lines := strings.Split(se, "\n")
+		t.note("the proxy child logged %d lines; first: %s", len(lines), strings.Join(lines[:min(3, len(lines))], " | "))
+	}
+}
+
+// acceptNote reports a target whose accept failed: a limit of this machine
+// rather than of the proxy.
+func acceptNote(t *table, tgt *target) {
+	if n, e := tgt.acceptErrors(); n > 0 {
+		t.note("LIMIT? the target's accept failed %d times, last: %s", n, e)
+	}
 }
 
 // proxyChild is sandgate's proxy running in a child process (this binary in
@@ -383,208 +396,6 @@ func proxyChildMain(args []string) int {
 	}
 	p.stop()
 	return 0
-}
-
-// idleRows measures the proxy's RSS per idle tunnel with cfg.idleTunnels
-// open. The proxy runs in a child process; the target and the clients run
-// in this one (2 descriptors per tunnel here, at least 2 in the proxy).
-func idleRows(cfg *config, t *table, s *score) {
-	n := cfg.idleTunnels
-	name := fmt.Sprintf("RSS per idle tunnel (%d open)", n)
-	held := fmt.Sprintf("%d tunnels held, no error", n)
-	fail := func(format string, a ...any) {
-		t.add(name, "", "-", "", "", "≤ 16 KiB", s.judge(false, false))
-		t.add(held, "", "-", "", "", "all", s.judge(false, false))
-		t.note("idle tunnels: "+format, a...)
-	}
-	if need := uint64(2*n + 64); noFileLimit() < need {
-		t.note("LIMIT: this process needs about %d descriptors for %d tunnels (client + target ends) but RLIMIT_NOFILE is %d", need, n, noFileLimit())
-	}
-	tgt, err := startTarget()
-	if err != nil {
-		fail("cannot start target: %v", err)
-		return
-	}
-	defer tgt.close()
-	var stacks *os.File
-	if cfg.idleStacks != "" {
-		if stacks, err = os.Create(cfg.idleStacks); err != nil {
-			fail("%v", err)
-			return
-		}
-		defer stacks.Close()
-	}
-	var stacksW io.Writer
-	if stacks != nil {
-		stacksW = stacks
-	}
-	pc, err := startProxyChild("sandgate", tgt.addr(), n+256, stacksW)
-	if err != nil {
-		fail("%v", err)
-		return
-	}
-	defer pc.stop()
-	pid := pc.cmd.Process.Pid
-	childNoFile := procNoFile(pid)
-	d := dialer{proxy: pc.addr, target: tgt.addr(), timeout: 10 * time.Second}
-
-	openHold := func() (*net.TCPConn, error) {
-		c, err := d.dial()
-		if err != nil {
-			return nil, err
-		}
-		_ = c.SetDeadline(time.Now().Add(d.timeout))
-		var b [1]byte
-		b[0] = opHold
-		if _, err = c.Write(b[:]); err == nil {
-			_, err = io.ReadFull(c, b[:])
-		}
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("tunnel to the hold server: %w", err)
-		}
-		_ = c.SetDeadline(time.Time{})
-		return c, nil
-	}
-	// Warm up the proxy's pools and code paths, then take the baseline.
-	for i := 0; i < 16; i++ {
-		if c, err := openHold(); err == nil {
-			c.Close()
-		} else {
-			fail("warm-up tunnel failed: %v", err)
-			return
-		}
-	}
-	time.Sleep(500 * time.Millisecond)
-	before, err := readProcMem(pid)
-	if err != nil {
-		fail("%v", err)
-		return
-	}
-	fdsBefore, _ := readFDs(pid)
-
-	var (
-		mu       sync.Mutex
-		conns    = make([]*net.TCPConn, 0, n)
-		next     atomic.Int64
-		errs     atomic.Int64
-		firstErr string
-		limit    string
-		wg       sync.WaitGroup
-	)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	start := time.Now()
-	stopAt := start.Add(cfg.idleTimeout)
-	for w := 0; w < cfg.idleConc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) && errs.Load() < 50 && time.Now().Before(stopAt) {
-				c, err := openHold()
-				mu.Lock()
-				if err != nil {
-					errs.Add(1)
-					if firstErr == "" {
-						firstErr = fmt.Sprintf("tunnel %d: %v", len(conns)+1, err)
-					}
-					if limit == "" {
-						limit = limitOf(err)
-					}
-				} else {
-					conns = append(conns, c)
-					if cfg.verbose && len(conns)%500 == 0 {
-						m, _ := readProcMem(pid)
-						f, _ := readFDs(pid)
-						fmt.Fprintf(os.Stderr, "  idle: %d tunnels open after %v; proxy VmRSS %d KiB, %v\n", len(conns), time.Since(start).Round(time.Millisecond), m.RSS, f)
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	openTime := time.Since(start)
-	time.Sleep(time.Second) // let the proxy settle
-	after, merr := readProcMem(pid)
-	fdsAfter, _ := readFDs(pid)
-	time.Sleep(3 * time.Second) // do descriptors held briefly go away?
-	fdsLater, _ := readFDs(pid)
-	later, _ := readProcMem(pid)
-
-	if stacks != nil {
-		// SIGQUIT makes the Go runtime print every goroutine's stack and exit.
-		_ = pc.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-pc.exited:
-		case <-time.After(10 * time.Second):
-		}
-		t.note("idle: the proxy child's goroutine stacks (SIGQUIT, taken with the 3 s later figures) are in %s; the tunnels were not pinged", cfg.idleStacks)
-	}
-	// Ping every open tunnel once to prove it still works end to end.
-	var pingErrs int
-	var pingFirst string
-	for _, c := range conns {
-		if stacks != nil {
-			break
-		}
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		b := [1]byte{'p'}
-		_, err := c.Write(b[:])
-		if err == nil {
-			_, err = io.ReadFull(c, b[:])
-		}
-		if err != nil {
-			pingErrs++
-			if pingFirst == "" {
-				pingFirst = err.Error()
-			}
-		}
-	}
-
-	opened := len(conns)
-	if merr != nil {
-		fail("reading the proxy's RSS: %v (did it die? stderr: %s)", merr, strings.TrimSpace(pc.stderr.String()))
-		return
-	}
-	perTunnel := float64(after.RSS-before.RSS) / float64(max(opened, 1))
-	t.add(name, "", roundKiB(perTunnel), "", "", "≤ 16 KiB", s.judge(opened > 0, perTunnel <= 16))
-	heldOK := opened == n && errs.Load() == 0 && pingErrs == 0
-	t.add(held, "", fmt.Sprintf("%d held", opened-pingErrs), "", "", "all", s.judge(true, heldOK))
-	maxNote := ""
-	if n > proxy.DefaultMaxConns {
-		maxNote = fmt.Sprintf(": the proxy's default %d would refuse more", proxy.DefaultMaxConns)
-	}
-	t.note("idle: proxy in a child process (pid %d, RLIMIT_NOFILE %d, MaxConns %d%s); target and clients in this process; %d tunnels opened in %v (%.0f /s, %d openers)",
-		pid, childNoFile, n+256, maxNote, opened, openTime.Round(time.Millisecond), float64(opened)/openTime.Seconds(), cfg.idleConc)
-	t.note("idle: proxy VmRSS %d KiB → %d KiB (RssAnon %d → %d KiB, threads %d → %d)", before.RSS, after.RSS, before.Anon, after.Anon, before.Threads, after.Threads)
-	t.note("idle: proxy descriptors %v → %v (%.1f per tunnel)", fdsBefore, fdsAfter, float64(fdsAfter.Total-fdsBefore.Total)/float64(max(opened, 1)))
-	t.note("idle: 3 s later, proxy VmRSS %d KiB, %v", later.RSS, fdsLater)
-	if lim := childNoFile; lim > 0 && int64(fdsAfter.Total) >= lim-16 {
-		t.note("LIMIT HIT: the proxy process holds %d descriptors of its RLIMIT_NOFILE %d", fdsAfter.Total, lim)
-	}
-	if e := errs.Load(); e > 0 {
-		t.note("idle: %d tunnels failed to open (stopped after 50 errors or the %v limit); first: %s", e, cfg.idleTimeout, firstErr)
-	}
-	if opened < n && errs.Load() == 0 {
-		t.note("idle: only %d of %d tunnels opened within %v", opened, n, cfg.idleTimeout)
-	}
-	if limit != "" {
-		t.note("LIMIT HIT opening idle tunnels: %s", limit)
-	}
-	if pingErrs > 0 {
-		t.note("idle: %d open tunnels failed a 1-byte ping after the measurement; first: %s", pingErrs, pingFirst)
-	}
-	if n, e := tgt.acceptErrors(); n > 0 {
-		t.note("LIMIT? the target's accept failed %d times, last: %s", n, e)
-	}
-	if se := strings.TrimSpace(pc.stderr.String()); se != "" && stacks == nil {
-		lines := strings.Split(se, "\n")
-		t.note("the proxy child logged %d lines; first: %s", len(lines), strings.Join(lines[:min(3, len(lines))], " | "))
-	}
 }
 
 // cpuNotes says how much CPU each side spent per unit of work: on a machine

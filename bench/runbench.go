@@ -18,84 +18,163 @@ import (
 
 // benchRun is `bench run` (issue 3).
 func benchRun(cfg *config, out io.Writer, s *score) {
-	t := &table{
-		title:  fmt.Sprintf("run (issue 3): start-up, %d interleaved rounds (each round runs every command once, in rotating order)", cfg.startupRounds),
-		header: []string{"command", "mean", "median", "min", "median vs unshare", "mean vs unshare", "goal", "result"},
+	rb := &runBench{
+		cfg: cfg,
+		out: out,
+		s:   s,
+		t: &table{
+			title:  fmt.Sprintf("run (issue 3): start-up, %d interleaved rounds (each round runs every command once, in rotating order)", cfg.startupRounds),
+			header: []string{"command", "mean", "median", "min", "median vs unshare", "mean vs unshare", "goal", "result"},
+		},
+		nt: &table{
+			title:  "run (issue 3): from inside `sandgate run` through its proxy vs direct",
+			header: []string{"measurement", "direct", "in sandbox", "ratio", "per-round", "goal", "result"},
+		},
 	}
-	nt := &table{
-		title:  "run (issue 3): from inside `sandgate run` through its proxy vs direct",
-		header: []string{"measurement", "direct", "in sandbox", "ratio", "per-round", "goal", "result"},
+	cleanup, ok := rb.workDir()
+	if !ok {
+		return
 	}
-	failAll := func(format string, a ...any) {
-		t.note(format, a...)
-		t.print(out)
-		s.failed += 4
+	defer cleanup()
+	if !rb.prepare() {
+		return
 	}
+	rb.startup()
+	rb.inSandbox()
+}
 
-	dir := cfg.workDir
-	if dir == "" {
+// runBench is one `bench run`: its two tables, and the binaries and
+// environment its commands run with.
+type runBench struct {
+	cfg      *config
+	out      io.Writer
+	s        *score
+	t        *table // start-up
+	nt       *table // bulk and fresh tunnels from inside the sandbox
+	dir      string
+	sg       string // the sandgate binary
+	bench    string // a copy of this program, for the in-sandbox client
+	truePath string // the `true` on PATH
+	env      []string
+
+	unshare    string
+	unshareErr error // why there is no unshare on PATH
+}
+
+// failAll says why nothing of `bench run` could be measured, prints the
+// start-up table with that note, and counts its four goals as not measured.
+func (rb *runBench) failAll(format string, a ...any) {
+	rb.t.note(format, a...)
+	rb.t.print(rb.out)
+	rb.s.failed += 4
+}
+
+// workDir makes the directory for the built binaries (-workdir, or a new
+// temporary one that cleanup removes unless -keep).
+func (rb *runBench) workDir() (cleanup func(), ok bool) {
+	cleanup = func() {}
+	rb.dir = rb.cfg.workDir
+	if rb.dir == "" {
 		d, err := os.MkdirTemp("", "sandgate-bench-")
 		if err != nil {
-			failAll("cannot create a temporary directory: %v", err)
-			return
+			rb.failAll("cannot create a temporary directory: %v", err)
+			return nil, false
 		}
-		dir = d
-		if !cfg.keep {
-			defer os.RemoveAll(dir)
+		rb.dir = d
+		if !rb.cfg.keep {
+			cleanup = func() { os.RemoveAll(d) }
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		failAll("cannot create %s: %v", dir, err)
-		return
+	} else if err := os.MkdirAll(rb.dir, 0o755); err != nil {
+		rb.failAll("cannot create %s: %v", rb.dir, err)
+		return nil, false
 	}
 	// Inside the sandbox everything runs as the caller's own uid, so the
 	// binaries must be readable and executable by it.
-	_ = os.Chmod(dir, 0o755)
+	_ = os.Chmod(rb.dir, 0o755)
+	return cleanup, true
+}
 
-	sg := cfg.sandgate
-	if sg == "" {
+// prepare finds or builds the binaries, makes the environment and checks
+// that `sandgate run` works at all.
+func (rb *runBench) prepare() bool {
+	rb.sg = rb.cfg.sandgate
+	if rb.sg == "" {
 		var err error
-		if sg, err = buildSandgate(cfg.srcDir, dir); err != nil {
-			failAll("%v", err)
-			return
+		if rb.sg, err = buildSandgate(rb.cfg.srcDir, rb.dir); err != nil {
+			rb.failAll("%v", err)
+			return false
 		}
-		t.note("sandgate built with CGO_ENABLED=0 into %s", sg)
+		rb.t.note("sandgate built with CGO_ENABLED=0 into %s", rb.sg)
 	} else {
-		t.note("sandgate binary: %s", sg)
+		rb.t.note("sandgate binary: %s", rb.sg)
 	}
-	benchBin, err := copySelf(dir)
-	if err != nil {
-		failAll("cannot copy the bench binary for the in-sandbox client: %v", err)
-		return
+	var err error
+	if rb.bench, err = copySelf(rb.dir); err != nil {
+		rb.failAll("cannot copy the bench binary for the in-sandbox client: %v", err)
+		return false
 	}
-	truePath, err := exec.LookPath("true")
-	if err != nil {
-		failAll("no `true` on PATH: %v", err)
-		return
+	if rb.truePath, err = exec.LookPath("true"); err != nil {
+		rb.failAll("no `true` on PATH: %v", err)
+		return false
 	}
-	unshare, uerr := exec.LookPath("unshare")
+	rb.unshare, rb.unshareErr = exec.LookPath("unshare")
 
 	// Each child gets an empty config directory so that no user
 	// configuration changes the policy or the proxy's limits.
-	cfgHome := filepath.Join(dir, "xdg-config")
+	cfgHome := filepath.Join(rb.dir, "xdg-config")
 	_ = os.MkdirAll(cfgHome, 0o755)
-	env := append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome)
+	rb.env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome)
 
 	// Smoke test first, so that a broken `sandgate run` is reported once
 	// and plainly instead of as many failed rounds.
-	if code, stderr, _, err := runCmd(env, 30*time.Second, sg, "run", "--", truePath); err != nil || code != 0 {
-		failAll("`sandgate run -- true` does not work yet: exit %d, %v: %s", code, err, stderr)
-		return
+	if code, stderr, _, err := runCmd(rb.env, 30*time.Second, rb.sg, "run", "--", rb.truePath); err != nil || code != 0 {
+		rb.failAll("`sandgate run -- true` does not work yet: exit %d, %v: %s", code, err, stderr)
+		return false
 	}
+	return true
+}
 
-	// --- start-up -------------------------------------------------------
-	type cmdSpec struct {
-		name string
-		argv []string
-		durs []time.Duration
-		errs int
-		last string
+// startupCmd is one command of the start-up table and its timings.
+type startupCmd struct {
+	name string
+	argv []string // nil: not run
+	durs []time.Duration
+	errs int
+	last string
+}
+
+// startup times each command of the start-up table in interleaved rounds
+// and prints the table.
+func (rb *runBench) startup() {
+	specs := rb.startupCmds()
+	for round := -1; round < rb.cfg.startupRounds; round++ { // round -1 warms up
+		for i := range specs {
+			sp := specs[(i+max(round, 0))%len(specs)]
+			if sp.argv == nil {
+				continue
+			}
+			startT := time.Now()
+			code, stderr, _, err := runCmd(rb.env, 30*time.Second, sp.argv[0], sp.argv[1:]...)
+			el := time.Since(startT)
+			if err != nil || code != 0 {
+				sp.errs++
+				sp.last = fmt.Sprintf("exit %d %v %s", code, err, stderr)
+				continue
+			}
+			if round >= 0 {
+				sp.durs = append(sp.durs, el)
+			}
+		}
 	}
-	specs := []*cmdSpec{
+	rb.startupRows(specs)
+	rb.t.print(rb.out)
+}
+
+// startupCmds lists the commands timed: specs[1] is the baseline, and
+// specs[2] the one with a goal.
+func (rb *runBench) startupCmds() []*startupCmd {
+	sg, truePath, unshare := rb.sg, rb.truePath, rb.unshare
+	specs := []*startupCmd{
 		{name: "true", argv: []string{truePath}},
 		{name: "unshare -Urn true", argv: []string{unshare, "-Urn", truePath}},
 		{name: "sandgate run -- true", argv: []string{sg, "run", "--", truePath}},
@@ -109,30 +188,17 @@ func benchRun(cfg *config, out io.Writer, s *score) {
 		// sandbox that isolates as much.
 		{name: "(info) unshare -Urnpfimu --mount-proc true", argv: []string{unshare, "-Urnpfimu", "--mount-proc", truePath}},
 	}
-	if uerr != nil {
+	if rb.unshareErr != nil {
 		specs[1].argv = nil
 		specs[len(specs)-1].argv = nil
-		t.note("unshare not found: %v", uerr)
+		rb.t.note("unshare not found: %v", rb.unshareErr)
 	}
-	for round := -1; round < cfg.startupRounds; round++ { // round -1 warms up
-		for i := range specs {
-			sp := specs[(i+max(round, 0))%len(specs)]
-			if sp.argv == nil {
-				continue
-			}
-			startT := time.Now()
-			code, stderr, _, err := runCmd(env, 30*time.Second, sp.argv[0], sp.argv[1:]...)
-			el := time.Since(startT)
-			if err != nil || code != 0 {
-				sp.errs++
-				sp.last = fmt.Sprintf("exit %d %v %s", code, err, stderr)
-				continue
-			}
-			if round >= 0 {
-				sp.durs = append(sp.durs, el)
-			}
-		}
-	}
+	return specs
+}
+
+// startupRows adds one row per command, judging `sandgate run -- true`
+// against `unshare -Urn true`.
+func (rb *runBench) startupRows(specs []*startupCmd) {
 	us := stats(specs[1].durs)
 	for _, sp := range specs {
 		st := stats(sp.durs)
@@ -140,90 +206,80 @@ func benchRun(cfg *config, out io.Writer, s *score) {
 		if sp == specs[2] {
 			goal = "≤ 2× unshare"
 			ok := st.n > 0 && us.n > 0 && sp.errs == 0
-			res = s.judge(ok, float64(st.median) <= 2*float64(us.median))
+			res = rb.s.judge(ok, float64(st.median) <= 2*float64(us.median))
 		}
 		if st.n == 0 {
-			t.add(sp.name, "-", "-", "-", "-", "-", goal, res)
+			rb.t.add(sp.name, "-", "-", "-", "-", "-", goal, res)
 		} else {
-			t.add(sp.name, fmtMs(st.mean), fmtMs(st.median), fmtMs(st.minim), fmtRatio(st.median, us.median), fmtRatio(st.mean, us.mean), goal, res)
+			rb.t.add(sp.name, fmtMs(st.mean), fmtMs(st.median), fmtMs(st.minim), fmtRatio(st.median, us.median), fmtRatio(st.mean, us.mean), goal, res)
 		}
 		if sp.errs > 0 {
-			t.note("%s failed %d times; last: %s", sp.name, sp.errs, sp.last)
+			rb.t.note("%s failed %d times; last: %s", sp.name, sp.errs, sp.last)
 		}
 	}
-	t.note("each figure is the wall time of fork+exec+wait from Go (os/exec), measured the same way for every command; the goal is judged on the median")
-	t.print(out)
+	rb.t.note("each figure is the wall time of fork+exec+wait from Go (os/exec), measured the same way for every command; the goal is judged on the median")
+}
 
-	// --- bulk and fresh-tunnel rate from inside the sandbox ---------------
+// inSandbox measures bulk and fresh-tunnel rates from inside the sandbox
+// against the same client run directly, and prints the table.
+func (rb *runBench) inSandbox() {
+	cfg, nt := rb.cfg, rb.nt
 	tgt, err := startTarget()
 	if err != nil {
 		nt.note("cannot start the target: %v", err)
-		nt.print(out)
-		s.failed += 3
+		nt.print(rb.out)
+		rb.s.failed += 3
 		return
 	}
 	defer tgt.close()
 	allow := tgt.addr()
-	nt.note("target %s in this process (host network namespace); `sandgate run --allow %s -- %s _client -proxy env ...` in the sandbox vs the same client run directly, each a separate process", allow, allow, filepath.Base(benchBin))
+	nt.note("target %s in this process (host network namespace); `sandgate run --allow %s -- %s _client -proxy env ...` in the sandbox vs the same client run directly, each a separate process", allow, allow, filepath.Base(rb.bench))
 	nt.note("bulk: %d pairs of %s, sender %s, sink %s; fresh: %d pairs of %d clients × %v; inside, the client dials $HTTP_PROXY (the sandbox's own 127.0.0.1) and sends CONNECT %s", cfg.rounds, formatBytes(int64(cfg.bulkBytes)), cfg.sender, sinkKind(cfg.sink), cfg.freshRounds, cfg.freshClients, cfg.freshDur, allow)
 	nt.note("ratio: median over the interleaved pairs of in-sandbox / direct (per-round: lowest–highest pair); sandbox start-up is not inside the measured time")
 
-	client := func(inSandbox bool, args ...string) result {
-		argv := append([]string{benchBin, "_client", "-target", allow}, args...)
-		if inSandbox {
-			argv = append([]string{sg, "run", "--allow", allow, "--"}, append(argv, "-proxy", "env")...)
+	freshArgs := []string{"-test", "fresh", "-tunnels", strconv.Itoa(cfg.freshClients), "-time", cfg.freshDur.String()}
+	b1, b4, fr := pairedRounds(cfg, func(p *pairs, inSandbox bool, tunnels int) {
+		args := freshArgs
+		if tunnels > 0 {
+			args = rb.bulkArgs(tunnels)
 		}
-		limit := cfg.bulkTimeout + 60*time.Second
-		code, stderr, stdout, err := runCmd(env, limit, argv[0], argv[1:]...)
-		var r result
-		line := lastLine(stdout)
-		if jerr := json.Unmarshal([]byte(line), &r); jerr != nil || line == "" {
-			r = result{Errors: 1}
-			r.FirstErr = fmt.Sprintf("client exit %d %v: %s %s", code, err, strings.TrimSpace(stdout), stderr)
-			return r
-		}
-		if inSandbox {
-			r.Via = "sandbox " + r.Via
-		}
-		if code != 0 && r.Errors == 0 {
-			r.fail(fmt.Errorf("client exit %d: %s", code, stderr))
-		}
+		p.add(cfg, rb.out, inSandbox, rb.client(allow, inSandbox, args...))
+	})
+	pairedRows(cfg, nt, rb.s, b1, b4, fr)
+	acceptNote(nt, tgt)
+	nt.print(rb.out)
+}
+
+// bulkArgs are the client's arguments for one bulk measurement over n
+// tunnels.
+func (rb *runBench) bulkArgs(n int) []string {
+	cfg := rb.cfg
+	return []string{"-test", "bulk", "-tunnels", strconv.Itoa(n), "-bytes", strconv.FormatInt(int64(cfg.bulkBytes), 10), "-time", cfg.bulkTimeout.String(), "-sender", cfg.sender, "-sink", cfg.sink}
+}
+
+// client runs this program's _client against allow, in the sandbox
+// (through its proxy) or directly, and returns the result it printed.
+func (rb *runBench) client(allow string, inSandbox bool, args ...string) result {
+	argv := append([]string{rb.bench, "_client", "-target", allow}, args...)
+	if inSandbox {
+		argv = append([]string{rb.sg, "run", "--allow", allow, "--"}, append(argv, "-proxy", "env")...)
+	}
+	limit := rb.cfg.bulkTimeout + 60*time.Second
+	code, stderr, stdout, err := runCmd(rb.env, limit, argv[0], argv[1:]...)
+	var r result
+	line := lastLine(stdout)
+	if jerr := json.Unmarshal([]byte(line), &r); jerr != nil || line == "" {
+		r = result{Errors: 1}
+		r.FirstErr = fmt.Sprintf("client exit %d %v: %s %s", code, err, strings.TrimSpace(stdout), stderr)
 		return r
 	}
-	bulkArgs := func(n int) []string {
-		return []string{"-test", "bulk", "-tunnels", strconv.Itoa(n), "-bytes", strconv.FormatInt(int64(cfg.bulkBytes), 10), "-time", cfg.bulkTimeout.String(), "-sender", cfg.sender, "-sink", cfg.sink}
+	if inSandbox {
+		r.Via = "sandbox " + r.Via
 	}
-	freshArgs := []string{"-test", "fresh", "-tunnels", strconv.Itoa(cfg.freshClients), "-time", cfg.freshDur.String()}
-	var b1, b4, fr pairs
-	add := func(p *pairs, inSandbox bool, r result) {
-		verbose(cfg, out, r)
-		if inSandbox {
-			p.proxied = append(p.proxied, r)
-		} else {
-			p.direct = append(p.direct, r)
-		}
+	if code != 0 && r.Errors == 0 {
+		r.fail(fmt.Errorf("client exit %d: %s", code, stderr))
 	}
-	for round := 0; round < cfg.rounds; round++ {
-		for _, sb := range pairOrder(round) {
-			add(&b1, sb, client(sb, bulkArgs(1)...))
-		}
-		for _, sb := range pairOrder(round) {
-			add(&b4, sb, client(sb, bulkArgs(4)...))
-		}
-	}
-	for round := 0; round < cfg.freshRounds; round++ {
-		for _, sb := range pairOrder(round) {
-			add(&fr, sb, client(sb, freshArgs...))
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	ratioRow(nt, s, "bulk, 1 tunnel", b1, false, 0.6)
-	ratioRow(nt, s, "bulk, 4 tunnels", b4, false, 0.6)
-	ratioRow(nt, s, fmt.Sprintf("fresh tunnels, %d clients", cfg.freshClients), fr, true, 0.7)
-	if n, e := tgt.acceptErrors(); n > 0 {
-		nt.note("LIMIT? the target's accept failed %d times, last: %s", n, e)
-	}
-	nt.print(out)
+	return r
 }
 
 // runCmd runs a command with a time limit and returns its exit code, the

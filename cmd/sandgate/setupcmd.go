@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
@@ -12,13 +13,16 @@ import (
 	"github.com/sandgate/sandgate/setup"
 )
 
+// setupFlags are the flags of `sandgate setup`.
+type setupFlags struct {
+	ports     string
+	localBind bool
+	check     bool
+	uninstall bool
+}
+
 func newSetupCmd() *cobra.Command {
-	var (
-		ports     string
-		localBind bool
-		check     bool
-		uninstall bool
-	)
+	var f setupFlags
 	cmd := &cobra.Command{
 		Use:   "setup [--ports LIST] [--allow-local-binding] [--check | --uninstall]",
 		Short: "Set up the identity backend: two sandbox users and their firewall rules (root)",
@@ -40,100 +44,134 @@ allow_local_binding on.
   --uninstall  remove the users, group, homes, rules and marker`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fs := cmd.Flags()
-			if check && uninstall {
-				return usageErr("--check and --uninstall exclude each other")
-			}
-			if uninstall && (fs.Changed("ports") || fs.Changed("allow-local-binding")) {
-				return usageErr("--uninstall takes no --ports or --allow-local-binding")
-			}
-			o := setup.Options{}
-			// Flag, then environment, then what is installed, then defaults.
-			portsGiven, albGiven := fs.Changed("ports"), fs.Changed("allow-local-binding")
-			if portsGiven {
-				ps, err := ruleplan.ParsePorts(ports)
-				if err != nil {
-					return usageErr("invalid --ports %q: %v", ports, err)
-				}
-				o.ProxyPorts = ps
-			}
-			o.AllowLocalBinding = localBind
-			if !albGiven && os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1" {
-				o.AllowLocalBinding, albGiven = true, true
-			}
-			if m, err := setup.ReadMarker(o.MarkerPath()); err == nil {
-				if !portsGiven {
-					o.ProxyPorts = m.ProxyPorts
-				}
-				if !albGiven {
-					o.AllowLocalBinding = m.AllowLocalBinding
-				}
-			}
-			out := cmd.OutOrStdout()
-
-			if check {
-				diffs, err := setup.Check(o)
-				if err != nil {
-					return &exitError{code: exitFailure, err: fmt.Errorf("checking the setup: %w", err)}
-				}
-				if len(diffs) == 0 {
-					fmt.Fprintf(out, "sandgate: the identity backend is set up and current (%s)\n", describeOptions(o))
-					return nil
-				}
-				fmt.Fprintf(out, "sandgate: the identity backend is not current (compared with %s):\n", describeOptions(o))
-				for _, d := range diffs {
-					fmt.Fprintf(out, "  - %s\n", d)
-				}
-				if notRoot() {
-					fmt.Fprintln(out, "sandgate: run as root to check everything, and `sandgate setup` as root to fix it")
-				} else {
-					fmt.Fprintln(out, "sandgate: run `sandgate setup` to fix it")
-				}
-				return &exitError{code: exitDenied}
-			}
-
-			if notRoot() {
-				what := "setting up the identity backend creates system users and installs nftables rules"
-				if uninstall {
-					what = "removing the identity backend deletes system users and nftables rules"
-				}
-				return &exitError{code: exitFailure, err: fmt.Errorf("setup needs root: %s; run it with sudo (or use --check)", what)}
-			}
-			if uninstall {
-				changes, err := setup.Uninstall(o)
-				for _, c := range changes {
-					fmt.Fprintf(out, "sandgate: %s\n", c)
-				}
-				if err != nil {
-					return &exitError{code: exitFailure, err: err}
-				}
-				if len(changes) == 0 {
-					fmt.Fprintln(out, "sandgate: nothing to remove: the identity backend is not set up")
-				}
-				return nil
-			}
-			_, changes, err := setup.Install(o)
-			for _, c := range changes {
-				fmt.Fprintf(out, "sandgate: %s\n", c)
-			}
-			if err != nil {
-				if errors.Is(err, errors.ErrUnsupported) {
-					return &exitError{code: exitFailure, err: err}
-				}
-				return &exitError{code: exitFailure, err: fmt.Errorf("setup failed: %w", err)}
-			}
-			if len(changes) == 0 {
-				fmt.Fprintf(out, "sandgate: already set up and current (%s)\n", describeOptions(o))
-			}
-			return nil
+			return runSetup(cmd, &f)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&ports, "ports", "", "loopback proxy ports the offline user may reach: ranges and lists, e.g. 47100-47115 or 3128,1080 (default: what is installed, else 47100-47115)")
-	fs.BoolVar(&localBind, "allow-local-binding", false, "open every local port to the offline user (non-local destinations stay blocked)")
-	fs.BoolVar(&check, "check", false, "only compare the installed setup with what setup would install; exit 0 when current, 1 otherwise")
-	fs.BoolVar(&uninstall, "uninstall", false, "remove the users, group, homes, firewall rules and marker")
+	fs.StringVar(&f.ports, "ports", "", "loopback proxy ports the offline user may reach: ranges and lists, e.g. 47100-47115 or 3128,1080 (default: what is installed, else 47100-47115)")
+	fs.BoolVar(&f.localBind, "allow-local-binding", false, "open every local port to the offline user (non-local destinations stay blocked)")
+	fs.BoolVar(&f.check, "check", false, "only compare the installed setup with what setup would install; exit 0 when current, 1 otherwise")
+	fs.BoolVar(&f.uninstall, "uninstall", false, "remove the users, group, homes, firewall rules and marker")
 	return cmd
+}
+
+// runSetup is `sandgate setup`: it checks the flags, settles the options,
+// and checks, uninstalls or installs.
+func runSetup(cmd *cobra.Command, f *setupFlags) error {
+	fs := cmd.Flags()
+	if f.check && f.uninstall {
+		return usageErr("--check and --uninstall exclude each other")
+	}
+	if f.uninstall && (fs.Changed("ports") || fs.Changed("allow-local-binding")) {
+		return usageErr("--uninstall takes no --ports or --allow-local-binding")
+	}
+	o, err := setupOptions(f, fs.Changed("ports"), fs.Changed("allow-local-binding"))
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.check {
+		return setupCheck(out, o)
+	}
+	if notRoot() {
+		what := "setting up the identity backend creates system users and installs nftables rules"
+		if f.uninstall {
+			what = "removing the identity backend deletes system users and nftables rules"
+		}
+		return &exitError{code: exitFailure, err: fmt.Errorf("setup needs root: %s; run it with sudo (or use --check)", what)}
+	}
+	if f.uninstall {
+		return setupUninstall(out, o)
+	}
+	return setupInstall(out, o)
+}
+
+// setupOptions settles what setup installs: each setting from its flag
+// (when given), then the environment, then what is installed, then the
+// defaults (left to setup).
+func setupOptions(f *setupFlags, portsGiven, albGiven bool) (setup.Options, error) {
+	o := setup.Options{}
+	if portsGiven {
+		ps, err := ruleplan.ParsePorts(f.ports)
+		if err != nil {
+			return o, usageErr("invalid --ports %q: %v", f.ports, err)
+		}
+		o.ProxyPorts = ps
+	}
+	o.AllowLocalBinding = f.localBind
+	if !albGiven && os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1" {
+		o.AllowLocalBinding, albGiven = true, true
+	}
+	if m, err := setup.ReadMarker(o.MarkerPath()); err == nil {
+		if !portsGiven {
+			o.ProxyPorts = m.ProxyPorts
+		}
+		if !albGiven {
+			o.AllowLocalBinding = m.AllowLocalBinding
+		}
+	}
+	return o, nil
+}
+
+// setupCheck is `sandgate setup --check`: it prints each difference between
+// what is installed and o, and exits 1 (exitDenied) when there is one.
+func setupCheck(out io.Writer, o setup.Options) error {
+	diffs, err := setup.Check(o)
+	if err != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("checking the setup: %w", err)}
+	}
+	if len(diffs) == 0 {
+		fmt.Fprintf(out, "sandgate: the identity backend is set up and current (%s)\n", describeOptions(o))
+		return nil
+	}
+	fmt.Fprintf(out, "sandgate: the identity backend is not current (compared with %s):\n", describeOptions(o))
+	for _, d := range diffs {
+		fmt.Fprintf(out, "  - %s\n", d)
+	}
+	if notRoot() {
+		fmt.Fprintln(out, "sandgate: run as root to check everything, and `sandgate setup` as root to fix it")
+	} else {
+		fmt.Fprintln(out, "sandgate: run `sandgate setup` to fix it")
+	}
+	return &exitError{code: exitDenied}
+}
+
+// setupUninstall is `sandgate setup --uninstall`: it removes the identity
+// backend and prints each change.
+func setupUninstall(out io.Writer, o setup.Options) error {
+	changes, err := setup.Uninstall(o)
+	printChanges(out, changes)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	if len(changes) == 0 {
+		fmt.Fprintln(out, "sandgate: nothing to remove: the identity backend is not set up")
+	}
+	return nil
+}
+
+// setupInstall installs or reconciles the identity backend to o and prints
+// each change.
+func setupInstall(out io.Writer, o setup.Options) error {
+	_, changes, err := setup.Install(o)
+	printChanges(out, changes)
+	if err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return &exitError{code: exitFailure, err: err}
+		}
+		return &exitError{code: exitFailure, err: fmt.Errorf("setup failed: %w", err)}
+	}
+	if len(changes) == 0 {
+		fmt.Fprintf(out, "sandgate: already set up and current (%s)\n", describeOptions(o))
+	}
+	return nil
+}
+
+// printChanges prints each change setup made, one a line.
+func printChanges(out io.Writer, changes []string) {
+	for _, c := range changes {
+		fmt.Fprintf(out, "sandgate: %s\n", c)
+	}
 }
 
 // notRoot reports a caller without root on a Unix system. On Windows setup
