@@ -1,4 +1,3 @@
-// Package codehealth holds tree-wide checks of the source itself: rules of
 // shape that review would otherwise have to catch by eye.
 package codehealth
 
