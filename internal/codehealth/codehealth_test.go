@@ -1,4 +1,3 @@
-// shape that review would otherwise have to catch by eye.
 package codehealth
 
 import (
