@@ -23,29 +23,7 @@ func ApplySandbox(netns string, p SandboxPlan) error {
 	if err != nil {
 		return err
 	}
-	nt := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
-	chains, rules, err := nftRuleTable(nt, t)
-	if err != nil {
-		return err
-	}
-	c, done, err := dial(netns)
-	if err != nil {
-		return err
-	}
-	defer done()
-	c.AddTable(nt)
-	c.DelTable(nt)
-	c.AddTable(nt)
-	for _, ch := range chains {
-		c.AddChain(ch)
-	}
-	for _, r := range rules {
-		c.AddRule(r)
-	}
-	if err := c.Flush(); err != nil {
-		return netlinkErr("installing the transparent path's table inet "+t.Name+" in "+where(netns), err)
-	}
-	return nil
+	return installRuleTable(netns, t, true, nil, "installing the transparent path's table inet "+t.Name+" in "+where(netns))
 }
 
 // SandboxRefusals reads the refusal counters of the sandbox's table in the
@@ -71,12 +49,19 @@ func AddRun(netns string, r IdentityRun) error {
 	t := RenderRunTable()
 	t.Chain(NATChainName).Rules = nat
 	t.Chain(FilterChainName).Rules = filter
-	nt := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
-	chains, rules, err := nftRuleTable(nt, t)
+	stale, err := runRules(netns, r.ID)
 	if err != nil {
 		return err
 	}
-	stale, err := runRules(netns, r.ID)
+	return installRuleTable(netns, t, false, stale, "installing the transparent rules of run "+r.ID+" in "+where(netns))
+}
+
+// installRuleTable installs t in one transaction: the table, its chains
+// and its rules, after deleting the table first (replace) or the rules
+// stale; what says what in errors.
+func installRuleTable(netns string, t RuleTable, replace bool, stale []*nftables.Rule, what string) error {
+	nt := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
+	chains, rules, err := nftRuleTable(nt, t)
 	if err != nil {
 		return err
 	}
@@ -86,19 +71,23 @@ func AddRun(netns string, r IdentityRun) error {
 	}
 	defer done()
 	c.AddTable(nt)
+	if replace {
+		c.DelTable(nt)
+		c.AddTable(nt)
+	}
 	for _, ch := range chains {
 		c.AddChain(ch)
 	}
 	for _, old := range stale {
 		if err := c.DelRule(old); err != nil {
-			return fmt.Errorf("removing an old rule of run %s: %w", r.ID, err)
+			return fmt.Errorf("%s: removing an old rule: %w", what, err)
 		}
 	}
 	for _, rule := range rules {
 		c.AddRule(rule)
 	}
 	if err := c.Flush(); err != nil {
-		return netlinkErr("installing the transparent rules of run "+r.ID+" in "+where(netns), err)
+		return netlinkErr(what, err)
 	}
 	return nil
 }
@@ -157,18 +146,7 @@ func PruneRuns(netns string, alive func(id string) bool) error {
 // RemoveRunTable deletes the identity backend's transparent table (for
 // `sandgate setup --uninstall`); a table that is not there is not an error.
 func RemoveRunTable(netns string) error {
-	c, done, err := dial(netns)
-	if err != nil {
-		return err
-	}
-	defer done()
-	t := &nftables.Table{Name: RunTableName, Family: nftables.TableFamilyINet}
-	c.AddTable(t)
-	c.DelTable(t)
-	if err := c.Flush(); err != nil {
-		return netlinkErr("removing the table inet "+RunTableName, err)
-	}
-	return nil
+	return deleteTable(netns, RunTableName, "removing the table inet "+RunTableName)
 }
 
 // runRules lists the rules of run id in the identity backend's table.
