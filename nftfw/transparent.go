@@ -27,6 +27,7 @@ import (
 //		}
 //		chain filter_output {
 //			type filter hook output priority filter; policy accept;
+//			ct status dnat accept
 //			meta l4proto tcp fib daddr type != local counter drop
 //			meta l4proto udp fib daddr type != local counter reject with icmpx port-unreachable
 //			fib daddr type != local counter reject with icmpx admin-prohibited
@@ -59,7 +60,10 @@ import (
 //
 // In both, the nat chain sees the first packet of each connection before
 // any filter chain (priority dstnat is -100), so a redirected connection is
-// already addressed to the loopback when it is filtered.
+// already addressed to the loopback when it is filtered. In the sandbox,
+// "ct status dnat accept" lets every later packet of a redirected
+// connection (either way) through without a routing lookup, which would
+// otherwise cost each packet of a bulk transfer.
 
 // Names of the transparent path's nftables objects.
 const (
@@ -83,15 +87,19 @@ const (
 	ruleDNSUDP          = "sandgate-dns-udp"
 	ruleDNSTCP          = "sandgate-dns-tcp"
 	ruleTCPRedirect     = "sandgate-tcp-redirect"
+	ruleRedirected      = "sandgate-redirected"
 )
 
 // More kernel numbers (see table.go).
 const (
-	priorityDstNAT        = -100 // NF_IP_PRI_NAT_DST
-	priorityBeforeFilter  = -10  // the identity filter chain runs before setup's (0)
-	icmpxAdminProhibited  = 3    // NFT_REJECT_ICMPX_ADMIN_PROHIBITED
-	socketCgroupV2        = 3    // NFT_SOCKET_CGROUPV2
-	natRangeProtoSpecfied = 2    // NF_NAT_RANGE_PROTO_SPECIFIED
+	priorityDstNAT        = -100   // NF_IP_PRI_NAT_DST
+	priorityBeforeFilter  = -10    // the identity filter chain runs before setup's (0)
+	icmpxAdminProhibited  = 3      // NFT_REJECT_ICMPX_ADMIN_PROHIBITED
+	socketCgroupV2        = 3      // NFT_SOCKET_CGROUPV2
+	natRangeProtoSpecfied = 2      // NF_NAT_RANGE_PROTO_SPECIFIED
+	ctKeyStatus           = 2      // NFT_CT_STATUS
+	ctStatusDstNAT        = 1 << 5 // IPS_DST_NAT
+	verdictAccept         = 1      // NF_ACCEPT, as nftables numbers verdicts
 	dnsPort               = 53
 )
 
@@ -124,6 +132,16 @@ type Redirect struct {
 func (e Redirect) String() string {
 	return fmt.Sprintf("redirect reg=%d flags=%d", e.RegisterProtoMin, e.Flags)
 }
+
+// Ct loads a property of the packet's connection tracking entry
+// (NFT_CT_*) into a register.
+type Ct struct {
+	Key      uint32
+	Register uint32
+}
+
+// String is the canonical text of the expression.
+func (e Ct) String() string { return fmt.Sprintf("ct key=%d reg=%d", e.Key, e.Register) }
 
 // RuleTable is a table of the transparent path as pure data: its base
 // chains, each with its rules in order.
@@ -175,6 +193,13 @@ func RenderSandbox(p SandboxPlan) (RuleTable, error) {
 	}
 	nat = append(nat, Rule{Name: ruleTCPRedirect, Exprs: join(l4(protoTCP), nonLocal(), redirectTo(p.TCPPort))})
 	filter := []Rule{
+		{Name: ruleRedirected, Exprs: []Expr{
+			Ct{Key: ctKeyStatus, Register: reg},
+			Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+				Mask: binary.NativeEndian.AppendUint32(nil, ctStatusDstNAT), Xor: binary.NativeEndian.AppendUint32(nil, 0)},
+			Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, 0)},
+			Verdict{Kind: verdictAccept},
+		}},
 		{Name: RuleTCPUnredirected, Exprs: join(l4(protoTCP), nonLocal(), []Expr{Counter{}, Verdict{Kind: verdictDrop}})},
 		{Name: RuleUDPRefused, Exprs: join(l4(protoUDP), nonLocal(), []Expr{Counter{}, Reject{Type: rejectICMPXUnreach, Code: icmpxPortUnreach}})},
 		{Name: RuleOtherRefused, Exprs: join(nonLocal(), []Expr{Counter{}, Reject{Type: rejectICMPXUnreach, Code: icmpxAdminProhibited}})},

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	xicmp "golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -36,8 +37,10 @@ func TestTransparentKernelNumbers(t *testing.T) {
 	}{
 		{"NF_IP_PRI_NAT_DST", priorityDstNAT, int64(*nftables.ChainPriorityNATDest)},
 		{"NFT_REJECT_ICMPX_ADMIN_PROHIBITED", icmpxAdminProhibited, unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED},
-		{"NFT_SOCKET_CGROUPV2", socketCgroupV2, 3},
+		{"NFT_SOCKET_CGROUPV2", socketCgroupV2, int64(expr.SocketKeyCgroupv2)},
 		{"NF_NAT_RANGE_PROTO_SPECIFIED", natRangeProtoSpecfied, unix.NF_NAT_RANGE_PROTO_SPECIFIED},
+		{"NFT_CT_STATUS", ctKeyStatus, unix.NFT_CT_STATUS},
+		{"NF_ACCEPT verdict", verdictAccept, int64(expr.VerdictAccept)},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s is %d here, %d in Linux", c.name, c.got, c.want)

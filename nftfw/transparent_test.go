@@ -66,7 +66,7 @@ func TestRenderSandbox(t *testing.T) {
 	// The TCP redirect and every refusal apply to non-local destinations
 	// only; the DNS redirects to any.
 	nonLocalText := Fib{Register: reg, ResultADDRTYPE: true, FlagDADDR: true}.String()
-	for _, r := range append(slices.Clone(nat.Rules[2:]), filter.Rules...) {
+	for _, r := range append(slices.Clone(nat.Rules[2:]), filter.Rules[1:]...) {
 		if !strings.Contains(text(r), nonLocalText) {
 			t.Errorf("rule %s does not test for a non-local destination: %s", r.Name, text(r))
 		}
@@ -74,15 +74,18 @@ func TestRenderSandbox(t *testing.T) {
 	if strings.Contains(text(nat.Rules[0]), nonLocalText) {
 		t.Errorf("the DNS redirect is limited to non-local destinations: %s", text(nat.Rules[0]))
 	}
-	if got, want := ruleNames(filter.Rules), []string{RuleTCPUnredirected, RuleUDPRefused, RuleOtherRefused}; !slices.Equal(got, want) {
+	if got, want := ruleNames(filter.Rules), []string{ruleRedirected, RuleTCPUnredirected, RuleUDPRefused, RuleOtherRefused}; !slices.Equal(got, want) {
 		t.Errorf("filter rules %q, want %q", got, want)
 	}
-	for _, r := range filter.Rules {
+	if last := filter.Rules[0].Exprs[len(filter.Rules[0].Exprs)-1]; last != (Verdict{Kind: verdictAccept}) || !strings.HasPrefix(text(filter.Rules[0]), Ct{Key: ctKeyStatus, Register: reg}.String()) {
+		t.Errorf("the first filter rule does not accept redirected connections: %s", text(filter.Rules[0]))
+	}
+	for _, r := range filter.Rules[1:] {
 		if !slices.ContainsFunc(r.Exprs, func(e Expr) bool { _, ok := e.(Counter); return ok }) {
 			t.Errorf("rule %s counts nothing", r.Name)
 		}
 	}
-	if last := filter.Rules[1].Exprs[len(filter.Rules[1].Exprs)-1]; last != (Reject{Type: rejectICMPXUnreach, Code: icmpxPortUnreach}) {
+	if last := filter.Rules[2].Exprs[len(filter.Rules[2].Exprs)-1]; last != (Reject{Type: rejectICMPXUnreach, Code: icmpxPortUnreach}) {
 		t.Errorf("UDP is refused with %v, want an ICMP port unreachable", last)
 	}
 
