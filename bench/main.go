@@ -86,10 +86,11 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "print each measurement as it completes")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|all]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|transparent|all]\n\n")
 		fmt.Fprintf(fs.Output(), "  proxy  direct vs sandgate's HTTP CONNECT proxy on loopback (issue 2)\n")
 		fmt.Fprintf(fs.Output(), "  run    sandgate run start-up and in-sandbox bulk / tunnel rate (issue 3)\n")
-		fmt.Fprintf(fs.Output(), "  all    both (default)\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "  transparent  the transparent path vs CONNECT and direct (issue 11; root)\n")
+		fmt.Fprintf(fs.Output(), "  all    all of them (default; transparent only as root)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -133,8 +134,8 @@ func driverMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench: -proxy-impl must be sandgate or relay")
 		return 2
 	}
-	if mode != "proxy" && mode != "run" && mode != "all" {
-		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run or all\n", mode)
+	if mode != "proxy" && mode != "run" && mode != "transparent" && mode != "all" {
+		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run, transparent or all\n", mode)
 		return 2
 	}
 	if cfg.rounds < 1 || cfg.freshRounds < 1 || cfg.freshClients < 1 || cfg.idleTunnels < 0 || cfg.idleConc < 1 || cfg.startupRounds < 1 || cfg.bulkBytes < 1<<20 {
@@ -168,6 +169,9 @@ func driverMain(args []string) int {
 	}
 	if mode == "run" || mode == "all" {
 		benchRun(&cfg, out, &s)
+	}
+	if mode == "transparent" || mode == "all" {
+		benchTransparent(&cfg, out, &s, mode == "transparent")
 	}
 	fmt.Fprintf(out, "\nload average at the end: %s\n", loadAvg())
 	fmt.Fprintf(out, "goals: %d PASS, %d MISS, %d not measured (%s)\n", s.pass, s.miss, s.failed, time.Since(start).Round(time.Second))
