@@ -27,7 +27,10 @@ func ApplySandbox(netns string, p SandboxPlan) error {
 }
 
 // SandboxRefusals reads the refusal counters of the sandbox's table in the
-// network namespace at netns.
+// network namespace at netns. Entering the namespace needs privileges that
+// sandgate's parent does not have in the netns backend; it reads the
+// counters through a socket from the sandbox's init instead
+// (OpenCounterSocket, ReadSandboxRefusals).
 func SandboxRefusals(netns string) (Refusals, error) {
 	var r Refusals
 	err := eachRule(netns, SandboxTableName, func(_ *nftables.Chain, rule *nftables.Rule, name string) {
@@ -179,13 +182,19 @@ func deleteRules(netns string, rules []*nftables.Rule, what string) error {
 }
 
 // eachRule calls fn with every rule of the output chains of table (family
-// inet) and the rule's name; a missing table has no rules.
+// inet) in the network namespace at netns, and the rule's name; a missing
+// table has no rules.
 func eachRule(netns, table string, fn func(ch *nftables.Chain, r *nftables.Rule, name string)) error {
 	c, done, err := dial(netns)
 	if err != nil {
 		return err
 	}
 	defer done()
+	return eachRuleOf(c, table, fn)
+}
+
+// eachRuleOf is eachRule over the connection c.
+func eachRuleOf(c *nftables.Conn, table string, fn func(ch *nftables.Chain, r *nftables.Rule, name string)) error {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return netlinkErr("listing nftables tables", err)
