@@ -34,6 +34,13 @@
 // for reading rules back, raw netlink in rawrules_linux.go), with Apply,
 // Remove, Read and Verify for a network namespace given by path.
 //
+// The transparent path (transparent.go, transparent_linux.go) has rules of
+// its own, rendered the same way as pure data and installed over netlink:
+// a table for a sandbox's own network namespace (RenderSandbox,
+// ApplySandbox) and, for the identity backend, per-run rules keyed on the
+// offline uid and the run's cgroup in a table apart from setup's
+// (RenderRun, AddRun, RemoveRun), with counters of what they refused.
+//
 // Watch keeps the table under watch while runs depend on it: it listens to
 // the kernel's nftables notifications and, after every change that touches
 // the table, verifies it again and reports when enforcement no longer

@@ -105,17 +105,21 @@ func (n *Netlink) Replace(want Table) error {
 }
 
 // Delete implements Backend.
-func (n *Netlink) Delete() error {
-	c, done, err := dial(n.NetNS)
+func (n *Netlink) Delete() error { return deleteTable(n.NetNS, TableName, "removing "+tableDesc) }
+
+// deleteTable deletes the inet table name in the network namespace at
+// netns, if it is there; what says what in errors.
+func deleteTable(netns, name, what string) error {
+	c, done, err := dial(netns)
 	if err != nil {
 		return err
 	}
 	defer done()
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 	c.AddTable(t)
 	c.DelTable(t)
 	if err := c.Flush(); err != nil {
-		return netlinkErr("removing "+tableDesc, err)
+		return netlinkErr(what, err)
 	}
 	return nil
 }

@@ -39,6 +39,7 @@ func mustNft(t *testing.T, exprs []Expr) []expr.Any {
 
 func TestMain(m *testing.M) {
 	nfttest.MaybeProbe()
+	maybeCounterRole()
 	os.Exit(m.Run())
 }
 
