@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
 
@@ -73,7 +74,7 @@ func runIDHelper(name string, args []string) int {
 		return 0
 	case "id-grant":
 		buf := make([]byte, 4096)
-		n, err := unix.Getxattr(".", aclXattr, buf)
+		n, err := unix.Getxattr(".", dirgrant.XattrName, buf)
 		if err != nil {
 			fmt.Printf("acl %s\n", errName(err))
 		} else {
@@ -97,9 +98,8 @@ func runIDHelper(name string, args []string) int {
 			fmt.Println("config:", err)
 			return 3
 		}
-		c.apply()
 		_, err := Run(context.Background(), Spec{Args: []string{"true"}, Network: NetworkProxy, Backend: BackendIdentity,
-			AllowLocalBinding: true, Gate: denyAllGate(), Stdin: eofReader{}})
+			AllowLocalBinding: true, Gate: denyAllGate(), Stdin: eofReader{}, leaser: c.leaser()})
 		fmt.Printf("unavailable %v\nerror %v\n", errors.Is(err, ErrUnavailable), err)
 		return 0
 	case "id-auto":
@@ -111,14 +111,13 @@ func runIDHelper(name string, args []string) int {
 			fmt.Println("config:", err)
 			return 3
 		}
-		c.apply()
 		if err := refuseUserNamespaces(); err != nil {
 			fmt.Println("seccomp:", err)
 			return 3
 		}
 		env := append(os.Environ(), helperEnv+"=id-count")
 		res, err := Run(context.Background(), Spec{Args: []string{c.Bin, c.Count}, Env: env, Network: NetworkNone,
-			Backend: BackendAuto, Dir: c.Dir, Executable: c.Bin, Stdin: eofReader{}})
+			Backend: BackendAuto, Dir: c.Dir, Executable: c.Bin, Stdin: eofReader{}, leaser: c.leaser()})
 		fmt.Printf("exit %d\nunavailable %v\nerror %v\n", res.ExitCode, errors.Is(err, ErrUnavailable), err)
 		return 0
 	}

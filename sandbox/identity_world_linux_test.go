@@ -40,15 +40,14 @@ type idHelperConfig struct {
 	StateDir string `json:"state_dir"`
 	EtcDir   string `json:"etc_dir"`
 	LockDir  string `json:"lock_dir"`
-	GrantDir string `json:"grant_dir"`
 	Dir      string `json:"dir"`
 	Bin      string `json:"bin"`
 	Count    string `json:"count"`
 }
 
-func (c idHelperConfig) apply() {
-	setupOptions = setup.Options{StateDir: c.StateDir, EtcDir: c.EtcDir}
-	identityLockDir, grantStateDir = c.LockDir, c.GrantDir
+// leaser is the Leaser of the test's setup, for Spec.leaser.
+func (c idHelperConfig) leaser() *setup.Leaser {
+	return &setup.Leaser{Options: setup.Options{StateDir: c.StateDir, EtcDir: c.EtcDir}, LockDir: c.LockDir}
 }
 
 // TestIdentityBackend runs TestIdentityInNetns in a child process in a new
@@ -87,12 +86,31 @@ type idWorld struct {
 	base               string // a directory everyone can search
 	work               string // CMD's working directory: root's, mode 0700
 	gates              string // where the test drops files CMD waits for
-	reconciles         int
+	// leaser is the runs' view of the setup: the test's directories, and
+	// the real setup through worldSystem.
+	leaser        setup.Leaser
+	reconciles    int   // how often a run reconciled the setup
+	failReconcile error // when set, a run's reconcile fails with it
+}
+
+// worldSystem is the real setup (setup.Status, setup.Reconcile) as a lease
+// sees it, with the reconciles of the world's runs counted, or failed on
+// demand.
+type worldSystem struct{ w *idWorld }
+
+func (s worldSystem) Status(o setup.Options) (setup.Marker, []string, error) { return setup.Status(o) }
+
+func (s worldSystem) Reconcile(o setup.Options, _ func(string)) (setup.Marker, []string, error) {
+	if s.w.failReconcile != nil {
+		return setup.Marker{}, nil, s.w.failReconcile
+	}
+	s.w.reconciles++
+	return setup.Reconcile(o)
 }
 
 // helperConfig is the configuration of helper processes that call Run.
 func (w *idWorld) helperConfig() idHelperConfig {
-	return idHelperConfig{StateDir: w.opts.StateDir, EtcDir: w.opts.EtcDir, LockDir: identityLockDir, GrantDir: grantStateDir}
+	return idHelperConfig{StateDir: w.opts.StateDir, EtcDir: w.opts.EtcDir, LockDir: w.leaser.LockDir}
 }
 
 // TestIdentityInNetns is the body of TestIdentityBackend: it runs only in
@@ -186,13 +204,7 @@ func newIDWorld(t *testing.T) *idWorld {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(swapVar(&setupOptions, setup.Options{StateDir: w.opts.StateDir, EtcDir: etc}))
-	t.Cleanup(swapVar(&identityLockDir, filepath.Join(w.base, "run")))
-	t.Cleanup(swapVar(&grantStateDir, filepath.Join(w.base, "grants")))
-	t.Cleanup(swapVar(&reconcileSetup, func(o setup.Options) (setup.Marker, []string, error) {
-		w.reconciles++
-		return setup.Reconcile(o)
-	}))
+	w.leaser = setup.Leaser{Options: setup.Options{StateDir: w.opts.StateDir, EtcDir: etc}, LockDir: filepath.Join(w.base, "run"), System: worldSystem{w}}
 
 	m, _, err := setup.Install(w.opts)
 	if err != nil {
@@ -248,6 +260,7 @@ func (w *idWorld) spec(name string, args ...string) Spec {
 		Dir:     w.work,
 		Backend: BackendIdentity,
 		Network: NetworkNone,
+		leaser:  &w.leaser,
 	}
 }
 

@@ -65,6 +65,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/proxy"
+	"github.com/sandgate/sandgate/setup"
 )
 
 // Network selects what network the command gets.
@@ -182,6 +183,23 @@ type Spec struct {
 	// back (nil: they are dropped). The library never writes them to CMD's
 	// streams.
 	Notify func(msg string)
+
+	// leaser, for tests, says where the identity backend's setup lives
+	// and how it is checked and reconciled (nil: the product's).
+	leaser *setup.Leaser
+}
+
+// setupLeaser is the Leaser of the identity backend's setup.
+func (spec Spec) setupLeaser() setup.Leaser {
+	if spec.leaser == nil {
+		return setup.Leaser{}
+	}
+	return *spec.leaser
+}
+
+// setupNeed is what the run needs of the identity backend's setup.
+func (spec Spec) setupNeed() setup.Need {
+	return setup.Need{Online: spec.Network == NetworkFull, AllowLocalBinding: spec.AllowLocalBinding}
 }
 
 // notifier is spec.Notify, or a function that drops the message.

@@ -63,8 +63,9 @@ type startReport struct {
 	notStarted bool
 }
 
-// proxyPlan is what the proxy of a run needs besides the Spec.
-type proxyPlan struct {
+// runPlan is what a run needs besides the Spec and its sandbox: what its
+// proxy serves with.
+type runPlan struct {
 	// listeners are the proxy's (HTTP, SOCKS5) when they exist before the
 	// sandbox (identity, Windows); nil: the sandbox reports them (netns).
 	// The supervisor closes them in every case.
@@ -76,7 +77,7 @@ type proxyPlan struct {
 type supervisor struct {
 	spec   Spec
 	sb     sandboxProcess
-	plan   proxyPlan
+	plan   runPlan
 	logf   func(string, ...any)
 	notify func(string)
 	io     streams
@@ -97,7 +98,7 @@ type supervisor struct {
 }
 
 // supervise runs spec in sb: start, watch, finish.
-func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan proxyPlan) (Result, error) {
+func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan runPlan) (Result, error) {
 	s := &supervisor{spec: spec, sb: sb, plan: plan, logf: spec.Logf, notify: spec.notifier(), io: specStreams(spec)}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}

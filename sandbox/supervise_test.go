@@ -95,7 +95,7 @@ func accepts(addr string) bool {
 func TestSuperviseExitStatus(t *testing.T) {
 	f := newFake(startReport{started: true}, 3)
 	f.exit()
-	res, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, proxyPlan{})
+	res, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, runPlan{})
 	if err != nil || res.ExitCode != 3 || res.ProxyErr != nil {
 		t.Fatalf("supervise = %+v, %v; want exit 3", res, err)
 	}
@@ -114,7 +114,7 @@ func TestSuperviseServesPlannedListeners(t *testing.T) {
 	f := newFake(startReport{started: true}, 0)
 	done := make(chan error, 1)
 	go func() {
-		_, err := supervise(context.Background(), Spec{Network: NetworkProxy, Stdin: strings.NewReader("")}, f, proxyPlan{listeners: lns})
+		_, err := supervise(context.Background(), Spec{Network: NetworkProxy, Stdin: strings.NewReader("")}, f, runPlan{listeners: lns})
 		done <- err
 	}()
 	c, err := net.DialTimeout("tcp", lns[1].Addr().String(), 5*time.Second)
@@ -153,7 +153,7 @@ func TestSuperviseProxyFailure(t *testing.T) {
 	}}
 	done := make(chan Result, 1)
 	go func() {
-		res, _ := supervise(context.Background(), spec, f, proxyPlan{})
+		res, _ := supervise(context.Background(), spec, f, runPlan{})
 		done <- res
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -181,7 +181,7 @@ func TestSuperviseCancel(t *testing.T) {
 	f := newFake(startReport{started: true}, 137)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := supervise(ctx, Spec{Network: NetworkNone}, f, proxyPlan{})
+	_, err := supervise(ctx, Spec{Network: NetworkNone}, f, runPlan{})
 	if !errors.Is(err, context.DeadlineExceeded) || f.kills != 1 {
 		t.Fatalf("err %v, kills %d; want DeadlineExceeded after one kill", err, f.kills)
 	}
@@ -193,7 +193,7 @@ func TestSuperviseFailedReport(t *testing.T) {
 	for _, notStarted := range []bool{false, true} {
 		lns := loopbackPair(t)
 		f := newFake(startReport{err: errors.New("setting up the sandbox: no"), notStarted: notStarted}, 125)
-		_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, proxyPlan{listeners: lns})
+		_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, runPlan{listeners: lns})
 		var ns *notStartedError
 		if err == nil || !strings.Contains(err.Error(), "setting up the sandbox: no") || errors.As(err, &ns) != notStarted {
 			t.Errorf("notStarted %v: err %v", notStarted, err)
@@ -212,7 +212,7 @@ func TestSuperviseFailedReport(t *testing.T) {
 func TestSuperviseNeverStarted(t *testing.T) {
 	f := newFake(startReport{}, 125)
 	f.exit()
-	_, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, proxyPlan{})
+	_, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, runPlan{})
 	if err == nil || !strings.Contains(err.Error(), "exited (status 125) before starting the command") {
 		t.Fatalf("err = %v", err)
 	}
@@ -224,7 +224,7 @@ func TestSuperviseStartError(t *testing.T) {
 	lns := loopbackPair(t)
 	f := newFake(startReport{}, 0)
 	f.startErr = errors.New("no sandbox today")
-	if _, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, proxyPlan{listeners: lns}); err != f.startErr {
+	if _, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, runPlan{listeners: lns}); err != f.startErr {
 		t.Fatalf("err = %v, want the start error", err)
 	}
 	if accepts(lns[0].Addr().String()) || accepts(lns[1].Addr().String()) {
@@ -240,7 +240,7 @@ func TestSuperviseExecMessage(t *testing.T) {
 	var stderr bytes.Buffer
 	var msgs []string
 	spec := Spec{Network: NetworkNone, Stderr: &stderr, Notify: func(m string) { msgs = append(msgs, m) }}
-	res, err := supervise(context.Background(), spec, f, proxyPlan{})
+	res, err := supervise(context.Background(), spec, f, runPlan{})
 	if err != nil || res.ExitCode != 127 {
 		t.Fatalf("supervise = %+v, %v", res, err)
 	}

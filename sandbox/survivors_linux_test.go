@@ -43,8 +43,7 @@ func runParentHelper() int {
 			fmt.Println("config:", err)
 			return 3
 		}
-		c.apply()
-		spec.Backend, spec.Dir = BackendIdentity, c.Dir
+		spec.Backend, spec.Dir, spec.leaser = BackendIdentity, c.Dir, c.leaser()
 	}
 	res, err := Run(context.Background(), spec)
 	fmt.Printf("run ended: %+v %v\n", res, err)
