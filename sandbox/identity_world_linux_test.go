@@ -16,14 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/sandgate/sandgate/internal/testnet"
 	"github.com/sandgate/sandgate/sandbox/internal/initproc"
 	"github.com/sandgate/sandgate/setup"
 )
 
 // The identity backend's privileged tests run in a child process of the
-// test born in a network namespace of its own: the nftables rules, the
+// test started in a network namespace of its own (internal/testnet): the nftables rules, the
 // loopback and the abstract unix sockets are private to it. The setup is
 // made by package setup, with test-unique names, in a state directory of
 // the test and in copies of the account files (setup.Options.EtcDir):
@@ -50,15 +49,10 @@ func (c idHelperConfig) leaser() *setup.Leaser {
 	return &setup.Leaser{Options: setup.Options{StateDir: c.StateDir, EtcDir: c.EtcDir}, LockDir: c.LockDir}
 }
 
-// TestIdentityBackend runs TestIdentityInNetns in a child process in a new
-// network namespace.
+// TestIdentityBackend runs TestIdentityInNetns in a child process in a
+// network namespace of the test's own.
 func TestIdentityBackend(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("SANDGATE_REQUIRE_PRIVILEGED") != "" {
-			t.Fatal("this test needs root (SANDGATE_REQUIRE_PRIVILEGED is set, so it may not skip)")
-		}
-		t.Skip("needs root: the identity backend runs commands as other users")
-	}
+	ns := testnet.NewAnonymous(t) // skips or fails without root
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	args := []string{"-test.run=^TestIdentityInNetns$", "-test.v", "-test.count=1"}
@@ -67,13 +61,14 @@ func TestIdentityBackend(t *testing.T) {
 	}
 	cmd := execCommandContext(ctx, testBinary(), args...)
 	cmd.Env = append(os.Environ(), idNetnsEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestIdentityInNetns")) {
-		t.Fatalf("identity tests in a test-owned network namespace: %v\n%s", err, out)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := ns.Run(cmd); err != nil || !bytes.Contains(out.Bytes(), []byte("--- PASS: TestIdentityInNetns")) {
+		t.Fatalf("identity tests in a test-owned network namespace: %v\n%s", err, out.Bytes())
 	}
 	if testing.Verbose() {
-		t.Logf("%s", out)
+		t.Logf("%s", out.Bytes())
 	}
 }
 
@@ -177,7 +172,7 @@ func newIDWorld(t *testing.T) *idWorld {
 		}
 	}
 	privateIDRange(t, etc)
-	tag := "sgtest-" + randHex(3)
+	tag := testnet.UniqueName(6)
 	w.names = [3]string{tag + "-off", tag + "-on", tag}
 	w.opts = setup.Options{OfflineUser: w.names[0], OnlineUser: w.names[1], Group: w.names[2],
 		StateDir: filepath.Join(w.base, "state"), EtcDir: etc}
