@@ -93,7 +93,11 @@ func (w *idWorld) testDirGrant(t *testing.T) {
 		if x := getXattr(t, w.work); x != nil {
 			t.Errorf("grant still on %s after the run: %x", w.work, x)
 		}
-		if m := modeOfDir(t, w.work); m != 0o700 {
+		fi, err := os.Stat(w.work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o700 {
 			t.Errorf("mode of %s after the run: %o, want 700", w.work, m)
 		}
 	}
@@ -166,14 +170,4 @@ func getXattr(t *testing.T, dir string) []byte {
 		t.Fatal(err)
 	}
 	return buf[:n]
-}
-
-// modeOfDir returns dir's permission bits.
-func modeOfDir(t *testing.T, dir string) os.FileMode {
-	t.Helper()
-	fi, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Mode().Perm()
 }
