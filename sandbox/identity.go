@@ -10,8 +10,8 @@ import (
 )
 
 // This file is what the identity backends of every platform share: the
-// proxy of a run whose sandbox user shares the host's loopback with every
-// other local user.
+// repair of what earlier runs left behind, and the proxy of a run whose
+// sandbox user shares the host's loopback with every other local user.
 
 // credentialedEnv reserves the run's two proxy ports from the lease and
 // makes its credentials, and returns env with the proxy settings that
@@ -43,6 +43,15 @@ func credentialedEnv(lease *setup.Lease, env []string, alb bool, exe string) ([]
 		return fail(err)
 	}
 	return env, runPlan{listeners: listeners, creds: creds}, nil
+}
+
+// repairGrants takes back, first thing in a run, the directory grants that
+// identity runs which did not end cleanly left behind (their records no
+// run holds), wherever they are, and tells notify what it did.
+func repairGrants(l setup.Leaser, notify func(string)) {
+	for _, msg := range setup.RepairGrants(l.Options.GrantRecords()) {
+		notify(msg)
+	}
 }
 
 // listenerPort is the TCP port ln listens on.

@@ -65,6 +65,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		return pre(setupError(err))
 	}
 	defer lease.Release()
+	repairGrants(leaser, notify)
 
 	id, home, err := sandboxIdentity(lease, spec.Network == NetworkFull)
 	if err != nil {

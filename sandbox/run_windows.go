@@ -71,6 +71,7 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, setupError(err)
 	}
 	defer lease.Release()
+	repairGrants(leaser, notify)
 	sb, err := windowsSandbox(leaser.Options, lease, spec)
 	if err != nil {
 		return Result{}, err

@@ -51,7 +51,10 @@
 // the sandbox; the seccomp filter is the netns backend's. For the run, the
 // sandbox group gets rwx on CMD's working directory through a POSIX ACL
 // entry (Spec.KeepDirGrant keeps it); its parent directories must already
-// let the sandbox user search them. A setup that does not fit the run (see
+// let the sandbox user search them. Before it takes that grant, every
+// identity run takes back the grants of runs that did not end cleanly
+// (killed, or the machine stopped), wherever they are, and says so through
+// Spec.Notify (setup.RepairGrants). A setup that does not fit the run (see
 // setup.Drift, or rules missing after a reboot) is reconciled first and
 // reported in one line (Spec.Notify); it is never bypassed. Identity runs need
 // root until sandgate has a privileged launcher.
