@@ -175,7 +175,8 @@ func refuseUserNamespaces() error {
 
 // idNetHelper tries the network the way a client in the sandbox would.
 // Each argument is a check: "http-auth=ADDR", "http-noauth=ADDR",
-// "socks-auth=ADDR", "socks-noauth=ADDR", "direct=ADDR", "udp=ADDR",
+// "socks-auth=ADDR", "socks-noauth=ADDR", "direct=ADDR", "direct-retry=ADDR"
+// (up to 40 tries, until one connects), "udp=ADDR",
 // "abstract=NAME", "own-abstract", "unix-socket".
 func idNetHelper(args []string) int {
 	for _, a := range args {
@@ -190,6 +191,19 @@ func idNetHelper(args []string) int {
 			c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 			if err == nil {
 				c.Close()
+			}
+			fmt.Printf("direct %s %s\n", addr, errName(err))
+		case "direct-retry":
+			// Keep trying for a while: a direct connection must never
+			// get through, not even for a moment.
+			var err error
+			for range 40 {
+				var c net.Conn
+				if c, err = net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+					c.Close()
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 			fmt.Printf("direct %s %s\n", addr, errName(err))
 		case "udp":

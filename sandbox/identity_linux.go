@@ -71,6 +71,13 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return pre(err)
 	}
+	var guard *rulesGuard // the online user has no rules to watch
+	if spec.Network != NetworkFull {
+		if guard, err = watchRules(ctx, leaser.Options.NetNS, lease.Marker(), uint32(id.UID)); err != nil {
+			return pre(err)
+		}
+		defer guard.close()
+	}
 	dir, err := workingDir(spec.Dir)
 	if err != nil {
 		return pre(err)
@@ -106,7 +113,9 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
-	return supervise(ctx, spec, sb, plan)
+	plan.broken = guard.broken()
+	res, err := supervise(ctx, spec, sb, plan)
+	return res, guard.settle(err)
 }
 
 // nonRootError is what a caller without root gets from the identity

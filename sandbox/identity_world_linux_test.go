@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,6 +87,10 @@ type idWorld struct {
 	leaser        setup.Leaser
 	reconciles    int   // how often a run reconciled the setup
 	failReconcile error // when set, a run's reconcile fails with it
+	// applying is held by whatever installs the rules in this process:
+	// google/nftables numbers sets with a global counter of its own that
+	// it does not lock.
+	applying sync.Mutex
 }
 
 // worldSystem is the real setup (setup.Status, setup.Reconcile) as a lease
@@ -100,6 +105,8 @@ func (s worldSystem) Reconcile(o setup.Options, _ func(string)) (setup.Marker, [
 		return setup.Marker{}, nil, s.w.failReconcile
 	}
 	s.w.reconciles++
+	s.w.applying.Lock()
+	defer s.w.applying.Unlock()
 	return setup.Reconcile(o)
 }
 
@@ -125,6 +132,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("Ports", w.testPorts)
 	t.Run("DirGrant", w.testDirGrant)
 	t.Run("Drift", w.testDrift)
+	t.Run("Watch", w.testWatch)
 	t.Run("NonRoot", w.testNonRoot)
 	t.Run("Auto", w.testAuto)
 	t.Run("ExitCodesSignalsTerminal", w.testProcess)

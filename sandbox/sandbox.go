@@ -56,8 +56,13 @@
 // (killed, or the machine stopped), wherever they are, and says so through
 // Spec.Notify (setup.RepairGrants). A setup that does not fit the run (see
 // setup.Drift, or rules missing after a reboot) is reconciled first and
-// reported in one line (Spec.Notify); it is never bypassed. Identity runs need
-// root until sandgate has a privileged launcher.
+// reported in one line (Spec.Notify); it is never bypassed. From before CMD
+// starts until the run has ended, a run of the offline user keeps the
+// rules under watch (nftfw.Watch, netlink notifications): rules that do not
+// hold when the watch starts keep CMD from starting; rules deleted or
+// changed while it runs get the sandbox killed at once, and the run fails
+// with an *UnavailableError saying what changed (Spec.Notify is told
+// first). Identity runs need root until sandgate has a privileged launcher.
 package sandbox
 
 import (

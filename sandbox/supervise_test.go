@@ -26,6 +26,7 @@ type fakeSandbox struct {
 	ended    bool
 	kills    int
 	finished bool
+	started  bool // start was called
 	io       streams
 }
 
@@ -37,7 +38,7 @@ func (f *fakeSandbox) start(st streams) (<-chan startReport, error) {
 	if f.startErr != nil {
 		return nil, f.startErr
 	}
-	f.io = st
+	f.started, f.io = true, st
 	ch := make(chan startReport, 1)
 	ch <- f.report
 	return ch, nil
@@ -249,5 +250,51 @@ func TestSuperviseExecMessage(t *testing.T) {
 	}
 	if stderr.Len() != 0 {
 		t.Errorf("sandgate's message went to CMD's stderr: %q", stderr.String())
+	}
+}
+
+// TestSuperviseBroken: when the watch over the run's enforcement speaks,
+// a live sandbox is killed at once and the run fails with its error, after
+// one message; a sandbox whose enforcement broke before it started is
+// never started.
+func TestSuperviseBroken(t *testing.T) {
+	broke := &UnavailableError{Reason: "the rules were deleted while the run was live", Fix: "run `sandgate setup`"}
+	f := newFake(startReport{started: true}, 137)
+	broken := make(chan *UnavailableError, 1)
+	var mu sync.Mutex
+	var msgs []string
+	spec := Spec{Network: NetworkNone, Notify: func(m string) { mu.Lock(); msgs = append(msgs, m); mu.Unlock() }}
+	done := make(chan error, 1)
+	go func() {
+		_, err := supervise(context.Background(), spec, f, runPlan{broken: broken})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	broken <- broke
+	select {
+	case err := <-done:
+		var ue *UnavailableError
+		if !errors.As(err, &ue) || ue != broke || f.kills != 1 {
+			t.Errorf("err %v, kills %d; want the watch's error after one kill", err, f.kills)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the run went on after its enforcement broke")
+	}
+	mu.Lock()
+	if len(msgs) != 1 || msgs[0] != "killed the run: the rules were deleted while the run was live" {
+		t.Errorf("messages %q", msgs)
+	}
+	mu.Unlock()
+
+	lns := loopbackPair(t)
+	f = newFake(startReport{started: true}, 0)
+	broken = make(chan *UnavailableError, 1)
+	broken <- broke
+	_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, runPlan{listeners: lns, broken: broken})
+	if err != error(broke) || f.started {
+		t.Errorf("broken before the start: err %v, started %v; want the watch's error, no sandbox", err, f.started)
+	}
+	if accepts(lns[0].Addr().String()) {
+		t.Error("the planned listeners are still open")
 	}
 }
