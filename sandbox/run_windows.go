@@ -39,10 +39,11 @@ const exitInterrupted = 130
 // error is non-nil only when sandgate itself failed (wrapping an
 // *UnavailableError, for which errors.Is(err, ErrUnavailable) holds, when
 // the identity backend is not usable); CMD never runs with less
-// enforcement than asked. When the installed setup does not fit
-// the run, Run says why in one line and updates it (the setup lease,
-// setup.Leaser.Acquire, which shows the administrator prompt). When ctx ends, or on Ctrl-C, every
-// process of the sandbox is ended (its job object is terminated).
+// enforcement than asked. When the installed setup does not fit the run,
+// Run says why in one line and updates it (the setup lease,
+// setup.Leaser.Acquire, which shows the administrator prompt). When ctx
+// ends, or on Ctrl-C, every process of the sandbox is ended (its job
+// object is terminated).
 func Run(ctx context.Context, spec Spec) (Result, error) {
 	res, err := run(ctx, spec)
 	return res, runError(err)
