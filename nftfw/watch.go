@@ -15,8 +15,9 @@ import (
 )
 
 // This file is the pure half of Watch (watch_linux.go): which nftables
-// notifications concern sandgate's table, and the loop that re-verifies the
-// table after each and reports when enforcement no longer matches the plan.
+// notifications concern sandgate's table, which transactions left it
+// broken, and the loop that re-verifies the table after each and reports
+// when enforcement no longer matches the plan.
 
 // ErrDrift is wrapped by the error Watch returns when sandgate's table does
 // not match the plan when the watch begins.
@@ -24,10 +25,12 @@ var ErrDrift = errors.New("sandgate's nftables rules do not match what setup ins
 
 // Kernel numbers of nftables notifications (linux/netfilter/nf_tables.h).
 const (
-	msgNewGen  = 15 // NFT_MSG_NEWGEN: the end of a committed transaction
-	msgTrace   = 17 // NFT_MSG_TRACE: a packet trace, not a change
-	attrTable  = 1  // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,...}: the table
-	familyINet = 1  // NFPROTO_INET
+	msgNewTable = 0  // NFT_MSG_NEWTABLE
+	msgDelTable = 2  // NFT_MSG_DELTABLE
+	msgNewGen   = 15 // NFT_MSG_NEWGEN: the end of a committed transaction
+	msgTrace    = 17 // NFT_MSG_TRACE: a packet trace, not a change
+	attrTable   = 1  // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,...}: the table
+	familyINet  = 1  // NFPROTO_INET
 )
 
 // notification is one nftables notification: its message type (NFT_MSG_*,
@@ -46,33 +49,95 @@ func touchesOurs(n notification) bool {
 	if n.typ == msgNewGen || n.typ == msgTrace {
 		return false
 	}
+	ours, known := namesOurs(n)
+	return ours || !known
+}
+
+// namesOurs reports whether n names sandgate's table (family inet, table
+// "sandgate"); known is false when n does not say which table it is
+// about (no header, or no table attribute).
+func namesOurs(n notification) (ours, known bool) {
 	if len(n.data) < 4 {
-		return true // not even a header: be safe, look
+		return false, false
 	}
 	family := n.data[0]
 	ad, err := netlink.NewAttributeDecoder(n.data[4:])
 	if err != nil {
-		return true
+		return false, false
 	}
 	for ad.Next() {
 		if ad.Type() == attrTable {
-			return family == familyINet && strings.TrimRight(string(ad.Bytes()), "\x00") == TableName
+			return family == familyINet && strings.TrimRight(string(ad.Bytes()), "\x00") == TableName, true
 		}
 	}
-	return true
+	return false, false
+}
+
+// txn follows one nftables transaction through its notifications, which
+// the kernel sends in the order of the transaction's changes and ends with
+// NFT_MSG_NEWGEN. Packets see only the state at its end: sandgate's table
+// is whole there when the transaction made it anew after any change to it
+// (Apply deletes and re-creates it in one transaction), and may not be
+// when the transaction deleted it, or changed a part of it, and did not.
+type txn struct {
+	deleted bool // our table was deleted, and not made again since
+	changed bool // a part of our table changed, and the table was not made again since
+	rebuilt bool // our table was made (again), after every change so far
+}
+
+// follow takes notifications in order and returns why sandgate's table was
+// not whole at the end of a transaction among them ("" when it always
+// was): the reading of the table afterwards may come too late to see it,
+// when another transaction has put the table back meanwhile.
+func (t *txn) follow(ns []notification) (lapse string) {
+	for _, n := range ns {
+		if n.typ == msgNewGen {
+			switch {
+			case t.deleted:
+				lapse = "sandgate's nftables table (inet " + TableName + ") was deleted"
+			case t.changed && lapse == "":
+				lapse = "sandgate's nftables rules changed: table inet " + TableName + " was modified in place"
+			}
+			*t = txn{}
+			continue
+		}
+		if ours, _ := namesOurs(n); !ours || n.typ == msgTrace {
+			continue
+		}
+		switch n.typ {
+		case msgNewTable:
+			*t = txn{rebuilt: true}
+		case msgDelTable:
+			*t = txn{deleted: true}
+		default:
+			if !t.rebuilt {
+				t.changed = true
+			}
+		}
+	}
+	return lapse
 }
 
 // errLost is returned by an events source when notifications were lost
 // (the socket's receive buffer overflowed): the watch then looks again.
 var errLost = errors.New("nftables notifications were lost")
 
+// errNoneQueued is returned by pending when no notifications are queued.
+var errNoneQueued = errors.New("no nftables notifications queued")
+
 // events is a subscription to the nftables notifications of one network
 // namespace.
 type events interface {
 	// receive blocks until notifications arrive and returns them, or
 	// errLost, or another error when the subscription is over (for
-	// example after close).
+	// example after close) or interrupt was called.
 	receive() ([]notification, error)
+	// pending returns, without waiting, the next notifications already
+	// queued, or errNoneQueued, or errLost.
+	pending() ([]notification, error)
+	// interrupt makes a blocked receive, and every later one, return at
+	// once with an error; pending still works.
+	interrupt()
 	// close ends the subscription; a blocked receive returns.
 	close() error
 }
@@ -94,10 +159,12 @@ type watcher struct {
 	done    chan struct{} // closed when loop has returned
 
 	broken bool // the last check found enforcement broken (loop's own)
+	txn    txn  // the transaction the notifications so far are in (loop's own)
 
-	mu      sync.Mutex
-	stopped bool // stop was called or the context ended
-	calling bool // onBreak is running
+	mu       sync.Mutex
+	stopped  bool // stop was called or the context ended
+	draining bool // stop waits for the notifications queued before it
+	calling  bool // onBreak is running
 }
 
 // watch is Watch over an events source and a Backend: sub must already be
@@ -125,33 +192,64 @@ func watch(ctx context.Context, sub events, b Backend, plan ruleplan.Plan, offli
 	return w.stop, nil
 }
 
-// loop checks the table again after every batch of notifications that may
-// concern it, and after lost ones, until the watch is stopped. When the
+// loop takes every batch of notifications until the watch is stopped (and,
+// when stop waits for them, the ones queued before). When the
 // subscription fails it reports that as a break, since nothing watches
 // the table any more.
 func (w *watcher) loop() {
 	defer close(w.done)
 	for {
 		ns, err := w.sub.receive()
-		if w.isStopped() {
+		if stopped, draining := w.state(); stopped {
+			if draining {
+				if err == nil {
+					w.take(ns, nil)
+				}
+				w.drain()
+				w.sub.close()
+			}
 			return
 		}
-		switch {
-		case errors.Is(err, errLost):
-		case err != nil:
+		if err != nil && !errors.Is(err, errLost) {
 			w.fire(fmt.Sprintf("watching %s stopped: %v", tableDesc, err))
 			return
-		case !slices.ContainsFunc(ns, touchesOurs):
-			continue
 		}
-		w.check()
+		w.take(ns, err)
+	}
+}
+
+// drain takes the notifications still queued.
+func (w *watcher) drain() {
+	for {
+		ns, err := w.sub.pending()
+		if err != nil && !errors.Is(err, errLost) { // none queued, or the socket failed
+			return
+		}
+		w.take(ns, err)
+	}
+}
+
+// take deals with one batch of notifications (or errLost: some were lost):
+// it follows the transactions, and checks the table again when the batch
+// may concern it.
+func (w *watcher) take(ns []notification, err error) {
+	if err != nil { // lost: which transaction comes next is unknown
+		w.txn = txn{}
+		w.check("")
+		return
+	}
+	lapse := w.txn.follow(ns)
+	if lapse != "" || slices.ContainsFunc(ns, touchesOurs) {
+		w.check(lapse)
 	}
 }
 
 // check verifies the table and reports a break, once per break: after a
 // check that finds the table as it should be (repaired), a later break is
-// reported again.
-func (w *watcher) check() {
+// reported again. lapse, when set, says how a transaction left the table
+// broken: reported even when the table is whole again by now, since
+// packets went through in between.
+func (w *watcher) check(lapse string) {
 	var diffs []string
 	var err error
 	for i := range readAttempts {
@@ -165,6 +263,8 @@ func (w *watcher) check() {
 		w.breakOnce(fmt.Sprintf("cannot read %s to check it: %v", tableDesc, err))
 	case len(diffs) > 0:
 		w.breakOnce(breakReason(diffs))
+	case lapse != "" && !w.broken: // (when broken, this break was reported)
+		w.fire(lapse)
 	default:
 		w.broken = false
 	}
@@ -185,10 +285,11 @@ func (w *watcher) breakOnce(reason string) {
 	}
 }
 
-// fire calls onBreak, unless the watch has been stopped.
+// fire calls onBreak, unless the watch has been stopped (other than by a
+// stop that waits for the notifications queued before it).
 func (w *watcher) fire(reason string) {
 	w.mu.Lock()
-	if w.stopped {
+	if w.stopped && !w.draining {
 		w.mu.Unlock()
 		return
 	}
@@ -200,14 +301,16 @@ func (w *watcher) fire(reason string) {
 	w.mu.Unlock()
 }
 
-func (w *watcher) isStopped() bool {
+// state says whether the watch was stopped, and whether the stop waits for
+// the notifications queued before it.
+func (w *watcher) state() (stopped, draining bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stopped
+	return w.stopped, w.draining
 }
 
-// halt stops the watch without waiting for it, and says whether onBreak is
-// running.
+// halt stops the watch without waiting for it or for the notifications
+// queued, and says whether onBreak is running.
 func (w *watcher) halt() (calling bool) {
 	w.mu.Lock()
 	first := !w.stopped
@@ -220,11 +323,30 @@ func (w *watcher) halt() (calling bool) {
 	return calling
 }
 
-// stop ends the watch: it returns once the watch has ended (or at once
-// while onBreak is running, which may be what called it), and no onBreak
-// call begins after it has returned. Calling it again does nothing.
+// stop ends the watch. The notifications of every change committed before
+// it was called are taken first (a break among them is reported before it
+// returns); then it returns once the watch has ended. Called while onBreak
+// is running (which may be what called it), it returns at once instead,
+// without waiting for anything. No onBreak call begins after it has
+// returned. Calling it again does nothing.
 func (w *watcher) stop() {
-	if !w.halt() {
-		<-w.done
+	w.mu.Lock()
+	first := !w.stopped
+	w.stopped = true
+	calling := w.calling
+	drain := first && !calling
+	if drain {
+		w.draining = true
 	}
+	w.mu.Unlock()
+	switch {
+	case calling:
+		if first {
+			w.sub.close()
+		}
+		return
+	case drain:
+		w.sub.interrupt()
+	}
+	<-w.done
 }

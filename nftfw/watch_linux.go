@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -25,15 +27,22 @@ import (
 // verifies the table again and, when enforcement no longer matches the
 // plan, calls onBreak with the reason in plain words ("sandgate's nftables
 // table (inet sandgate) was deleted", "sandgate's nftables rules changed:
-// rule ... is missing"). A change that leaves the table as it should be,
-// such as Apply of the same plan, does not call it. onBreak is called once
-// per break (again only after the table was repaired and broken anew), and
-// also when the watch itself fails, since nothing watches the table then.
+// rule ... is missing"). It also follows each transaction through its
+// notifications: one that deleted the table, or changed part of it in
+// place, without making it anew is a break even when another transaction
+// has put the table back before it is read. A change that leaves the
+// table as it should be, such as Apply of the same plan (which replaces
+// the table whole in one transaction), does not call it. onBreak is called
+// once per break (again only after the table was seen repaired and broken
+// anew), and also when the watch itself fails, since nothing watches the
+// table then.
 //
 // onBreak runs on the watch's own goroutine, one call at a time. The watch
-// ends when ctx ends or stop is called; stop returns once it has ended (at
-// once when called while onBreak runs), and no onBreak call begins after
-// it has returned. Watching needs CAP_NET_ADMIN in the namespace.
+// ends when ctx ends or stop is called. stop first takes the notifications
+// of every change committed before it was called, so a break among them
+// is reported before it returns; called while onBreak runs, it returns at
+// once instead. No onBreak call begins after stop has returned. Watching
+// needs CAP_NET_ADMIN in the namespace.
 func Watch(ctx context.Context, netns string, plan ruleplan.Plan, offlineUID uint32, onBreak func(reason string)) (stop func(), err error) {
 	sub, err := subscribe(netns)
 	if err != nil {
@@ -80,12 +89,60 @@ func (e *nlEvents) receive() ([]notification, error) {
 	}
 	var out []notification
 	for _, m := range msgs {
-		if uint16(m.Header.Type)>>8 != unix.NFNL_SUBSYS_NFTABLES {
-			continue
+		if n, ok := nftNotification(uint16(m.Header.Type), m.Data); ok {
+			out = append(out, n)
 		}
-		out = append(out, notification{typ: uint8(m.Header.Type), data: m.Data})
 	}
 	return out, nil
 }
+
+// nftNotification is the netlink message of type typ with payload data as
+// an nftables notification (ok false: another subsystem's).
+func nftNotification(typ uint16, data []byte) (n notification, ok bool) {
+	if typ>>8 != unix.NFNL_SUBSYS_NFTABLES {
+		return notification{}, false
+	}
+	return notification{typ: uint8(typ), data: data}, true
+}
+
+// pending reads, without waiting, the next datagram already queued on the
+// socket (recvmsg with MSG_DONTWAIT, around the runtime's poller, which
+// after interrupt would refuse to read at all).
+func (e *nlEvents) pending() ([]notification, error) {
+	rc, err := e.conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1<<16)
+	var n int
+	var rerr error
+	if err := rc.Control(func(fd uintptr) {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+	}); err != nil {
+		return nil, err
+	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN):
+		return nil, errNoneQueued
+	case errors.Is(rerr, unix.ENOBUFS):
+		return nil, errLost
+	case rerr != nil:
+		return nil, rerr
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return nil, fmt.Errorf("parsing nftables notifications: %w", err)
+	}
+	var out []notification
+	for _, m := range msgs {
+		if n, ok := nftNotification(m.Header.Type, m.Data); ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// interrupt sets a read deadline in the past: a blocked Receive returns.
+func (e *nlEvents) interrupt() { _ = e.conn.SetReadDeadline(time.Unix(1, 0)) }
 
 func (e *nlEvents) close() error { return e.conn.Close() }

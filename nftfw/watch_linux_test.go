@@ -5,7 +5,9 @@ package nftfw
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,6 +185,20 @@ func TestWatchInNetns(t *testing.T) {
 	}, "sandgate's nftables table (inet sandgate) was deleted")
 	expectQuiet("second repair", apply)
 
+	// Deleted and put back at once: the look may come too late to see the
+	// table missing, but the deleting transaction is seen.
+	expectBreak("deleted and put back", func() {
+		if err := Remove(ns.Path); err != nil {
+			t.Fatal(err)
+		}
+		apply()
+	}, "sandgate's nftables table (inet sandgate) was deleted")
+	select {
+	case r := <-reasons:
+		t.Errorf("one deletion reported twice: onBreak(%q) again", r)
+	case <-time.After(500 * time.Millisecond):
+	}
+
 	// (b) The whole ruleset flushed (nft flush ruleset).
 	expectBreak("ruleset flushed", func() {
 		c, done := conn()
@@ -232,4 +248,78 @@ func TestWatchReportsDeletion(t *testing.T) {
 	}
 	cancel()
 	stop()
+}
+
+// TestWatchStopSeesWhatCameBefore: a table deleted and put back just
+// before stop is reported by the time stop returns, however quickly stop
+// follows (the notifications are queued when the change commits).
+func TestWatchStopSeesWhatCameBefore(t *testing.T) {
+	ns := testnet.NewAnonymous(t)
+	plan := mustPlan(t, proxyPorts, false)
+	if err := Apply(ns.Path, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		var mu sync.Mutex
+		var reasons []string
+		stop, err := Watch(context.Background(), ns.Path, plan, offUID, func(r string) {
+			mu.Lock()
+			defer mu.Unlock()
+			reasons = append(reasons, r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Remove(ns.Path); err != nil {
+			t.Fatal(err)
+		}
+		if err := Apply(ns.Path, plan, offUID); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		mu.Lock()
+		got := slices.Clone(reasons)
+		mu.Unlock()
+		if len(got) != 1 || !strings.Contains(got[0], "sandgate's nftables table (inet sandgate) was deleted") {
+			t.Fatalf("round %d: onBreak calls %q by the end of stop, want the deletion once", i, got)
+		}
+	}
+}
+
+// TestEventsPendingAfterInterrupt: once interrupted, the subscription's
+// receive returns at once, and pending still hands over what is queued,
+// then errNoneQueued.
+func TestEventsPendingAfterInterrupt(t *testing.T) {
+	ns := testnet.NewAnonymous(t)
+	sub, err := subscribe(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.close()
+	sub.interrupt()
+	start := time.Now()
+	if _, err := sub.receive(); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("receive after interrupt: %v after %v, want an error at once", err, time.Since(start))
+	}
+	if _, err := sub.pending(); !errors.Is(err, errNoneQueued) {
+		t.Fatalf("pending with nothing queued: %v", err)
+	}
+	if err := Apply(ns.Path, mustPlan(t, proxyPorts, false), offUID); err != nil {
+		t.Fatal(err)
+	}
+	var got []notification
+	for {
+		n, err := sub.pending()
+		if errors.Is(err, errNoneQueued) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n...)
+	}
+	var tx txn
+	if !slices.ContainsFunc(got, touchesOurs) || !slices.ContainsFunc(got, func(n notification) bool { return n.typ == msgNewGen }) || tx.follow(got) != "" {
+		t.Errorf("pending after an Apply: %d notifications, none of our table's or no end of the transaction, or a lapse", len(got))
+	}
 }

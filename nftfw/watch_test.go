@@ -28,8 +28,8 @@ func note(t testing.TB, typ, family uint8, table string) notification {
 }
 
 const (
-	msgNewTable, msgDelTable, msgNewRule, msgDelRule, msgNewSetElem = 0, 2, 6, 8, 12
-	familyIP                                                        = 2
+	msgNewRule, msgDelRule, msgNewSetElem = 6, 8, 12
+	familyIP                              = 2
 )
 
 func TestTouchesOurs(t *testing.T) {
@@ -74,11 +74,14 @@ func FuzzTouchesOurs(f *testing.F) {
 	})
 }
 
-// fakeEvents is an events source the test feeds by hand.
+// fakeEvents is an events source the test feeds by hand: send hands a
+// batch to a waiting receive, queue leaves one for pending.
 type fakeEvents struct {
-	batches chan batch
-	closed  chan struct{}
-	once    sync.Once
+	batches     chan batch
+	queued      chan batch
+	closed      chan struct{}
+	interrupted chan struct{}
+	once, iOnce sync.Once
 }
 
 type batch struct {
@@ -87,7 +90,7 @@ type batch struct {
 }
 
 func newFakeEvents() *fakeEvents {
-	return &fakeEvents{batches: make(chan batch), closed: make(chan struct{})}
+	return &fakeEvents{batches: make(chan batch), queued: make(chan batch, 16), closed: make(chan struct{}), interrupted: make(chan struct{})}
 }
 
 func (f *fakeEvents) receive() ([]notification, error) {
@@ -96,8 +99,24 @@ func (f *fakeEvents) receive() ([]notification, error) {
 		return b.ns, b.err
 	case <-f.closed:
 		return nil, errors.New("use of closed subscription")
+	case <-f.interrupted:
+		return nil, errors.New("i/o timeout")
 	}
 }
+
+func (f *fakeEvents) pending() ([]notification, error) {
+	select {
+	case b := <-f.queued:
+		return b.ns, b.err
+	default:
+		return nil, errNoneQueued
+	}
+}
+
+func (f *fakeEvents) interrupt() { f.iOnce.Do(func() { close(f.interrupted) }) }
+
+// queue leaves b queued, for pending.
+func (f *fakeEvents) queue(b batch) { f.queued <- b }
 
 func (f *fakeEvents) close() error {
 	f.once.Do(func() { close(f.closed) })
@@ -159,7 +178,11 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	// ours is a transaction that changes the table in place; applied is
+	// the one Apply makes, which deletes it and makes it anew.
 	ours := batch{ns: []notification{note(t, msgDelRule, familyINet, TableName), note(t, msgNewGen, 0, "")}}
+	applied := batch{ns: []notification{note(t, msgDelRule, familyINet, TableName), note(t, msgDelTable, familyINet, TableName),
+		note(t, msgNewTable, familyINet, TableName), note(t, msgNewRule, familyINet, TableName), note(t, msgNewGen, 0, "")}}
 	expect := func(what, want string) {
 		t.Helper()
 		ev.settle(t)
@@ -187,7 +210,7 @@ func TestWatch(t *testing.T) {
 	if err := ApplyTo(b, plan, offUID); err != nil {
 		t.Fatal(err)
 	}
-	ev.send(t, ours)
+	ev.send(t, applied)
 	expect("identical re-apply", "")
 	if b.reads == reads {
 		t.Error("a change to the table was not looked at")
@@ -202,7 +225,7 @@ func TestWatch(t *testing.T) {
 	if err := ApplyTo(b, plan, offUID); err != nil {
 		t.Fatal(err)
 	}
-	ev.send(t, ours)
+	ev.send(t, applied)
 	expect("repaired", "")
 	if err := b.Delete(); err != nil {
 		t.Fatal(err)
@@ -213,7 +236,7 @@ func TestWatch(t *testing.T) {
 	if err := ApplyTo(b, plan, offUID); err != nil {
 		t.Fatal(err)
 	}
-	ev.send(t, ours)
+	ev.send(t, applied)
 	expect("repaired again", "")
 	b.t.Ports = []uint16{47100}
 	ev.send(t, batch{err: errLost})
@@ -222,12 +245,20 @@ func TestWatch(t *testing.T) {
 	if err := ApplyTo(b, plan, offUID); err != nil {
 		t.Fatal(err)
 	}
-	ev.send(t, ours)
+	ev.send(t, applied)
 	expect("repaired a third time", "")
 	b.fail = errors.New("netlink: dump interrupted")
 	ev.send(t, ours)
 	expect("unreadable", "cannot read the nftables table inet sandgate to check it: netlink: dump interrupted")
 	b.fail = nil
+	// Broken and put back before the look: the transactions tell.
+	ev.send(t, applied)
+	expect("repaired a fourth time", "")
+	ev.send(t, batch{ns: []notification{note(t, msgDelTable, familyINet, TableName)}})
+	ev.send(t, batch{ns: []notification{note(t, msgNewGen, 0, "")}}) // a transaction's end may come apart
+	expect("deleted and put back", "sandgate's nftables table (inet sandgate) was deleted")
+	ev.send(t, ours)
+	expect("changed in place and put back", "sandgate's nftables rules changed: table inet sandgate was modified in place")
 
 	// After stop, nothing is called and the subscription is closed.
 	stop()
@@ -302,4 +333,90 @@ func TestWatchEnds(t *testing.T) {
 	if !ev.isClosed() {
 		t.Error("stop from onBreak left the subscription open")
 	}
+}
+
+// TestTxnFollow: a transaction leaves sandgate's table whole only when it
+// made the table anew after every change to it, as Apply does.
+func TestTxnFollow(t *testing.T) {
+	ours := func(typ uint8) notification { return note(t, typ, familyINet, TableName) }
+	end := note(t, msgNewGen, 0, "")
+	const deleted, changed = "sandgate's nftables table (inet sandgate) was deleted", "table inet sandgate was modified in place"
+	for _, c := range []struct {
+		name string
+		ns   []notification
+		want string // "" or a part of the lapse
+	}{
+		{"Apply", []notification{ours(msgDelRule), ours(msgDelTable), ours(msgNewTable), ours(msgNewRule), ours(msgNewSetElem), end}, ""},
+		{"first install", []notification{ours(msgNewTable), ours(msgNewRule), end}, ""},
+		{"table deleted", []notification{ours(msgDelRule), ours(msgDelTable), end}, deleted},
+		{"made, then deleted", []notification{ours(msgNewTable), ours(msgDelTable), end}, deleted},
+		{"a rule deleted", []notification{ours(msgDelRule), end}, changed},
+		{"an element added", []notification{ours(msgNewSetElem), end}, changed},
+		{"changed after being made anew", []notification{ours(msgDelTable), ours(msgNewTable), ours(msgDelRule), end}, ""},
+		{"another table", []notification{note(t, msgDelTable, familyINet, "filter"), end}, ""},
+		{"family ip", []notification{note(t, msgDelTable, familyIP, TableName), end}, ""},
+		{"no end yet", []notification{ours(msgDelTable)}, ""},
+		{"a clean transaction after a bad one", []notification{ours(msgDelRule), end, ours(msgDelTable), ours(msgNewTable), end}, changed},
+		{"a trace", []notification{note(t, msgTrace, familyINet, TableName), end}, ""},
+	} {
+		var tx txn
+		got := tx.follow(c.ns)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: follow = %q, want %q", c.name, got, c.want)
+		}
+	}
+	// A transaction's notifications may come in several batches.
+	var tx txn
+	if got := tx.follow([]notification{ours(msgDelTable)}); got != "" {
+		t.Errorf("before the end: %q", got)
+	}
+	if got := tx.follow([]notification{end}); !strings.Contains(got, deleted) {
+		t.Errorf("at the end, in a batch of its own: %q", got)
+	}
+	if got := tx.follow([]notification{ours(msgNewRule), ours(msgNewTable), end}); got != "" {
+		t.Errorf("the next transaction made the table anew: %q", got)
+	}
+}
+
+// TestWatchStopDrains: stop first takes the notifications queued before
+// it, and a break among them is reported before it returns; stopped by
+// its context instead, the watch reports nothing more.
+func TestWatchStopDrains(t *testing.T) {
+	plan := mustPlan(t, proxyPorts, false)
+	b := &memBackend{}
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev := newFakeEvents()
+	var mu sync.Mutex
+	var reasons []string
+	stop, err := watch(context.Background(), ev, b, plan, offUID, func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.queue(batch{ns: []notification{note(t, msgNewRule, familyINet, "filter"), note(t, msgNewGen, 0, "")}})
+	ev.queue(batch{ns: []notification{note(t, msgDelTable, familyINet, TableName), note(t, msgNewGen, 0, "")}})
+	stop()
+	mu.Lock()
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "was deleted") {
+		t.Errorf("onBreak calls %q, want the queued deletion", reasons)
+	}
+	mu.Unlock()
+	if !ev.isClosed() {
+		t.Error("stop left the subscription open")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ev = newFakeEvents()
+	stop, err = watch(ctx, ev, b, plan, offUID, func(r string) { t.Errorf("onBreak(%q) after the context ended", r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.queue(batch{ns: []notification{note(t, msgDelTable, familyINet, TableName), note(t, msgNewGen, 0, "")}})
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ev.isClosed() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
 }

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sandgate/sandgate/setup"
 )
 
 // ErrUnavailable is matched (errors.Is) by the errors Run returns when the
@@ -46,6 +48,18 @@ func describe(err error) string {
 		return ue.detail()
 	}
 	return err.Error()
+}
+
+// setupError is an error of package setup as a run returns it: an
+// *UnavailableError wrapping it when the installed setup cannot serve the
+// run (*setup.UnavailableError, whose text says why and which command
+// fixes it), err itself otherwise.
+func setupError(err error) error {
+	var ue *setup.UnavailableError
+	if errors.As(err, &ue) {
+		return &UnavailableError{Reason: err.Error(), Err: err}
+	}
+	return err
 }
 
 // runError is an error as Run returns it: with the package's prefix,

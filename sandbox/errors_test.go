@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
+	"path/filepath"
 	"testing"
+
+	"github.com/sandgate/sandgate/setup"
 )
 
 func TestUnavailableError(t *testing.T) {
@@ -48,37 +50,27 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
-// TestAdopt: errors of the code that still prefixes by hand come out as
-// this package's, so that runError's prefix is the only one.
-func TestAdopt(t *testing.T) {
-	legacy := fmt.Errorf("sandbox: %w: the identity backend is not set up (no /x): run `sandgate setup` first", ErrUnavailable)
-	err := runError(adopt(legacy))
+// TestSetupError: the setup lease's refusals come out as this package's
+// UnavailableError, with the lease's text after the prefix once; other
+// errors of package setup are left as they are.
+func TestSetupError(t *testing.T) {
+	l := setup.Leaser{Options: setup.Options{StateDir: filepath.Join(t.TempDir(), "none")}}
+	cause := l.CheckUnprivileged(setup.Need{})
+	var sue *setup.UnavailableError
+	if !errors.As(cause, &sue) {
+		t.Fatalf("CheckUnprivileged without a setup: %v", cause)
+	}
+	err := runError(setupError(cause))
 	var ue *UnavailableError
-	if !errors.As(err, &ue) || ue.Reason != "the identity backend is not set up (no /x): run `sandgate setup` first" ||
-		err.Error() != legacy.Error() {
-		t.Errorf("adopted unavailable error: %q (%+v)", err, ue)
+	if !errors.As(err, &ue) || ue.Reason != cause.Error() || err.Error() != "sandbox: sandbox enforcement unavailable: "+cause.Error() ||
+		!errors.Is(err, setup.ErrNotInstalled) || !errors.As(err, &sue) {
+		t.Errorf("a refusal of the lease: %q (%+v)", err, ue)
 	}
-	cause := fs.ErrNotExist
-	prefixed := fmt.Errorf("sandbox: creating /run/sandgate: %w", cause)
-	if err := runError(adopt(prefixed)); err.Error() != prefixed.Error() || !errors.Is(err, cause) || errors.Is(err, ErrUnavailable) {
-		t.Errorf("adopted plain error: %q", err)
+	plain := fmt.Errorf("creating /run/sandgate: %w", fs.ErrPermission)
+	if err := setupError(plain); err != plain || errors.Is(err, ErrUnavailable) {
+		t.Errorf("a plain error of package setup: %v", err)
 	}
-	bare := fmt.Errorf("%w: all reserved ports are in use", ErrUnavailable)
-	if err := runError(adopt(bare)); err.Error() != "sandbox: "+bare.Error() || !errors.As(err, &ue) {
-		t.Errorf("adopted unprefixed error: %q", err)
-	}
-	if adopt(nil) != nil {
-		t.Error("adopt(nil) != nil")
-	}
-}
-
-func TestNotifyWriter(t *testing.T) {
-	var got []string
-	w := notifyWriter{func(m string) { got = append(got, m) }}
-	fmt.Fprintf(w, "sandgate: reconciled the identity setup: %s\n", "the firewall rules were missing")
-	fmt.Fprint(w, "sandgate: one\nsandgate: two\n")
-	want := []string{"reconciled the identity setup: the firewall rules were missing", "one", "two"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("messages %q, want %q", got, want)
+	if setupError(nil) != nil {
+		t.Error("setupError(nil) != nil")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sandgate/sandgate/setup"
 )
 
 func TestExitCodes(t *testing.T) {
@@ -86,8 +88,8 @@ func TestWorkingDirectory(t *testing.T) {
 
 func TestSpecErrors(t *testing.T) {
 	ctx := context.Background()
-	defer swapVar(&setupOptions.StateDir, t.TempDir())()
-	_, err := Run(ctx, Spec{Args: []string{"true"}, Network: NetworkNone, Backend: BackendIdentity})
+	nowhere := &setup.Leaser{Options: setup.Options{StateDir: t.TempDir()}}
+	_, err := Run(ctx, Spec{Args: []string{"true"}, Network: NetworkNone, Backend: BackendIdentity, leaser: nowhere})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "identity backend is not set up") || !strings.Contains(err.Error(), "sandgate setup`") {
 		t.Errorf("identity backend: %v", err)
 	}

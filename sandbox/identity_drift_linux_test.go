@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandgate/sandgate/firewall"
-	"github.com/sandgate/sandgate/setup"
+	"github.com/sandgate/sandgate/nftfw"
 )
 
 func (w *idWorld) testDrift(t *testing.T) {
@@ -46,7 +45,7 @@ func (w *idWorld) testDrift(t *testing.T) {
 	mustContain(t, o.stdout, "direct "+lineAddr+" ECONNREFUSED\n")
 
 	// The rules are gone (as after a reboot) but the marker says installed.
-	if err := firewall.Remove(""); err != nil {
+	if err := nftfw.Remove(""); err != nil {
 		t.Fatal(err)
 	}
 	o = run(false)
@@ -71,9 +70,8 @@ func (w *idWorld) testDrift(t *testing.T) {
 	}
 
 	// A reconcile that fails: exit 125 with the command.
-	defer swapVar(&reconcileSetup, func(setup.Options) (setup.Marker, []string, error) {
-		return setup.Marker{}, nil, errors.New("test failure")
-	})()
+	w.failReconcile = errors.New("test failure")
+	defer func() { w.failReconcile = nil }()
 	spec = w.spec("id-count", count)
 	spec.AllowLocalBinding = true
 	o = runNoCheck(spec)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
 
@@ -73,7 +74,7 @@ func runIDHelper(name string, args []string) int {
 		return 0
 	case "id-grant":
 		buf := make([]byte, 4096)
-		n, err := unix.Getxattr(".", aclXattr, buf)
+		n, err := unix.Getxattr(".", dirgrant.XattrName, buf)
 		if err != nil {
 			fmt.Printf("acl %s\n", errName(err))
 		} else {
@@ -97,9 +98,8 @@ func runIDHelper(name string, args []string) int {
 			fmt.Println("config:", err)
 			return 3
 		}
-		c.apply()
 		_, err := Run(context.Background(), Spec{Args: []string{"true"}, Network: NetworkProxy, Backend: BackendIdentity,
-			AllowLocalBinding: true, Gate: denyAllGate(), Stdin: eofReader{}})
+			AllowLocalBinding: true, Gate: denyAllGate(), Stdin: eofReader{}, leaser: c.leaser()})
 		fmt.Printf("unavailable %v\nerror %v\n", errors.Is(err, ErrUnavailable), err)
 		return 0
 	case "id-auto":
@@ -111,14 +111,13 @@ func runIDHelper(name string, args []string) int {
 			fmt.Println("config:", err)
 			return 3
 		}
-		c.apply()
 		if err := refuseUserNamespaces(); err != nil {
 			fmt.Println("seccomp:", err)
 			return 3
 		}
 		env := append(os.Environ(), helperEnv+"=id-count")
 		res, err := Run(context.Background(), Spec{Args: []string{c.Bin, c.Count}, Env: env, Network: NetworkNone,
-			Backend: BackendAuto, Dir: c.Dir, Executable: c.Bin, Stdin: eofReader{}})
+			Backend: BackendAuto, Dir: c.Dir, Executable: c.Bin, Stdin: eofReader{}, leaser: c.leaser()})
 		fmt.Printf("exit %d\nunavailable %v\nerror %v\n", res.ExitCode, errors.Is(err, ErrUnavailable), err)
 		return 0
 	}
@@ -176,7 +175,8 @@ func refuseUserNamespaces() error {
 
 // idNetHelper tries the network the way a client in the sandbox would.
 // Each argument is a check: "http-auth=ADDR", "http-noauth=ADDR",
-// "socks-auth=ADDR", "socks-noauth=ADDR", "direct=ADDR", "udp=ADDR",
+// "socks-auth=ADDR", "socks-noauth=ADDR", "direct=ADDR", "direct-retry=ADDR"
+// (up to 40 tries, until one connects), "udp=ADDR",
 // "abstract=NAME", "own-abstract", "unix-socket".
 func idNetHelper(args []string) int {
 	for _, a := range args {
@@ -191,6 +191,19 @@ func idNetHelper(args []string) int {
 			c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 			if err == nil {
 				c.Close()
+			}
+			fmt.Printf("direct %s %s\n", addr, errName(err))
+		case "direct-retry":
+			// Keep trying for a while: a direct connection must never
+			// get through, not even for a moment.
+			var err error
+			for range 40 {
+				var c net.Conn
+				if c, err = net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+					c.Close()
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 			fmt.Printf("direct %s %s\n", addr, errName(err))
 		case "udp":

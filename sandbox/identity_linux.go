@@ -4,20 +4,17 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/proxy"
+	"github.com/sandgate/sandgate/accounts"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
@@ -40,18 +37,20 @@ import (
 // abstract unix sockets and signals to processes outside the sandbox, and
 // the netns backend's seccomp filter.
 
-// Variables that CMD's proxy settings take, besides proxyenv's.
+// needRoot is what the identity backend tells a caller without root, after
+// the state of the setup, and needRootFix what to do about it.
 const (
-	envSOCKSUser     = "SANDGATE_SOCKS_USER"
-	envSOCKSPassword = "SANDGATE_SOCKS_PASSWORD"
+	needRoot    = "identity runs need root (in the host's user namespace) until sandgate has a privileged launcher for the sandbox users"
+	needRootFix = "run sandgate as root, or use --backend netns"
 )
 
 // runIdentity runs spec with the identity backend. Failures before the
 // sandbox init started are notStartedErrors.
 func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	pre := func(err error) (Result, error) { return Result{}, &notStartedError{err} }
+	leaser := spec.setupLeaser()
 	if !hostRoot() {
-		return pre(adopt(identityNonRootError(spec)))
+		return pre(nonRootError(leaser, spec.setupNeed()))
 	}
 	if err := landlockScopingAvailable(); err != nil {
 		return pre(err)
@@ -61,28 +60,34 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		logf = func(string, ...any) {}
 	}
 	notify := spec.notifier()
-	mode := modeOf(spec)
-	st, err := prepareIdentitySetup(mode, notifyWriter{notify})
+	lease, err := leaser.Acquire(spec.setupNeed(), notify)
 	if err != nil {
-		return pre(adopt(err))
+		return pre(setupError(err))
 	}
-	defer st.release()
-	m := st.marker
+	defer lease.Release()
+	repairGrants(leaser, notify)
 
-	id, home, err := sandboxIdentity(m, mode)
+	id, home, err := sandboxIdentity(lease, spec.Network == NetworkFull)
 	if err != nil {
 		return pre(err)
+	}
+	var guard *rulesGuard // the online user has no rules to watch
+	if spec.Network != NetworkFull {
+		if guard, err = watchRules(ctx, leaser.Options.NetNS, lease.Marker(), uint32(id.UID)); err != nil {
+			return pre(err)
+		}
+		defer guard.close()
 	}
 	dir, err := workingDir(spec.Dir)
 	if err != nil {
 		return pre(err)
 	}
-	grant, err := grantDir(dir, uint32(id.UID), uint32(id.GID))
+	grant, err := leaser.Options.GrantRecords().Grant(dir, dirgrant.Grantee{UID: uint32(id.UID), GID: uint32(id.GID)})
 	if err != nil {
 		return pre(err)
 	}
 	defer func() {
-		if err := grant.release(spec.KeepDirGrant, logf); err != nil {
+		if err := grant.Release(spec.KeepDirGrant, logf); err != nil {
 			notify(fmt.Sprintf("%v (the sandbox group may still have access to %s)", err, dir))
 		}
 	}()
@@ -92,26 +97,13 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	env = identityEnv(env, id.User, home)
-	var (
-		listeners []net.Listener
-		creds     *proxy.Credentials
-	)
+	env = accounts.SessionEnv(proxyenv.StripCredentials(env), id.User, home)
+	var plan runPlan
 	switch spec.Network {
 	case NetworkProxy:
-		if listeners, err = reserveProxyPorts(m.ProxyPorts, m.AllowLocalBinding); err != nil {
+		if env, plan, err = credentialedEnv(lease, env, spec.AllowLocalBinding, self); err != nil {
 			return pre(err)
 		}
-		ports := []uint16{listenerPort(listeners[0]), listenerPort(listeners[1])}
-		if !setup.Covers(m, ports, mode.alb) { // cannot happen: the ports come from the marker
-			closeListeners(listeners)
-			return pre(&UnavailableError{Reason: fmt.Sprintf("the installed rules do not cover proxy ports %v", ports)})
-		}
-		if creds, err = newCredentials(); err != nil {
-			closeListeners(listeners)
-			return pre(adopt(err))
-		}
-		env = proxyEnvWithCredentials(env, creds, ports[0], ports[1], mode.alb, self)
 	case NetworkNone:
 		env = proxyenv.Merge(env, nil)
 	}
@@ -121,7 +113,24 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
-	return supervise(ctx, spec, sb, proxyPlan{listeners: listeners, creds: creds})
+	plan.broken = guard.broken()
+	res, err := supervise(ctx, spec, sb, plan)
+	return res, guard.settle(err)
+}
+
+// nonRootError is what a caller without root gets from the identity
+// backend: the state of the setup (setup.Leaser.CheckUnprivileged), and
+// that identity runs need root.
+func nonRootError(l setup.Leaser, need setup.Need) error {
+	err := l.CheckUnprivileged(need)
+	var ue *setup.UnavailableError
+	switch {
+	case err == nil:
+		return &UnavailableError{Reason: needRoot, Fix: needRootFix}
+	case errors.As(err, &ue):
+		return &UnavailableError{Reason: err.Error() + "; also, " + needRoot, Fix: needRootFix, Err: err}
+	}
+	return &UnavailableError{Reason: err.Error() + "; " + needRoot, Fix: needRootFix, Err: err}
 }
 
 // landlockScopingAvailable returns nil when this kernel can enforce the
@@ -158,15 +167,16 @@ func hostRoot() bool {
 	return len(strings.Fields(string(b))) == 3 && strings.Join(strings.Fields(string(b)), " ") == "0 0 4294967295"
 }
 
-// sandboxIdentity returns who CMD runs as in mode (the offline or the
-// online user, with the sandbox group) and that user's home, as the
+// sandboxIdentity returns who CMD runs as (the offline or the online user
+// of the lease, with the sandbox group) and that user's home, as the
 // account database has them; they must agree with the marker.
-func sandboxIdentity(m setup.Marker, mode identityMode) (*initproto.Identity, string, error) {
+func sandboxIdentity(lease *setup.Lease, online bool) (*initproto.Identity, string, error) {
 	which := ruleplan.Offline
-	if mode.full {
+	if online {
 		which = ruleplan.Online
 	}
-	acc, err := setupIdentity(setupOptions, m, which)
+	m := lease.Marker()
+	acc, err := lease.Account()
 	if err != nil {
 		return nil, "", &UnavailableError{Reason: err.Error(), Err: err}
 	}
@@ -202,129 +212,4 @@ func workingDir(dir string) (string, error) {
 		return "", fmt.Errorf("working directory %s is not a directory", dir)
 	}
 	return real, nil
-}
-
-// identityEnv points HOME, USER and LOGNAME at the sandbox user (CMD cannot
-// use the caller's home) and removes sandgate's own proxy credentials.
-func identityEnv(env []string, name, home string) []string {
-	set := map[string]string{"HOME": home, "USER": name, "LOGNAME": name}
-	out := make([]string, 0, len(env)+3)
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; ok || k == envSOCKSUser || k == envSOCKSPassword {
-			continue
-		}
-		out = append(out, kv)
-	}
-	for _, k := range []string{"HOME", "USER", "LOGNAME"} {
-		if set[k] != "" {
-			out = append(out, k+"="+set[k])
-		}
-	}
-	return out
-}
-
-// reserveProxyPorts listens on 127.0.0.1 at the first two free ports of the
-// reserved set (a port another run or program holds fails to bind). The
-// listening sockets carry ruleplan.ProxySocketMark, without which the
-// installed input rule answers every connection to them with a reset;
-// setting it needs CAP_NET_ADMIN, and a run that cannot set it does not
-// start.
-func reserveProxyPorts(ports []uint16, alb bool) ([]net.Listener, error) {
-	var got []net.Listener
-	lc := net.ListenConfig{Control: markProxySocket}
-	for _, p := range ports {
-		ln, err := lc.Listen(context.Background(), "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p))))
-		if errors.Is(err, unix.EADDRINUSE) {
-			continue
-		}
-		if err != nil {
-			closeListeners(got)
-			return nil, fmt.Errorf("listening on reserved proxy port %d: %w", p, err)
-		}
-		got = append(got, ln)
-		if len(got) == 2 {
-			return got, nil
-		}
-	}
-	closeListeners(got)
-	return nil, &UnavailableError{
-		Reason: fmt.Sprintf("all %d reserved proxy ports (%s) are in use: each identity run takes two", len(ports), formatPorts(ports)),
-		Fix:    fmt.Sprintf("widen the range with `%s`", setupCommand(false, alb, alb, widerRange(ports))),
-	}
-}
-
-// markProxySocket sets SO_MARK = ruleplan.ProxySocketMark on a proxy
-// listener before it binds; connections it accepts inherit the mark.
-func markProxySocket(_, address string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, ruleplan.ProxySocketMark)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("setting the socket mark %#x (SO_MARK, which needs CAP_NET_ADMIN) that lets the offline user reach the proxy at %s: %w", ruleplan.ProxySocketMark, address, serr)
-	}
-	return nil
-}
-
-// widerRange suggests a port range twice the size of ports, from its lowest.
-func widerRange(ports []uint16) []uint16 {
-	if len(ports) == 0 {
-		return setup.DefaultPorts()
-	}
-	lo := int(ports[0])
-	for _, p := range ports {
-		lo = min(lo, int(p))
-	}
-	var out []uint16
-	for p := lo; p < lo+2*len(ports) && p <= 65535; p++ {
-		out = append(out, uint16(p))
-	}
-	return out
-}
-
-func listenerPort(ln net.Listener) uint16 {
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
-
-// newCredentials returns random proxy credentials for one run.
-func newCredentials() (*proxy.Credentials, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("sandbox: generating proxy credentials: %w", err)
-	}
-	return &proxy.Credentials{User: "sandgate", Password: hex.EncodeToString(b[:])}, nil
-}
-
-// proxyEnvWithCredentials replaces env's proxy settings with the run's
-// proxies, credentials in their URLs. NO_PROXY and its kin are set empty
-// unless local binding is allowed: the loopback here is the host's, so a
-// local destination goes through the policy like any other.
-func proxyEnvWithCredentials(env []string, c *proxy.Credentials, httpPort, socksPort uint16, alb bool, exe string) []string {
-	userinfo := c.User + ":" + c.Password + "@"
-	hostHTTP := "127.0.0.1:" + strconv.Itoa(int(httpPort))
-	hostSOCKS := "127.0.0.1:" + strconv.Itoa(int(socksPort))
-	cfg := proxyenv.Config{
-		HTTP:       "http://" + userinfo + hostHTTP,
-		SOCKS:      "socks5h://" + userinfo + hostSOCKS,
-		Executable: exe,
-	}
-	if alb {
-		cfg.NoProxy = proxyenv.DefaultNoProxy
-	}
-	vars := proxyenv.Vars(cfg)
-	for i, kv := range vars {
-		// rsync takes credentials as user:password@host:port.
-		if strings.HasPrefix(kv, "RSYNC_PROXY=") {
-			vars[i] = "RSYNC_PROXY=" + userinfo + hostHTTP
-		}
-	}
-	if !alb {
-		vars = append(vars, "NO_PROXY=", "no_proxy=", "npm_config_noproxy=", "NPM_CONFIG_NOPROXY=")
-	}
-	// `sandgate socks-connect` (GIT_SSH_COMMAND) reads these.
-	vars = append(vars, envSOCKSUser+"="+c.User, envSOCKSPassword+"="+c.Password)
-	return proxyenv.Merge(env, vars)
 }

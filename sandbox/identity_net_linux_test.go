@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandgate/sandgate/firewall"
+	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -93,7 +93,12 @@ func (w *idWorld) testProxy(t *testing.T) {
 		"http-auth "+httpAddr+" 200 hello from host\n")
 
 	// The proxy's listeners carry the mark the input rule asks for.
-	lns, err := reserveProxyPorts(setup.DefaultPorts(), false)
+	lease, err := w.leaser.Acquire(setup.Need{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+	lns, err := lease.ReservePorts()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +111,8 @@ func (w *idWorld) testProxy(t *testing.T) {
 		var mark int
 		var merr error
 		rc.Control(func(fd uintptr) { mark, merr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
-		if merr != nil || mark != firewall.ProxySocketMark {
-			t.Errorf("proxy listener %s has SO_MARK %#x (%v), want %#x", ln.Addr(), mark, merr, firewall.ProxySocketMark)
+		if merr != nil || mark != ruleplan.ProxySocketMark {
+			t.Errorf("proxy listener %s has SO_MARK %#x (%v), want %#x", ln.Addr(), mark, merr, ruleplan.ProxySocketMark)
 		}
 	}
 

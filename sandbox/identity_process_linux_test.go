@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -78,7 +80,9 @@ func (w *idWorld) testProcess(t *testing.T) {
 // testParentKilled: kill -9 of sandgate during an identity run leaves no
 // process of the run, neither in its PID namespace nor of the offline user
 // (whose uid the init's thread that starts CMD takes, which the kernel
-// answers by clearing that thread's parent-death signal).
+// answers by clearing that thread's parent-death signal). The directory
+// grant the killed run leaves is taken back by the next identity run,
+// which runs elsewhere, and it says so.
 func (w *idWorld) testParentKilled(t *testing.T) {
 	cfg := w.helperConfig()
 	cfg.Dir = w.work
@@ -87,6 +91,36 @@ func (w *idWorld) testParentKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNothingOutlivesSandgate(t, w.bin, append(os.Environ(), idConfigEnv+"="+string(raw)), w.offUID)
+	if getXattr(t, w.work) == nil {
+		t.Fatalf("the killed run left no grant on %s to repair", w.work)
+	}
+
+	elsewhere := filepath.Join(w.base, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spec := w.spec("id-grant")
+	spec.Dir = elsewhere
+	o := sandboxRun(t, spec)
+	if o.err != nil || o.res.ExitCode != 0 {
+		t.Fatalf("the next run: %+v %v %s", o.res, o.err, o.stderr)
+	}
+	mustContain(t, o.stdout, "touch ok\n")
+	want := "took back the sandbox group's access to " + w.work + ", granted by an identity run that did not end cleanly"
+	if len(o.notes) != 1 || !strings.HasPrefix(o.notes[0], want) || !strings.HasSuffix(o.notes[0], ", restoring the directory's previous ACL") {
+		t.Errorf("messages %q, want one: %q…", o.notes, want)
+	}
+	if x := getXattr(t, w.work); x != nil {
+		t.Errorf("the leftover grant on %s is still there: %x", w.work, x)
+	}
+	if fi, err := os.Stat(w.work); err != nil {
+		t.Error(err)
+	} else if m := fi.Mode().Perm(); m != 0o700 {
+		t.Errorf("mode of %s after the repair: %o, want 700", w.work, m)
+	}
+	if x := getXattr(t, elsewhere); x != nil {
+		t.Errorf("the later run's own grant on %s stayed: %x", elsewhere, x)
+	}
 }
 
 // testNothingOutlivesRun: when Run returns, no process of the run is left,

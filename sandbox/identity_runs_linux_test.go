@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -81,8 +82,8 @@ func (w *idWorld) testDirGrant(t *testing.T) {
 			t.Fatalf("no ACL seen by CMD:\n%s", out)
 		}
 		raw, _ := hex.DecodeString(m[0])
-		a, err := parseACL(raw)
-		if err != nil || !a.allows(0, 0, uint32(w.offUID), uint32(w.gid), aclRWX) {
+		a, err := dirgrant.ParseACL(raw)
+		if err != nil || !a.Allows(0, 0, uint32(w.offUID), uint32(w.gid), dirgrant.PermRWX) {
 			t.Errorf("CMD's directory ACL %v (%v) does not grant the sandbox group rwx", a, err)
 		}
 		mustContain(t, out, "touch ok\n")
@@ -92,7 +93,11 @@ func (w *idWorld) testDirGrant(t *testing.T) {
 		if x := getXattr(t, w.work); x != nil {
 			t.Errorf("grant still on %s after the run: %x", w.work, x)
 		}
-		if m := modeOfDir(t, w.work); m != 0o700 {
+		fi, err := os.Stat(w.work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o700 {
 			t.Errorf("mode of %s after the run: %o, want 700", w.work, m)
 		}
 	}
@@ -124,7 +129,7 @@ func (w *idWorld) testDirGrant(t *testing.T) {
 	if getXattr(t, w.work) == nil {
 		t.Error("the kept grant is gone")
 	}
-	if err := unix.Removexattr(w.work, aclXattr); err != nil {
+	if err := unix.Removexattr(w.work, dirgrant.XattrName); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(w.work, 0o700); err != nil {
@@ -151,4 +156,18 @@ func (w *idWorld) testDirGrant(t *testing.T) {
 	if x := getXattr(t, inner); x != nil {
 		t.Errorf("grant left on %s after a refused run: %x", inner, x)
 	}
+}
+
+// getXattr returns dir's access ACL attribute (nil: none).
+func getXattr(t *testing.T, dir string) []byte {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	n, err := unix.Getxattr(dir, dirgrant.XattrName, buf)
+	if errors.Is(err, unix.ENODATA) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
 }

@@ -12,18 +12,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/sandgate/sandgate/internal/testnet"
 	"github.com/sandgate/sandgate/sandbox/internal/initproc"
 	"github.com/sandgate/sandgate/setup"
 )
 
 // The identity backend's privileged tests run in a child process of the
-// test born in a network namespace of its own: the nftables rules, the
+// test started in a network namespace of its own (internal/testnet): the nftables rules, the
 // loopback and the abstract unix sockets are private to it. The setup is
 // made by package setup, with test-unique names, in a state directory of
 // the test and in copies of the account files (setup.Options.EtcDir):
@@ -40,26 +40,20 @@ type idHelperConfig struct {
 	StateDir string `json:"state_dir"`
 	EtcDir   string `json:"etc_dir"`
 	LockDir  string `json:"lock_dir"`
-	GrantDir string `json:"grant_dir"`
 	Dir      string `json:"dir"`
 	Bin      string `json:"bin"`
 	Count    string `json:"count"`
 }
 
-func (c idHelperConfig) apply() {
-	setupOptions = setup.Options{StateDir: c.StateDir, EtcDir: c.EtcDir}
-	identityLockDir, grantStateDir = c.LockDir, c.GrantDir
+// leaser is the Leaser of the test's setup, for Spec.leaser.
+func (c idHelperConfig) leaser() *setup.Leaser {
+	return &setup.Leaser{Options: setup.Options{StateDir: c.StateDir, EtcDir: c.EtcDir}, LockDir: c.LockDir}
 }
 
-// TestIdentityBackend runs TestIdentityInNetns in a child process in a new
-// network namespace.
+// TestIdentityBackend runs TestIdentityInNetns in a child process in a
+// network namespace of the test's own.
 func TestIdentityBackend(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("SANDGATE_REQUIRE_PRIVILEGED") != "" {
-			t.Fatal("this test needs root (SANDGATE_REQUIRE_PRIVILEGED is set, so it may not skip)")
-		}
-		t.Skip("needs root: the identity backend runs commands as other users")
-	}
+	ns := testnet.NewAnonymous(t) // skips or fails without root
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	args := []string{"-test.run=^TestIdentityInNetns$", "-test.v", "-test.count=1"}
@@ -68,13 +62,14 @@ func TestIdentityBackend(t *testing.T) {
 	}
 	cmd := execCommandContext(ctx, testBinary(), args...)
 	cmd.Env = append(os.Environ(), idNetnsEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestIdentityInNetns")) {
-		t.Fatalf("identity tests in a test-owned network namespace: %v\n%s", err, out)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := ns.Run(cmd); err != nil || !bytes.Contains(out.Bytes(), []byte("--- PASS: TestIdentityInNetns")) {
+		t.Fatalf("identity tests in a test-owned network namespace: %v\n%s", err, out.Bytes())
 	}
 	if testing.Verbose() {
-		t.Logf("%s", out)
+		t.Logf("%s", out.Bytes())
 	}
 }
 
@@ -87,12 +82,37 @@ type idWorld struct {
 	base               string // a directory everyone can search
 	work               string // CMD's working directory: root's, mode 0700
 	gates              string // where the test drops files CMD waits for
-	reconciles         int
+	// leaser is the runs' view of the setup: the test's directories, and
+	// the real setup through worldSystem.
+	leaser        setup.Leaser
+	reconciles    int   // how often a run reconciled the setup
+	failReconcile error // when set, a run's reconcile fails with it
+	// applying is held by whatever installs the rules in this process:
+	// google/nftables numbers sets with a global counter of its own that
+	// it does not lock.
+	applying sync.Mutex
+}
+
+// worldSystem is the real setup (setup.Status, setup.Reconcile) as a lease
+// sees it, with the reconciles of the world's runs counted, or failed on
+// demand.
+type worldSystem struct{ w *idWorld }
+
+func (s worldSystem) Status(o setup.Options) (setup.Marker, []string, error) { return setup.Status(o) }
+
+func (s worldSystem) Reconcile(o setup.Options, _ func(string)) (setup.Marker, []string, error) {
+	if s.w.failReconcile != nil {
+		return setup.Marker{}, nil, s.w.failReconcile
+	}
+	s.w.reconciles++
+	s.w.applying.Lock()
+	defer s.w.applying.Unlock()
+	return setup.Reconcile(o)
 }
 
 // helperConfig is the configuration of helper processes that call Run.
 func (w *idWorld) helperConfig() idHelperConfig {
-	return idHelperConfig{StateDir: w.opts.StateDir, EtcDir: w.opts.EtcDir, LockDir: identityLockDir, GrantDir: grantStateDir}
+	return idHelperConfig{StateDir: w.opts.StateDir, EtcDir: w.opts.EtcDir, LockDir: w.leaser.LockDir}
 }
 
 // TestIdentityInNetns is the body of TestIdentityBackend: it runs only in
@@ -112,6 +132,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("Ports", w.testPorts)
 	t.Run("DirGrant", w.testDirGrant)
 	t.Run("Drift", w.testDrift)
+	t.Run("Watch", w.testWatch)
 	t.Run("NonRoot", w.testNonRoot)
 	t.Run("Auto", w.testAuto)
 	t.Run("ExitCodesSignalsTerminal", w.testProcess)
@@ -159,7 +180,7 @@ func newIDWorld(t *testing.T) *idWorld {
 		}
 	}
 	privateIDRange(t, etc)
-	tag := "sgtest-" + randHex(3)
+	tag := testnet.UniqueName(6)
 	w.names = [3]string{tag + "-off", tag + "-on", tag}
 	w.opts = setup.Options{OfflineUser: w.names[0], OnlineUser: w.names[1], Group: w.names[2],
 		StateDir: filepath.Join(w.base, "state"), EtcDir: etc}
@@ -186,13 +207,7 @@ func newIDWorld(t *testing.T) *idWorld {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(swapVar(&setupOptions, setup.Options{StateDir: w.opts.StateDir, EtcDir: etc}))
-	t.Cleanup(swapVar(&identityLockDir, filepath.Join(w.base, "run")))
-	t.Cleanup(swapVar(&grantStateDir, filepath.Join(w.base, "grants")))
-	t.Cleanup(swapVar(&reconcileSetup, func(o setup.Options) (setup.Marker, []string, error) {
-		w.reconciles++
-		return setup.Reconcile(o)
-	}))
+	w.leaser = setup.Leaser{Options: setup.Options{StateDir: w.opts.StateDir, EtcDir: etc}, LockDir: filepath.Join(w.base, "run"), System: worldSystem{w}}
 
 	m, _, err := setup.Install(w.opts)
 	if err != nil {
@@ -248,6 +263,7 @@ func (w *idWorld) spec(name string, args ...string) Spec {
 		Dir:     w.work,
 		Backend: BackendIdentity,
 		Network: NetworkNone,
+		leaser:  &w.leaser,
 	}
 }
 

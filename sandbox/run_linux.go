@@ -99,7 +99,7 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	}
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}
-	return supervise(ctx, spec, sb, proxyPlan{})
+	return supervise(ctx, spec, sb, runPlan{})
 }
 
 // initExecutable returns the binary to re-execute as the init and

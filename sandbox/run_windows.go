@@ -4,15 +4,10 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,9 +15,8 @@ import (
 
 	"golang.org/x/sys/windows"
 
-	"github.com/sandgate/sandgate/proxy"
+	"github.com/sandgate/sandgate/dirgrant"
 	"github.com/sandgate/sandgate/proxyenv"
-	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/setup"
 	"github.com/sandgate/sandgate/winsec"
 )
@@ -45,10 +39,11 @@ const exitInterrupted = 130
 // error is non-nil only when sandgate itself failed (wrapping an
 // *UnavailableError, for which errors.Is(err, ErrUnavailable) holds, when
 // the identity backend is not usable); CMD never runs with less
-// enforcement than asked. When the installed setup does not fit
-// the run, Run says why in one line and updates it (setup.Reconcile, which
-// shows the administrator prompt). When ctx ends, or on Ctrl-C, every
-// process of the sandbox is ended (its job object is terminated).
+// enforcement than asked. When the installed setup does not fit the run,
+// Run says why in one line and updates it (the setup lease,
+// setup.Leaser.Acquire, which shows the administrator prompt). When ctx
+// ends, or on Ctrl-C, every process of the sandbox is ended (its job
+// object is terminated).
 func Run(ctx context.Context, spec Spec) (Result, error) {
 	res, err := run(ctx, spec)
 	return res, runError(err)
@@ -66,28 +61,32 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 	if err := spec.check(); err != nil {
 		return Result{}, err
 	}
+	logf := spec.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
 	notify := spec.notifier()
-	o := setup.Options{}
-	m, err := currentSetup(o, spec, notifyWriter{notify})
+	leaser := spec.setupLeaser()
+	lease, err := leaser.Acquire(spec.setupNeed(), notify)
 	if err != nil {
-		return Result{}, adopt(err)
+		return Result{}, setupError(err)
 	}
-	sb, err := windowsSandbox(o, m, spec)
-	if err != nil {
-		return Result{}, err
-	}
-	added, err := winsec.GrantDir(sb.as.Dir, sb.groupSID)
+	defer lease.Release()
+	repairGrants(leaser, notify)
+	sb, err := windowsSandbox(leaser.Options, lease, spec)
 	if err != nil {
 		return Result{}, err
 	}
-	if added && !spec.KeepDirGrant {
-		defer func() {
-			if err := winsec.RevokeDir(sb.as.Dir, sb.groupSID); err != nil {
-				notify(fmt.Sprintf("%v (the sandbox group may still have access to %s)", err, sb.as.Dir))
-			}
-		}()
+	grant, err := leaser.Options.GrantRecords().Grant(sb.as.Dir, dirgrant.Grantee{GroupSID: sb.groupSID})
+	if err != nil {
+		return Result{}, err
 	}
-	plan, err := sb.proxyEnv(m, spec)
+	defer func() {
+		if err := grant.Release(spec.KeepDirGrant, logf); err != nil {
+			notify(fmt.Sprintf("%v (the sandbox group may still have access to %s)", err, sb.as.Dir))
+		}
+	}()
+	plan, err := sb.proxyEnv(lease, spec)
 	if err != nil {
 		return Result{}, err
 	}
@@ -118,12 +117,8 @@ type winSandbox struct {
 // for NetworkFull), the launcher (setup's copy of sandgate, which the
 // sandbox users can read; setup.Status has checked that it is this build),
 // the working directory and the environment before the proxy's variables.
-func windowsSandbox(o setup.Options, m setup.Marker, spec Spec) (*winSandbox, error) {
-	id := ruleplan.Offline
-	if spec.Network == NetworkFull {
-		id = ruleplan.Online
-	}
-	acc, err := setup.Identity(o, m, id)
+func windowsSandbox(o setup.Options, lease *setup.Lease, spec Spec) (*winSandbox, error) {
+	acc, err := lease.Account()
 	if err != nil {
 		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
@@ -132,7 +127,7 @@ func windowsSandbox(o setup.Options, m setup.Marker, spec Spec) (*winSandbox, er
 		return nil, &UnavailableError{Reason: err.Error(), Err: err}
 	}
 	password := offPW
-	if id == ruleplan.Online {
+	if spec.Network == NetworkFull {
 		password = onPW
 	}
 	dir := spec.Dir
@@ -164,45 +159,27 @@ func windowsSandbox(o setup.Options, m setup.Marker, spec Spec) (*winSandbox, er
 
 // proxyEnv takes the run's proxy ports and credentials (NetworkProxy) and
 // sets CMD's environment for its network mode.
-func (b *winSandbox) proxyEnv(m setup.Marker, spec Spec) (proxyPlan, error) {
+func (b *winSandbox) proxyEnv(lease *setup.Lease, spec Spec) (runPlan, error) {
 	switch spec.Network {
 	case NetworkNone:
 		b.as.Env = winsec.NoNetworkEnv(b.as.Env)
-		return proxyPlan{}, nil
+		return runPlan{}, nil
 	case NetworkFull:
 		b.as.Env = winsec.WindowsEnv(b.as.Env)
-		return proxyPlan{}, nil
+		return runPlan{}, nil
 	}
-	listeners, err := takeProxyPorts(m.ProxyPorts)
+	env, plan, err := credentialedEnv(lease, b.as.Env, spec.AllowLocalBinding, b.as.Exe)
 	if err != nil {
-		return proxyPlan{}, adopt(err)
+		return runPlan{}, err
 	}
-	fail := func(err error) (proxyPlan, error) {
-		closeListeners(listeners)
-		return proxyPlan{}, err
-	}
-	ports := []uint16{portOf(listeners[0]), portOf(listeners[1])}
-	if !setup.Covers(m, ports, spec.AllowLocalBinding) {
-		return fail(&UnavailableError{Reason: fmt.Sprintf("the installed rules do not cover proxy ports %v", ports)})
-	}
-	var rb [16]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return fail(fmt.Errorf("generating proxy credentials: %w", err))
-	}
-	creds := &proxy.Credentials{User: "sandgate", Password: hex.EncodeToString(rb[:])}
-	env, err := winsec.ProxyEnv(b.as.Env, winsec.ProxyRun{
-		HTTPPort: ports[0], SOCKSPort: ports[1], User: creds.User, Password: creds.Password,
-		AllowLocalBinding: spec.AllowLocalBinding, Executable: b.as.Exe,
-	})
-	if err != nil {
-		return fail(err)
-	}
+	env = winsec.WindowsEnv(env)
 	// Every proxy port CMD is told about must be one the rules leave open.
-	if ps, _ := proxyenv.PortsFromEnv(env); !setup.Covers(m, ps, spec.AllowLocalBinding) {
-		return fail(fmt.Errorf("internal error: CMD's proxy environment names ports %v outside the installed %v", ps, m.ProxyPorts))
+	if ps, _ := proxyenv.PortsFromEnv(env); !lease.Covers(ps) {
+		closeListeners(plan.listeners)
+		return runPlan{}, fmt.Errorf("internal error: CMD's proxy environment names ports %v outside the installed %v", ps, lease.Marker().ProxyPorts)
 	}
 	b.as.Env = env
-	return proxyPlan{listeners: listeners, creds: creds}, nil
+	return plan, nil
 }
 
 // encodeLaunch hands the launcher CMD, its directory and the sandbox group
@@ -275,91 +252,6 @@ func (b *winSandbox) finish(grace time.Duration) {
 	}
 	b.proc.Close()
 	b.p.closeAll()
-}
-
-// currentSetup returns the installed setup's marker when it fits the run,
-// else says why on one line and reconciles it (which elevates), then
-// checks again. A setup that still does not fit is an error.
-func currentSetup(o setup.Options, spec Spec, stderr io.Writer) (setup.Marker, error) {
-	m, drift, err := setup.Status(o)
-	installed := err == nil
-	if err != nil && !errors.Is(err, setup.ErrNotInstalled) {
-		return setup.Marker{}, fmt.Errorf("sandbox: %w: %v", ErrUnavailable, err)
-	}
-	want := setup.Options{ProxyPorts: m.ProxyPorts, AllowLocalBinding: m.AllowLocalBinding}
-	if spec.Network != NetworkFull {
-		want.AllowLocalBinding = spec.AllowLocalBinding
-		if installed && m.AllowLocalBinding != spec.AllowLocalBinding {
-			drift = append(drift, fmt.Sprintf("this run needs allow_local_binding=%v, the installed rules have %v", spec.AllowLocalBinding, m.AllowLocalBinding))
-		}
-	}
-	if installed && len(drift) == 0 {
-		return m, nil
-	}
-	if !installed {
-		drift = []string{"sandgate setup has not been run"}
-	}
-	if winsec.IsElevated() {
-		// No prompt will follow: say here what is being changed and why.
-		// Unelevated, setup.Reconcile prints that line itself, before the
-		// administrator prompt.
-		fmt.Fprintf(stderr, "sandgate: the identity backend's setup does not fit this run (%s); updating it\n", strings.Join(drift, "; "))
-	}
-	if _, _, err := setup.Reconcile(want); err != nil {
-		return setup.Marker{}, fmt.Errorf("sandbox: %w: updating the setup: %v", ErrUnavailable, err)
-	}
-	m, drift, err = setup.Status(o)
-	if err != nil {
-		return setup.Marker{}, fmt.Errorf("sandbox: %w: %v", ErrUnavailable, err)
-	}
-	if spec.Network != NetworkFull && m.AllowLocalBinding != spec.AllowLocalBinding {
-		drift = append(drift, "allow_local_binding still differs")
-	}
-	if len(drift) > 0 {
-		return setup.Marker{}, fmt.Errorf("sandbox: %w: the setup is still not current after updating it: %s", ErrUnavailable, strings.Join(drift, "; "))
-	}
-	return m, nil
-}
-
-// takeProxyPorts listens on two free ports of the reserved set, on
-// 127.0.0.1 with SO_EXCLUSIVEADDRUSE (no other socket, of any user, can
-// bind the same port while sandgate holds it).
-func takeProxyPorts(reserved []uint16) ([]net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = windows.SetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, soExclusiveAddrUse, 1)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	var ls []net.Listener
-	_, err := winsec.TakePorts(reserved, 2, func(p uint16) bool {
-		ln, err := lc.Listen(context.Background(), "tcp4", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			return false
-		}
-		ls = append(ls, ln)
-		return true
-	})
-	if err != nil {
-		closeAllListeners(ls)
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return ls, nil
-}
-
-// soExclusiveAddrUse is SO_EXCLUSIVEADDRUSE, ~SO_REUSEADDR.
-const soExclusiveAddrUse = ^windows.SO_REUSEADDR
-
-func portOf(ln net.Listener) uint16 { return uint16(ln.Addr().(*net.TCPAddr).Port) }
-
-func closeAllListeners(ls []net.Listener) {
-	for _, ln := range ls {
-		ln.Close()
-	}
 }
 
 // pipes are CMD's three standard streams: the child ends are inheritable

@@ -51,10 +51,18 @@
 // the sandbox; the seccomp filter is the netns backend's. For the run, the
 // sandbox group gets rwx on CMD's working directory through a POSIX ACL
 // entry (Spec.KeepDirGrant keeps it); its parent directories must already
-// let the sandbox user search them. A setup that does not fit the run (see
+// let the sandbox user search them. Before it takes that grant, every
+// identity run takes back the grants of runs that did not end cleanly
+// (killed, or the machine stopped), wherever they are, and says so through
+// Spec.Notify (setup.RepairGrants). A setup that does not fit the run (see
 // setup.Drift, or rules missing after a reboot) is reconciled first and
-// reported in one line (Spec.Notify); it is never bypassed. Identity runs need
-// root until sandgate has a privileged launcher.
+// reported in one line (Spec.Notify); it is never bypassed. From before CMD
+// starts until the run has ended, a run of the offline user keeps the
+// rules under watch (nftfw.Watch, netlink notifications): rules that do not
+// hold when the watch starts keep CMD from starting; rules deleted or
+// changed while it runs get the sandbox killed at once, and the run fails
+// with an *UnavailableError saying what changed (Spec.Notify is told
+// first). Identity runs need root until sandgate has a privileged launcher.
 package sandbox
 
 import (
@@ -65,6 +73,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/proxy"
+	"github.com/sandgate/sandgate/setup"
 )
 
 // Network selects what network the command gets.
@@ -182,6 +191,23 @@ type Spec struct {
 	// back (nil: they are dropped). The library never writes them to CMD's
 	// streams.
 	Notify func(msg string)
+
+	// leaser, for tests, says where the identity backend's setup lives
+	// and how it is checked and reconciled (nil: the product's).
+	leaser *setup.Leaser
+}
+
+// setupLeaser is the Leaser of the identity backend's setup.
+func (spec Spec) setupLeaser() setup.Leaser {
+	if spec.leaser == nil {
+		return setup.Leaser{}
+	}
+	return *spec.leaser
+}
+
+// setupNeed is what the run needs of the identity backend's setup.
+func (spec Spec) setupNeed() setup.Need {
+	return setup.Need{Online: spec.Network == NetworkFull, AllowLocalBinding: spec.AllowLocalBinding}
 }
 
 // notifier is spec.Notify, or a function that drops the message.

@@ -63,28 +63,36 @@ type startReport struct {
 	notStarted bool
 }
 
-// proxyPlan is what the proxy of a run needs besides the Spec.
-type proxyPlan struct {
+// runPlan is what a run needs besides the Spec and its sandbox: what its
+// proxy serves with, and the watch over its enforcement.
+type runPlan struct {
 	// listeners are the proxy's (HTTP, SOCKS5) when they exist before the
 	// sandbox (identity, Windows); nil: the sandbox reports them (netns).
 	// The supervisor closes them in every case.
 	listeners []net.Listener
 	creds     *proxy.Credentials // nil: no authentication
+	// broken says, at most once, that the kernel no longer enforces what
+	// the run relies on (the identity backend's firewall rules changed
+	// under it); nil: nothing watches. The sandbox is then not started,
+	// or killed at once, and the run fails with that error, after a
+	// message saying so.
+	broken <-chan *UnavailableError
 }
 
 // supervisor is the state of one run.
 type supervisor struct {
 	spec   Spec
 	sb     sandboxProcess
-	plan   proxyPlan
+	plan   runPlan
 	logf   func(string, ...any)
 	notify func(string)
 	io     streams
 
-	reports <-chan startReport // nil once the report is in
-	exited  <-chan struct{}    // nil once the sandbox is gone
-	ctxDone <-chan struct{}    // nil once handled
-	failed  <-chan struct{}    // the proxy pair's failure; nil unless serving
+	reports <-chan startReport       // nil once the report is in
+	exited  <-chan struct{}          // nil once the sandbox is gone
+	ctxDone <-chan struct{}          // nil once handled
+	failed  <-chan struct{}          // the proxy pair's failure; nil unless serving
+	broken  <-chan *UnavailableError // the enforcement watch; nil once it spoke
 	sigs    chan os.Signal
 	pair    *proxy.Pair
 
@@ -97,7 +105,7 @@ type supervisor struct {
 }
 
 // supervise runs spec in sb: start, watch, finish.
-func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan proxyPlan) (Result, error) {
+func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan runPlan) (Result, error) {
 	s := &supervisor{spec: spec, sb: sb, plan: plan, logf: spec.Logf, notify: spec.notifier(), io: specStreams(spec)}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
@@ -109,8 +117,16 @@ func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan proxyPlan
 	return s.finish()
 }
 
-// start catches the backend's signals and starts the sandbox.
+// start catches the backend's signals and starts the sandbox, unless its
+// enforcement broke already.
 func (s *supervisor) start() error {
+	select {
+	case ue := <-s.plan.broken:
+		closeListeners(s.plan.listeners)
+		return ue
+	default:
+	}
+	s.broken = s.plan.broken
 	s.sigs = make(chan os.Signal, 16)
 	signal.Notify(s.sigs, s.sb.signals()...)
 	reports, err := s.sb.start(s.io)
@@ -154,6 +170,11 @@ func (s *supervisor) watch(ctx context.Context) {
 		case <-s.ctxDone:
 			s.ctxDone = nil
 			s.fail(ctx.Err())
+			s.kill()
+		case ue := <-s.broken:
+			s.broken = nil
+			s.notify("killed the run: " + ue.Reason)
+			s.fail(ue)
 			s.kill()
 		case <-s.failed:
 			s.failed = nil

@@ -26,6 +26,7 @@ type fakeSandbox struct {
 	ended    bool
 	kills    int
 	finished bool
+	started  bool // start was called
 	io       streams
 }
 
@@ -37,7 +38,7 @@ func (f *fakeSandbox) start(st streams) (<-chan startReport, error) {
 	if f.startErr != nil {
 		return nil, f.startErr
 	}
-	f.io = st
+	f.started, f.io = true, st
 	ch := make(chan startReport, 1)
 	ch <- f.report
 	return ch, nil
@@ -95,7 +96,7 @@ func accepts(addr string) bool {
 func TestSuperviseExitStatus(t *testing.T) {
 	f := newFake(startReport{started: true}, 3)
 	f.exit()
-	res, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, proxyPlan{})
+	res, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, runPlan{})
 	if err != nil || res.ExitCode != 3 || res.ProxyErr != nil {
 		t.Fatalf("supervise = %+v, %v; want exit 3", res, err)
 	}
@@ -114,7 +115,7 @@ func TestSuperviseServesPlannedListeners(t *testing.T) {
 	f := newFake(startReport{started: true}, 0)
 	done := make(chan error, 1)
 	go func() {
-		_, err := supervise(context.Background(), Spec{Network: NetworkProxy, Stdin: strings.NewReader("")}, f, proxyPlan{listeners: lns})
+		_, err := supervise(context.Background(), Spec{Network: NetworkProxy, Stdin: strings.NewReader("")}, f, runPlan{listeners: lns})
 		done <- err
 	}()
 	c, err := net.DialTimeout("tcp", lns[1].Addr().String(), 5*time.Second)
@@ -153,7 +154,7 @@ func TestSuperviseProxyFailure(t *testing.T) {
 	}}
 	done := make(chan Result, 1)
 	go func() {
-		res, _ := supervise(context.Background(), spec, f, proxyPlan{})
+		res, _ := supervise(context.Background(), spec, f, runPlan{})
 		done <- res
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -190,7 +191,7 @@ func TestSuperviseCancel(t *testing.T) {
 	f := newFake(startReport{started: true}, 137)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := supervise(ctx, Spec{Network: NetworkNone}, f, proxyPlan{})
+	_, err := supervise(ctx, Spec{Network: NetworkNone}, f, runPlan{})
 	if !errors.Is(err, context.DeadlineExceeded) || f.kills != 1 {
 		t.Fatalf("err %v, kills %d; want DeadlineExceeded after one kill", err, f.kills)
 	}
@@ -202,7 +203,7 @@ func TestSuperviseFailedReport(t *testing.T) {
 	for _, notStarted := range []bool{false, true} {
 		lns := loopbackPair(t)
 		f := newFake(startReport{err: errors.New("setting up the sandbox: no"), notStarted: notStarted}, 125)
-		_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, proxyPlan{listeners: lns})
+		_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, runPlan{listeners: lns})
 		var ns *notStartedError
 		if err == nil || !strings.Contains(err.Error(), "setting up the sandbox: no") || errors.As(err, &ns) != notStarted {
 			t.Errorf("notStarted %v: err %v", notStarted, err)
@@ -221,7 +222,7 @@ func TestSuperviseFailedReport(t *testing.T) {
 func TestSuperviseNeverStarted(t *testing.T) {
 	f := newFake(startReport{}, 125)
 	f.exit()
-	_, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, proxyPlan{})
+	_, err := supervise(context.Background(), Spec{Network: NetworkNone}, f, runPlan{})
 	if err == nil || !strings.Contains(err.Error(), "exited (status 125) before starting the command") {
 		t.Fatalf("err = %v", err)
 	}
@@ -233,7 +234,7 @@ func TestSuperviseStartError(t *testing.T) {
 	lns := loopbackPair(t)
 	f := newFake(startReport{}, 0)
 	f.startErr = errors.New("no sandbox today")
-	if _, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, proxyPlan{listeners: lns}); err != f.startErr {
+	if _, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, runPlan{listeners: lns}); err != f.startErr {
 		t.Fatalf("err = %v, want the start error", err)
 	}
 	if accepts(lns[0].Addr().String()) || accepts(lns[1].Addr().String()) {
@@ -249,7 +250,7 @@ func TestSuperviseExecMessage(t *testing.T) {
 	var stderr bytes.Buffer
 	var msgs []string
 	spec := Spec{Network: NetworkNone, Stderr: &stderr, Notify: func(m string) { msgs = append(msgs, m) }}
-	res, err := supervise(context.Background(), spec, f, proxyPlan{})
+	res, err := supervise(context.Background(), spec, f, runPlan{})
 	if err != nil || res.ExitCode != 127 {
 		t.Fatalf("supervise = %+v, %v", res, err)
 	}
@@ -258,5 +259,51 @@ func TestSuperviseExecMessage(t *testing.T) {
 	}
 	if stderr.Len() != 0 {
 		t.Errorf("sandgate's message went to CMD's stderr: %q", stderr.String())
+	}
+}
+
+// TestSuperviseBroken: when the watch over the run's enforcement speaks,
+// a live sandbox is killed at once and the run fails with its error, after
+// one message; a sandbox whose enforcement broke before it started is
+// never started.
+func TestSuperviseBroken(t *testing.T) {
+	broke := &UnavailableError{Reason: "the rules were deleted while the run was live", Fix: "run `sandgate setup`"}
+	f := newFake(startReport{started: true}, 137)
+	broken := make(chan *UnavailableError, 1)
+	var mu sync.Mutex
+	var msgs []string
+	spec := Spec{Network: NetworkNone, Notify: func(m string) { mu.Lock(); msgs = append(msgs, m); mu.Unlock() }}
+	done := make(chan error, 1)
+	go func() {
+		_, err := supervise(context.Background(), spec, f, runPlan{broken: broken})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	broken <- broke
+	select {
+	case err := <-done:
+		var ue *UnavailableError
+		if !errors.As(err, &ue) || ue != broke || f.kills != 1 {
+			t.Errorf("err %v, kills %d; want the watch's error after one kill", err, f.kills)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the run went on after its enforcement broke")
+	}
+	mu.Lock()
+	if len(msgs) != 1 || msgs[0] != "killed the run: the rules were deleted while the run was live" {
+		t.Errorf("messages %q", msgs)
+	}
+	mu.Unlock()
+
+	lns := loopbackPair(t)
+	f = newFake(startReport{started: true}, 0)
+	broken = make(chan *UnavailableError, 1)
+	broken <- broke
+	_, err := supervise(context.Background(), Spec{Network: NetworkProxy}, f, runPlan{listeners: lns, broken: broken})
+	if err != error(broke) || f.started {
+		t.Errorf("broken before the start: err %v, started %v; want the watch's error, no sandbox", err, f.started)
+	}
+	if accepts(lns[0].Addr().String()) {
+		t.Error("the planned listeners are still open")
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandgate/sandgate/internal/testnet"
 )
 
 // Nothing of a run outlives sandgate, however sandgate dies: the tests
@@ -43,8 +45,7 @@ func runParentHelper() int {
 			fmt.Println("config:", err)
 			return 3
 		}
-		c.apply()
-		spec.Backend, spec.Dir = BackendIdentity, c.Dir
+		spec.Backend, spec.Dir, spec.leaser = BackendIdentity, c.Dir, c.leaser()
 	}
 	res, err := Run(context.Background(), spec)
 	fmt.Printf("run ended: %+v %v\n", res, err)
@@ -146,12 +147,9 @@ func runProcesses(pidNS string, uid int) []procInfo {
 // of that uid.
 func checkNothingOutlivesSandgate(t *testing.T, bin string, env []string, uid int) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("SANDGATE_REQUIRE_PRIVILEGED") != "" {
-			t.Fatal("this test needs root (SANDGATE_REQUIRE_PRIVILEGED is set, so it may not skip)")
-		}
-		t.Skip("needs root: the sandbox's processes are not dumpable, so only root can see their namespaces")
-	}
+	// Only root can see the namespaces of the sandbox's processes, which
+	// are not dumpable.
+	testnet.RequirePrivileged(t)
 	// Orphans of the run come to this process, which reaps them: the
 	// machine's own init may not.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {

@@ -9,11 +9,14 @@ import (
 // This file is what setup does about the working-directory grants that
 // identity runs which did not end cleanly (killed, or the machine stopped)
 // left behind (package dirgrant): Install, Reconcile and Uninstall take
-// them back, Check reports them.
+// them back, as every identity run does first (RepairGrants), and Check
+// reports them.
 
-// repairGrants takes back every grant in r that no run holds, and returns
-// what it did (and what it could not do) in words.
-func repairGrants(r dirgrant.Records) []string {
+// RepairGrants takes back every grant in r that no run holds (see
+// dirgrant.Records.Repair), and returns what it did (and what it could not
+// do) in words, one message each: what setup prints, and what an identity
+// run tells its user before it takes its own grant.
+func RepairGrants(r dirgrant.Records) []string {
 	var out []string
 	fixed, err := r.Repair(func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) })
 	for _, l := range fixed {

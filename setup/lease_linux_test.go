@@ -234,11 +234,11 @@ func freePorts(t *testing.T, n int) []uint16 {
 }
 
 // TestReservePorts: a run takes the first two free reserved ports, marked
-// for the input rule; with none free it names the command that widens the
-// range.
+// for the input rule, and no more; with fewer than two free it names the
+// command that widens the range.
 func TestReservePorts(t *testing.T) {
 	testnet.RequirePrivileged(t) // SO_MARK needs CAP_NET_ADMIN
-	ports := freePorts(t, 3)
+	ports := freePorts(t, 4)
 	taken, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0]))))
 	if err != nil {
 		t.Fatal(err)
@@ -263,10 +263,16 @@ func TestReservePorts(t *testing.T) {
 			t.Errorf("proxy listener %s has SO_MARK %#x (%v), want %#x", ln.Addr(), mark, merr, ruleplan.ProxySocketMark)
 		}
 	}
-	if !slices.Equal(got, ports[1:]) {
-		t.Errorf("ReservePorts took %v, want %v", got, ports[1:])
+	if !slices.Equal(got, ports[1:3]) {
+		t.Errorf("ReservePorts took %v, want %v", got, ports[1:3])
+	}
+	// It stops once it has two: the last port is left for another run.
+	if ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[3])))); err != nil {
+		t.Errorf("ReservePorts took more than two ports: %v", err)
+	} else {
+		ln.Close()
 	}
 	_, err = s.ReservePorts()
-	wantUnavailable(t, err, "all 3 reserved proxy ports ("+ruleplan.FormatPorts(ports)+") are in use: each identity run takes two; widen the range with `sandgate setup --ports ")
+	wantUnavailable(t, err, "all 4 reserved proxy ports ("+ruleplan.FormatPorts(ports)+") are in use: each identity run takes two; widen the range with `sandgate setup --ports ")
 	closeListeners(lns)
 }

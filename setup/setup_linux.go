@@ -100,7 +100,7 @@ func Install(o Options) (Marker, []string, error) {
 	prev, prevErr := ReadMarker(o.MarkerPath())
 	hadMarker := prevErr == nil
 	// Grants that runs which did not end cleanly left behind go first.
-	changes := repairGrants(o.GrantRecords())
+	changes := RepairGrants(o.GrantRecords())
 
 	acc, ch, err := ensureAccounts(o, prev, hadMarker)
 	changes = append(changes, ch...)
@@ -392,7 +392,7 @@ func Uninstall(o Options) ([]string, error) {
 	}
 
 	// Grants name the group's gid, which a later group could get.
-	changes := repairGrants(o.GrantRecords())
+	changes := RepairGrants(o.GrantRecords())
 	if err := os.Remove(o.MarkerPath()); err == nil {
 		changes = append(changes, "removed the setup marker "+o.MarkerPath())
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -174,7 +174,7 @@ func installElevated(o Options, progress func(string)) (Marker, []string, error)
 	if err := winsec.EnsureStateDir(o.StateDir); err != nil {
 		return Marker{}, changes, err
 	}
-	for _, ch := range repairGrants(o.GrantRecords()) {
+	for _, ch := range RepairGrants(o.GrantRecords()) {
 		note(ch)
 	}
 	if ch, err := ensureLockFiles(o.StateDir); err != nil {

@@ -57,27 +57,6 @@ func DecodeLaunch(v string) (Launch, error) {
 	return l, nil
 }
 
-// ProxyRun describes the proxies of one proxy-enforced identity run (see
-// proxyenv.CredentialedRun, which owns the variables).
-type ProxyRun = proxyenv.CredentialedRun
-
-// Variables carrying the SOCKS credentials to `sandgate socks-connect`
-// (named by package proxyenv).
-const (
-	SOCKSUserEnv     = proxyenv.SOCKSUserEnv
-	SOCKSPasswordEnv = proxyenv.SOCKSPasswordEnv
-)
-
-// ProxyEnv returns the environment of a proxy-enforced identity run,
-// proxyenv.WithCredentials(base, p), in Windows form (see WindowsEnv).
-func ProxyEnv(base []string, p ProxyRun) ([]string, error) {
-	env, err := proxyenv.WithCredentials(base, p)
-	if err != nil {
-		return nil, err
-	}
-	return WindowsEnv(env), nil
-}
-
 // NoNetworkEnv returns the environment of an identity run without network:
 // base without any inherited proxy variable, in Windows form.
 func NoNetworkEnv(base []string) []string {
@@ -141,23 +120,4 @@ func EnvBlock(env []string) ([]uint16, error) {
 		b = append(b, 0)
 	}
 	return append(b, 0), nil
-}
-
-// TakePorts returns the first n ports of candidates for which take reports
-// success (take binds a listener and keeps it). It fails, naming how many
-// were tried, when fewer than n could be taken.
-func TakePorts(candidates []uint16, n int, take func(uint16) bool) ([]uint16, error) {
-	var got []uint16
-	for _, p := range candidates {
-		if len(got) == n {
-			break
-		}
-		if take(p) {
-			got = append(got, p)
-		}
-	}
-	if len(got) < n {
-		return got, fmt.Errorf("all of the %d reserved proxy ports are in use (by other identity runs or other programs); wait for a run to end, or reserve more ports with `sandgate setup`", len(candidates))
-	}
-	return got, nil
 }

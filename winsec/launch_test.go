@@ -19,10 +19,23 @@ func envMap(env []string) map[string]string {
 	return m
 }
 
+// proxyEnv is the environment of a proxy-enforced identity run on Windows:
+// proxyenv.WithCredentials in Windows form.
+func proxyEnv(base []string, p proxyenv.CredentialedRun) ([]string, error) {
+	env, err := proxyenv.WithCredentials(base, p)
+	if err != nil {
+		return nil, err
+	}
+	return WindowsEnv(env), nil
+}
+
+// TestProxyEnv: the credentialed proxy environment survives WindowsEnv:
+// every name once, the credentials in the URLs, the inherited proxy
+// settings gone.
 func TestProxyEnv(t *testing.T) {
 	base := []string{"PATH=C:\\Windows", "Http_Proxy=http://evil:1", "sandgate_socks_password=old", "NO_PROXY=*", "GIT_PROXY_COMMAND=x", "HOME=C:\\Users\\a"}
-	p := ProxyRun{HTTPPort: 47101, SOCKSPort: 47100, User: "run", Password: "p@ss:w/rd", Executable: `C:\sandgate.exe`}
-	env, err := ProxyEnv(base, p)
+	p := proxyenv.CredentialedRun{HTTPPort: 47101, SOCKSPort: 47100, User: "run", Password: "p@ss:w/rd", Executable: `C:\sandgate.exe`}
+	env, err := proxyEnv(base, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +80,7 @@ func TestProxyEnv(t *testing.T) {
 	}
 
 	p.AllowLocalBinding = true
-	env, err = ProxyEnv(base, p)
+	env, err = proxyEnv(base, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +88,13 @@ func TestProxyEnv(t *testing.T) {
 		t.Errorf("with allow_local_binding NO_PROXY = %q", got)
 	}
 
-	for _, bad := range []ProxyRun{
+	for _, bad := range []proxyenv.CredentialedRun{
 		{HTTPPort: 0, SOCKSPort: 1, User: "u", Password: "p"},
 		{HTTPPort: 5, SOCKSPort: 5, User: "u", Password: "p"},
 		{HTTPPort: 5, SOCKSPort: 6, User: "u"},
 	} {
-		if _, err := ProxyEnv(base, bad); err == nil {
-			t.Errorf("ProxyEnv(%+v) accepted", bad)
+		if _, err := proxyEnv(base, bad); err == nil {
+			t.Errorf("proxyEnv(%+v) accepted", bad)
 		}
 	}
 }
@@ -138,24 +151,5 @@ func TestLaunchRoundTrip(t *testing.T) {
 		if _, err := DecodeLaunch(bad); err == nil {
 			t.Errorf("DecodeLaunch(%q) accepted", bad)
 		}
-	}
-}
-
-func TestTakePorts(t *testing.T) {
-	busy := map[uint16]bool{47100: true, 47102: true}
-	var tried []uint16
-	got, err := TakePorts([]uint16{47100, 47101, 47102, 47103, 47104}, 2, func(p uint16) bool {
-		tried = append(tried, p)
-		return !busy[p]
-	})
-	if err != nil || !slices.Equal(got, []uint16{47101, 47103}) {
-		t.Errorf("TakePorts = %v, %v", got, err)
-	}
-	if !slices.Equal(tried, []uint16{47100, 47101, 47102, 47103}) {
-		t.Errorf("tried %v; should stop once two are taken", tried)
-	}
-	got, err = TakePorts([]uint16{47100, 47101, 47102}, 2, func(p uint16) bool { return !busy[p] })
-	if err == nil || !strings.Contains(err.Error(), "3 reserved proxy ports are in use") {
-		t.Errorf("TakePorts with one free = %v, %v", got, err)
 	}
 }
