@@ -285,6 +285,14 @@ func (s *Server) ServeHTTP(ln net.Listener) error {
 // ServeSOCKS accepts SOCKS5 clients on ln until ln is closed or Shutdown is
 // called. It returns nil after Shutdown.
 func (s *Server) ServeSOCKS(ln net.Listener) error {
+	return s.acceptLoop(ln, "SOCKS", func(c net.Conn) { s.refuse(c, true) }, s.serveSOCKS)
+}
+
+// acceptLoop accepts connections on ln until ln is closed or Shutdown is
+// called (then it returns nil), with ln registered so that Shutdown closes
+// it. Each connection takes a MaxConns slot (busy answers one that finds
+// none) and is handed, tracked, to serve in a goroutine of its own.
+func (s *Server) acceptLoop(ln net.Listener, what string, busy func(net.Conn), serve func(*clientConn)) error {
 	s.mu.Lock()
 	if s.shutting {
 		s.mu.Unlock()
@@ -298,7 +306,6 @@ func (s *Server) ServeSOCKS(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -308,15 +315,15 @@ func (s *Server) ServeSOCKS(ln net.Listener) error {
 			}
 			if isTemporary(err) {
 				backoff = nextBackoff(backoff)
-				s.logf("proxy: accept SOCKS on %s: %v; retrying in %v", ln.Addr(), err, backoff)
+				s.logf("proxy: accept %s on %s: %v; retrying in %v", what, ln.Addr(), err, backoff)
 				time.Sleep(backoff)
 				continue
 			}
-			return fmt.Errorf("proxy: serve SOCKS on %s: %w", ln.Addr(), err)
+			return fmt.Errorf("proxy: serve %s on %s: %w", what, ln.Addr(), err)
 		}
 		backoff = 0
 		if !s.acquire() {
-			s.refuse(c, true)
+			busy(c)
 			continue
 		}
 		cc := &clientConn{Conn: c, s: s}
@@ -324,7 +331,7 @@ func (s *Server) ServeSOCKS(ln net.Listener) error {
 			cc.Close()
 			return nil
 		}
-		go s.serveSOCKS(cc)
+		go serve(cc)
 	}
 }
 

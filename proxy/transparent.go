@@ -112,54 +112,6 @@ func (s *Server) ServeTransparent(ln net.Listener, opts TransparentOptions) erro
 		func(cc *clientConn) { s.serveTransparent(cc, opts) })
 }
 
-// acceptLoop accepts connections on ln until ln is closed or Shutdown is
-// called (then it returns nil), with ln registered so that Shutdown closes
-// it. Each connection takes a MaxConns slot (busy answers one that finds
-// none) and is handed, tracked, to serve in a goroutine of its own. (It is
-// ServeSOCKS's loop with the protocol left out; ServeSOCKS could use it.)
-func (s *Server) acceptLoop(ln net.Listener, what string, busy func(net.Conn), serve func(*clientConn)) error {
-	s.mu.Lock()
-	if s.shutting {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.isShutting() {
-				return nil
-			}
-			if isTemporary(err) {
-				backoff = nextBackoff(backoff)
-				s.logf("proxy: accept %s on %s: %v; retrying in %v", what, ln.Addr(), err, backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("proxy: serve %s on %s: %w", what, ln.Addr(), err)
-		}
-		backoff = 0
-		if !s.acquire() {
-			busy(c)
-			continue
-		}
-		cc := &clientConn{Conn: c, s: s}
-		if !s.track(cc, true) {
-			cc.Close()
-			return nil
-		}
-		go serve(cc)
-	}
-}
-
 // transparentConn is one redirected connection being decided.
 type transparentConn struct {
 	s      *Server
