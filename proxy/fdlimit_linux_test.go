@@ -251,7 +251,13 @@ func TestDescriptorBudget(t *testing.T) {
 	if child.maxConns <= 0 || child.maxConns >= DefaultMaxConns {
 		t.Fatalf("max_conns %d under a limit of %d", child.maxConns, limit)
 	}
-	if want := fmt.Sprintf("lowering max_conns from %d to %d", DefaultMaxConns, child.maxConns); !strings.Contains(child.stderr.String(), want) {
+	// The child logs before it says "ready" on stdout, but its stderr is
+	// copied here by another goroutine: give the copy a moment.
+	want := fmt.Sprintf("lowering max_conns from %d to %d", DefaultMaxConns, child.maxConns)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(child.stderr.String(), want) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(child.stderr.String(), want) {
 		t.Errorf("child did not say %q; stderr:\n%s", want, child.stderr)
 	}
 	target := "127.0.0.1:" + portString(echoServer(t, "tcp4", "127.0.0.1:0"))
