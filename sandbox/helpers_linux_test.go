@@ -133,6 +133,10 @@ func runHelper(name string, args []string) int {
 		}
 		fmt.Printf("udp6 %s\n", errName(err))
 		return 0
+	case "keyring":
+		return keyringHelper(args)
+	case "families":
+		return familiesHelper()
 	case "env":
 		for _, k := range args {
 			v, ok := os.LookupEnv(k)

@@ -6,8 +6,10 @@
 // That init brings up the namespace's private loopback, mounts a fresh /proc,
 // creates the proxy's two listening sockets inside the namespace and hands
 // them to the parent by fd passing, then starts the command with every
-// capability dropped, no_new_privs set and a seccomp filter that refuses
-// unix-domain sockets and io_uring. The parent stays in the host's network
+// capability dropped, no_new_privs set, a fresh empty session keyring and
+// a seccomp filter that lets it create only AF_INET, AF_INET6 and
+// NETLINK_ROUTE sockets (AF_UNIX with AllowUnixSockets) and refuses io_uring
+// and the keyrings its uid shares with other processes. The parent stays in the host's network
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
 //

@@ -53,8 +53,8 @@ type Options struct {
 // no_new_privs, no capabilities in any set, locked secure bits, the
 // sandbox user's credentials when o.User is set (keeping the thread's
 // parent-death signal and the process's non-dumpable flag, which the kernel
-// resets on a uid change), the Landlock scopes with it, and the seccomp
-// filter.
+// resets on a uid change), a new empty session keyring, the Landlock scopes
+// with the sandbox user, and the seccomp filter.
 func LockDown(o Options) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
@@ -78,6 +78,9 @@ func LockDown(o Options) error {
 		if err := switchUser(o.User); err != nil {
 			return err
 		}
+	}
+	if err := JoinSessionKeyring(); err != nil {
+		return err
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
