@@ -79,6 +79,9 @@ executable; 127 CMD not found.`,
 			if err != nil {
 				return err
 			}
+			if err := host.view(cf, &spec, auditPath); err != nil {
+				return err
+			}
 			spec.Gate = newGate(cf, pol)
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
@@ -92,6 +95,10 @@ executable; 127 CMD not found.`,
 			}
 			spec.Notify = notify
 			res, err := sandbox.Run(context.Background(), spec)
+			warnViewChanged(res.ViewChanged)
+			if verr, ok := viewError(cf, err); ok {
+				return verr
+			}
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sandgate/sandgate/config"
+	"github.com/sandgate/sandgate/envfilter"
 	"github.com/sandgate/sandgate/sandbox"
 )
 
@@ -36,5 +38,17 @@ func TestFilterEnv(t *testing.T) {
 	}
 	if _, err := (&hostFlags{env: []string{"A=B"}}).filterEnv(cf, &spec); err == nil {
 		t.Error("--env A=B accepted")
+	}
+}
+
+// withoutSecretEnv unsets, for the test, the variables of the test's
+// environment that run would not pass to CMD.
+func withoutSecretEnv(t *testing.T) {
+	t.Helper()
+	_, dropped := envfilter.Filter(os.Environ(), nil)
+	for _, k := range dropped {
+		v := os.Getenv(k)
+		t.Setenv(k, v) // restored when the test ends
+		os.Unsetenv(k)
 	}
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// Identity, when set, makes this the init of an identity run: CMD runs
 	// as that sandbox user in the host's network namespace.
 	Identity *Identity `json:"identity,omitempty"`
+	// View is the file system view to apply (fsview.Plan.Marshal); empty:
+	// none.
+	View json.RawMessage `json:"view,omitempty"`
 }
 
 // Identity is who CMD runs as in an identity run.
