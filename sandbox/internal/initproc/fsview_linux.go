@@ -16,12 +16,12 @@ import (
 //  2. applyView mounts the plan (fsview.Apply), while the init still has
 //     CAP_SYS_ADMIN and CAP_DAC_OVERRIDE (netns: in its user namespace;
 //     identity: real root);
-//  3. /proc of the new PID namespace is mounted over the view;
-//  4. replacement files (files whose content the parent gives, bound
-//     read-only over the host's after the view: a hook for sandgate's own
-//     views of files such as /etc/hosts or /etc/resolv.conf; see
-//     initproto.Config and fsview.BindContent) — the place for them is
-//     right after applyView, before viewLandlock;
+//  3. bindFiles binds the replacement files of initproto.Config.Files
+//     (files whose content the parent gives: sandgate's own versions of
+//     files such as /etc/hosts or /etc/resolv.conf) read-only over the
+//     host's (fsview.BindContent); applyView does it, with or without a
+//     view, before viewLandlock;
+//  4. /proc of the new PID namespace is mounted over the view;
 //  5. viewLandlock builds the Landlock ruleset over the mounted writable
 //     roots, after every mount and while the init can still open every
 //     root (identity: before the uid change);
@@ -32,11 +32,11 @@ import (
 // A kernel that cannot enforce the view fails the run (exit 125): the
 // error wraps fsview.ErrUnavailable and says what and what to do.
 
-// applyView decodes and applies the view of cfg (nil, nil when there is
-// none).
+// applyView decodes and applies the view of cfg (a nil plan when there is
+// none), then binds cfg.Files.
 func applyView(cfg initproto.Config) (*fsview.Plan, error) {
 	if len(cfg.View) == 0 {
-		return nil, nil
+		return nil, bindFiles(cfg.Files)
 	}
 	plan, err := fsview.UnmarshalPlan(cfg.View)
 	if err != nil {
@@ -52,10 +52,23 @@ func applyView(cfg initproto.Config) (*fsview.Plan, error) {
 	if err := fsview.Apply(plan); err != nil {
 		return nil, viewError(err)
 	}
+	if err := bindFiles(cfg.Files); err != nil {
+		return nil, err
+	}
 	if err := os.Chdir(wd); err != nil {
 		return nil, setupErr(err, "sandbox init: entering the working directory again in the file system view")
 	}
 	return plan, nil
+}
+
+// bindFiles binds each replacement file over the host's.
+func bindFiles(files []initproto.File) error {
+	for _, f := range files {
+		if err := fsview.BindContent(f.Path, f.Content); err != nil {
+			return asSetupError(err)
+		}
+	}
+	return nil
 }
 
 // viewLandlock builds the Landlock ruleset of the applied plan (nil, nil
