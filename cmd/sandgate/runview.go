@@ -18,7 +18,7 @@ import (
 
 // defaultFSMode is the file system view of a run whose flags and
 // configuration name none.
-const defaultFSMode = fsview.ModeHost
+const defaultFSMode = fsview.ModeWorkspace
 
 // hostFlags are run's flags about what of the host CMD gets besides the
 // network: its file system view (package fsview) and its environment
@@ -134,19 +134,22 @@ func absFlagPath(p string) string {
 }
 
 // lookPathIn resolves the command name as CMD's PATH (in env) would, to an
-// absolute path.
+// absolute path. A name with a slash is the path itself, whatever it is
+// (a directory or a file that cannot be executed stays visible, so that
+// CMD's exec fails as it would outside: exit 126, not 127).
 func lookPathIn(name string, env []string) (string, error) {
-	if !strings.Contains(name, "/") {
-		for i := len(env) - 1; i >= 0; i-- {
-			if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
-				for _, d := range filepath.SplitList(v) {
-					p := filepath.Join(d, name)
-					if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-						return absFlagPath(p), nil
-					}
+	if strings.Contains(name, "/") {
+		return absFlagPath(name), nil
+	}
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
+			for _, d := range filepath.SplitList(v) {
+				p := filepath.Join(d, name)
+				if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+					return absFlagPath(p), nil
 				}
-				return "", exec.ErrNotFound
 			}
+			return "", exec.ErrNotFound
 		}
 	}
 	p, err := exec.LookPath(name)
