@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -17,8 +18,14 @@ import (
 )
 
 // defaultFSMode is the file system view of a run whose flags and
-// configuration name none.
-const defaultFSMode = fsview.ModeWorkspace
+// configuration name none: the workspace view where sandgate has one
+// (Linux), none elsewhere (yet).
+func defaultFSMode() fsview.Mode {
+	if runtime.GOOS == "linux" {
+		return fsview.ModeWorkspace
+	}
+	return fsview.ModeHost
+}
 
 // hostFlags are run's flags about what of the host CMD gets besides the
 // network: its file system view (package fsview) and its environment
@@ -81,7 +88,7 @@ func (h *hostFlags) view(cf *config.File, spec *sandbox.Spec, auditPath string) 
 		return usageErr("%w", err)
 	}
 	if h.fs == "" && cf.Filesystem.Mode == "" {
-		v.Mode = defaultFSMode
+		v.Mode = defaultFSMode()
 	} else if v.Mode == fsview.ModeHost {
 		fmt.Fprintln(os.Stderr, "sandgate: --fs host: no file system restriction; CMD can read and write everything you can")
 	}
