@@ -253,4 +253,24 @@ func (w *idWorld) testFileSystemView(t *testing.T) {
 	o := sandboxRun(t, spec)
 	mustContain(t, o.stdout, "read "+filepath.Join(home, "planted")+" ENOENT\n", "write "+filepath.Join(home, ".npmrc")+" ok\n")
 	fileIs(t, filepath.Join(home, ".npmrc"), "", true)
+	// Two runs at the same time: each its own home and /tmp.
+	var wg sync.WaitGroup
+	outs := make([]outcome, 2)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			spec := w.spec("fsops", fmt.Sprintf("write=%s:run%d", filepath.Join(home, ".gitconfig"), i),
+				fmt.Sprintf("write=/tmp/shared:run%d", i), "sleep=300ms",
+				"read="+filepath.Join(home, ".gitconfig"), "read=/tmp/shared")
+			spec.View = f.profile(w.work, w.bin)
+			outs[i] = sandboxRun(t, spec)
+		}()
+	}
+	wg.Wait()
+	for i, o := range outs {
+		mustContain(t, o.stdout, fmt.Sprintf("read %s ok \"run%d\"\n", filepath.Join(home, ".gitconfig"), i),
+			fmt.Sprintf("read /tmp/shared ok \"run%d\"\n", i))
+	}
+	fileIs(t, filepath.Join(home, ".gitconfig"), "", true)
 }
