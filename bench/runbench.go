@@ -59,14 +59,16 @@ type runBench struct {
 
 	unshare    string
 	unshareErr error // why there is no unshare on PATH
+	bwrap      string
+	bwrapErr   error // why there is no bwrap on PATH
 }
 
 // failAll says why nothing of `bench run` could be measured, prints the
-// start-up table with that note, and counts its four goals as not measured.
+// start-up table with that note, and counts its five goals as not measured.
 func (rb *runBench) failAll(format string, a ...any) {
 	rb.t.note(format, a...)
 	rb.t.print(rb.out)
-	rb.s.failed += 4
+	rb.s.failed += 5
 }
 
 // workDir makes the directory for the built binaries (-workdir, or a new
@@ -118,6 +120,7 @@ func (rb *runBench) prepare() bool {
 		return false
 	}
 	rb.unshare, rb.unshareErr = exec.LookPath("unshare")
+	rb.bwrap, rb.bwrapErr = exec.LookPath("bwrap")
 
 	// Each child gets an empty config directory so that no user
 	// configuration changes the policy or the proxy's limits.
@@ -193,6 +196,31 @@ func (rb *runBench) startupCmds() []*startupCmd {
 		specs[len(specs)-1].argv = nil
 		rb.t.note("unshare not found: %v", rb.unshareErr)
 	}
+	return append(specs, rb.viewCmds()...)
+}
+
+// viewStart is the index in startupCmds of the file system view's rows:
+// the default view against bubblewrap (the goal), and without the view.
+const viewStart = 7
+
+// viewCmds are the start-up rows of the file system view (issue 10):
+// `sandgate run -- true` with the default view (its workspace an empty
+// project directory), the same with --fs host, and bubblewrap making a
+// comparable view (read-only /, private /tmp, /proc, /dev, every
+// namespace).
+func (rb *runBench) viewCmds() []*startupCmd {
+	ws := filepath.Join(rb.dir, "project")
+	_ = os.MkdirAll(ws, 0o755)
+	specs := []*startupCmd{
+		{name: "bwrap --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev true",
+			argv: []string{rb.bwrap, "--unshare-all", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", rb.truePath}},
+		{name: "sandgate run --fs workspace -- true", argv: []string{rb.sg, "run", "--fs", "workspace", "--workspace", ws, "--", rb.truePath}},
+		{name: "(info) sandgate run --fs host -- true", argv: []string{rb.sg, "run", "--fs", "host", "--", rb.truePath}},
+	}
+	if rb.bwrapErr != nil {
+		specs[0].argv = nil
+		rb.t.note("bwrap not found (scripts/install-test-deps.sh installs bubblewrap): %v", rb.bwrapErr)
+	}
 	return specs
 }
 
@@ -200,13 +228,19 @@ func (rb *runBench) startupCmds() []*startupCmd {
 // against `unshare -Urn true`.
 func (rb *runBench) startupRows(specs []*startupCmd) {
 	us := stats(specs[1].durs)
+	bw := stats(specs[viewStart].durs)
 	for _, sp := range specs {
 		st := stats(sp.durs)
 		goal, res := "", ""
-		if sp == specs[2] {
+		switch sp {
+		case specs[2]:
 			goal = "≤ 2× unshare"
 			ok := st.n > 0 && us.n > 0 && sp.errs == 0
 			res = rb.s.judge(ok, float64(st.median) <= 2*float64(us.median))
+		case specs[viewStart+1]:
+			goal = "≤ 1× bwrap"
+			ok := st.n > 0 && bw.n > 0 && sp.errs == 0
+			res = rb.s.judge(ok, st.median <= bw.median)
 		}
 		if st.n == 0 {
 			rb.t.add(sp.name, "-", "-", "-", "-", "-", goal, res)
@@ -218,6 +252,9 @@ func (rb *runBench) startupRows(specs []*startupCmd) {
 		}
 	}
 	rb.t.note("each figure is the wall time of fork+exec+wait from Go (os/exec), measured the same way for every command; the goal is judged on the median")
+	if v, h := stats(specs[viewStart+1].durs), stats(specs[viewStart+2].durs); v.n > 0 && h.n > 0 {
+		rb.t.note("the file system view costs %s per run (median of --fs workspace minus --fs host); --fs workspace vs bwrap: %s (median)", fmtMs(v.median-h.median), fmtRatio(v.median, bw.median))
+	}
 }
 
 // inSandbox measures bulk and fresh-tunnel rates from inside the sandbox

@@ -70,6 +70,11 @@ func requireSandgate(t *testing.T) *world {
 	return w
 }
 
+// binBase is where the built binaries go: not under /tmp, which the
+// default file system view replaces with a private one, since sandboxed
+// commands run the probe from there by its path.
+const binBase = "/var/lib"
+
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
 }
@@ -87,7 +92,7 @@ func testMain(m *testing.M) int {
 		return m.Run()
 	}
 	removeLeftovers()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", prefix, os.Getpid()))
+	dir, err := os.MkdirTemp(binBase, fmt.Sprintf("%s%d-", prefix, os.Getpid()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -213,7 +218,7 @@ func removeLeftovers() {
 			}
 		}
 	}
-	for _, pattern := range []string{"/etc/netns/" + prefix + "*", filepath.Join(os.TempDir(), prefix+"*")} {
+	for _, pattern := range []string{"/etc/netns/" + prefix + "*", filepath.Join(os.TempDir(), prefix+"*"), filepath.Join(binBase, prefix+"*")} {
 		matches, _ := filepath.Glob(pattern)
 		for _, m := range matches {
 			if stale(filepath.Base(m)) {

@@ -133,6 +133,12 @@ func runHelper(name string, args []string) int {
 		}
 		fmt.Printf("udp6 %s\n", errName(err))
 		return 0
+	case "keyring":
+		return keyringHelper(args)
+	case "families":
+		return familiesHelper()
+	case "fsops":
+		return fsopsHelper(args)
 	case "env":
 		for _, k := range args {
 			v, ok := os.LookupEnv(k)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandgate/sandgate/accounts"
 	"github.com/sandgate/sandgate/dirgrant"
+	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
@@ -109,12 +110,22 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	}
 
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
+	view, err := planView(spec, home, &fsview.Owner{UID: id.UID, GID: id.GID})
+	if err != nil {
+		closeListeners(plan.listeners)
+		return pre(err)
+	}
+	if cfg.View, err = viewConfig(view); err != nil {
+		closeListeners(plan.listeners)
+		return pre(err)
+	}
 	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
 	plan.broken = guard.broken()
 	res, err := supervise(ctx, spec, sb, plan)
+	res.ViewChanged = viewChanged(view)
 	return res, guard.settle(err)
 }
 

@@ -127,6 +127,8 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("LockedDown", w.testLockedDown)
 	t.Run("Proxy", w.testProxy)
 	t.Run("UnixSockets", w.testUnixSockets)
+	t.Run("HostChannels", w.testHostChannels)
+	t.Run("FileSystemView", w.testFileSystemView)
 	t.Run("NetworkNone", w.testNetworkNone)
 	t.Run("NetworkFull", w.testNetworkFull)
 	t.Run("Ports", w.testPorts)

@@ -77,8 +77,15 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 // runNetns runs spec with the netns backend. Failures before CMD ran in
 // which the kernel refused the namespaces are notStartedErrors.
 func runNetns(ctx context.Context, spec Spec) (Result, error) {
+	view, err := planView(spec, "", nil)
+	if err != nil {
+		return Result{}, err
+	}
 	exe, self := initExecutable(spec)
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: spec.Dir, Executable: self}
+	if cfg.View, err = viewConfig(view); err != nil {
+		return Result{}, err
+	}
 	env := spec.Env
 	if env == nil {
 		env = os.Environ()
@@ -91,15 +98,19 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 		GidMappings:                []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
 		GidMappingsEnableSetgroups: false,
 		// The init needs these (in its own user namespace only) to mount
-		// /proc, bring lo up and drop the bounding set; CMD gets none.
-		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
+		// /proc and the file system view (overlayfs needs
+		// CAP_DAC_OVERRIDE for its work directory), bring lo up and drop
+		// the bounding set; CMD gets none.
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_DAC_OVERRIDE, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
 	}
 	if spec.Network == NetworkFull {
 		attr.Cloneflags &^= unix.CLONE_NEWNET
 	}
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}
-	return supervise(ctx, spec, sb, runPlan{})
+	res, err := supervise(ctx, spec, sb, runPlan{})
+	res.ViewChanged = viewChanged(view)
+	return res, err
 }
 
 // initExecutable returns the binary to re-execute as the init and

@@ -6,8 +6,10 @@
 // That init brings up the namespace's private loopback, mounts a fresh /proc,
 // creates the proxy's two listening sockets inside the namespace and hands
 // them to the parent by fd passing, then starts the command with every
-// capability dropped, no_new_privs set and a seccomp filter that refuses
-// unix-domain sockets and io_uring. The parent stays in the host's network
+// capability dropped, no_new_privs set, a fresh empty session keyring and
+// a seccomp filter that lets it create only AF_INET, AF_INET6 and
+// NETLINK_ROUTE sockets (AF_UNIX with AllowUnixSockets) and refuses io_uring
+// and the keyrings its uid shares with other processes. The parent stays in the host's network
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
 //
@@ -72,6 +74,7 @@ import (
 
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/setup"
 )
@@ -192,6 +195,18 @@ type Spec struct {
 	// streams.
 	Notify func(msg string)
 
+	// View is the command's file system view, as the caller's profile
+	// (package fsview; its paths absolute). nil, or Mode fsview.ModeHost,
+	// means no file system restriction. Run plans it for the backend (the
+	// identity backend gives the sandbox user a fresh private home of the
+	// run's own): a path that cannot be planned fails the run with a
+	// *fsview.PathError before anything starts. The init applies the plan
+	// before CMD starts; a kernel that cannot enforce it fails the run
+	// with an *UnavailableError (errors.Is(err, fsview.ErrUnavailable)
+	// holds too): CMD never runs with a weaker view than asked. Result
+	// says which never-writable paths changed during the run anyway.
+	View *fsview.Profile
+
 	// leaser, for tests, says where the identity backend's setup lives
 	// and how it is checked and reconciled (nil: the product's).
 	leaser *setup.Leaser
@@ -226,6 +241,11 @@ type Result struct {
 	// ProxyErr is set when the proxy failed during the run; the command's
 	// connections failed from then on.
 	ProxyErr error
+	// ViewChanged are the never-writable paths of the file system view
+	// that the view could not pin and that changed during the run
+	// (fsview.Plan.Changed): created where they did not exist, or
+	// symbolic links replaced. The caller should warn about each.
+	ViewChanged []string
 }
 
 // check validates the platform-neutral parts of a Spec.
@@ -241,6 +261,9 @@ func (spec Spec) check() error {
 	}
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return errors.New("no command given")
+	}
+	if spec.View != nil && spec.View.Mode != fsview.ModeHost && !viewSupported {
+		return &UnavailableError{Reason: "the file system view (--fs " + spec.View.Mode.String() + ") is not supported on this platform yet", Fix: "use --fs host"}
 	}
 	return nil
 }

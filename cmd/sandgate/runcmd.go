@@ -25,6 +25,7 @@ func newRunCmd() *cobra.Command {
 		quiet     bool
 		allowUnix bool
 		keepGrant bool
+		host      hostFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -74,6 +75,13 @@ executable; 127 CMD not found.`,
 			defer closeAudit()
 
 			spec.Args = args
+			envLine, err := host.filterEnv(cf, &spec)
+			if err != nil {
+				return err
+			}
+			if err := host.view(cf, &spec, auditPath); err != nil {
+				return err
+			}
 			spec.Gate = newGate(cf, pol)
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
@@ -87,10 +95,15 @@ executable; 127 CMD not found.`,
 			}
 			spec.Notify = notify
 			res, err := sandbox.Run(context.Background(), spec)
+			warnViewChanged(res.ViewChanged)
+			if verr, ok := viewError(cf, err); ok {
+				return verr
+			}
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
 			if !quiet {
+				printOnce(envLine)
 				if line := refusalLine(summary.Refusals()); line != "" {
 					fmt.Fprintln(os.Stderr, line)
 				}
@@ -116,6 +129,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&localBind, "allow-local-binding", false, "let CMD reach local (loopback) services; with the netns backend loopback is the sandbox's own and always open")
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
+	host.register(fs)
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
 }

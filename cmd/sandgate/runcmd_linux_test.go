@@ -13,6 +13,7 @@ import (
 // to Spec.Notify and the CLI prints it.
 func TestRunMessages(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	withoutSecretEnv(t) // or the exit summary names them
 	code, stdout, stderr := runCLI(t, "run", "--network", "none", "--", "sandgate-no-such-command-xyz", "arg")
 	if code == exitFailure && strings.Contains(stderr, "sandbox enforcement unavailable") {
 		if os.Geteuid() != 0 && os.Getenv("SANDGATE_REQUIRE_PRIVILEGED") == "" {

@@ -1,9 +1,11 @@
 // Package confine locks down the thread that starts a sandboxed command,
 // so that the command and everything it starts inherit the lock-down:
 // no_new_privs, no capabilities in any set (bounding and ambient included),
-// locked secure bits, a seccomp filter that refuses unix-domain sockets and
-// io_uring, and, for the identity backend, the sandbox user's credentials
-// and Landlock scopes that close the host's abstract unix sockets and
+// locked secure bits, a new empty session keyring, a seccomp filter that
+// lets socket(2) create only the families a sandbox needs and refuses
+// io_uring and the keyrings shared by the uid (see seccomp_linux.go),
+// and, for the identity backend, the sandbox user's credentials and
+// Landlock scopes that close the host's abstract unix sockets and
 // signals to processes outside the sandbox.
 //
 // Everything here acts on the calling thread only (no TSYNC), which the

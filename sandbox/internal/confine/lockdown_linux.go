@@ -47,14 +47,19 @@ type Options struct {
 	// groups, before its capabilities go; the Landlock scopes then close
 	// the host's abstract unix sockets and signals to outside processes.
 	User *User
+	// FileSystem, when set, is the file system view's Landlock ruleset
+	// (an *fsview.Landlock), enforced on the thread once no_new_privs is
+	// set and the capabilities are gone, before the seccomp filter.
+	FileSystem interface{ RestrictSelf() error }
 }
 
 // LockDown gives the calling thread (and so everything it starts)
 // no_new_privs, no capabilities in any set, locked secure bits, the
 // sandbox user's credentials when o.User is set (keeping the thread's
 // parent-death signal and the process's non-dumpable flag, which the kernel
-// resets on a uid change), the Landlock scopes with it, and the seccomp
-// filter.
+// resets on a uid change), a new empty session keyring, the file system
+// view's Landlock ruleset, the Landlock scopes with the sandbox user, and
+// the seccomp filter.
 func LockDown(o Options) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
@@ -79,10 +84,18 @@ func LockDown(o Options) error {
 			return err
 		}
 	}
+	if err := JoinSessionKeyring(); err != nil {
+		return err
+	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("dropping all capabilities: %w", err)
+	}
+	if o.FileSystem != nil {
+		if err := o.FileSystem.RestrictSelf(); err != nil {
+			return fmt.Errorf("enforcing the file system view (Landlock): %w", err)
+		}
 	}
 	if o.User != nil {
 		if err := restrictScopes(); err != nil {

@@ -39,6 +39,10 @@ func TestSeccompProgram(t *testing.T) {
 		i386  = unix.AUDIT_ARCH_I386
 		allow = retAllow
 		eperm = retEPERM
+		nofam = retNoFam
+		kUser = 0xfffffffc // KEY_SPEC_USER_KEYRING as a 32-bit int
+		kUSes = 0xfffffffb // KEY_SPEC_USER_SESSION_KEYRING
+		kSess = 0xfffffffd // KEY_SPEC_SESSION_KEYRING
 	)
 	tests := []struct {
 		name      string
@@ -50,7 +54,46 @@ func TestSeccompProgram(t *testing.T) {
 		{"socket AF_INET", seccompData(x86, unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM), allow, allow},
 		{"socket AF_UNIX", seccompData(x86, unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM), eperm, allow},
 		{"socket AF_UNIX high bits", seccompData(x86, unix.SYS_SOCKET, 0xffffffff00000000|unix.AF_UNIX), eperm, allow},
-		{"socket AF_NETLINK", seccompData(x86, unix.SYS_SOCKET, unix.AF_NETLINK), allow, allow},
+		{"socket AF_NETLINK route", seccompData(x86, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE), allow, allow},
+		{"socket AF_NETLINK route high bits", seccompData(x86, unix.SYS_SOCKET, 1<<40|unix.AF_NETLINK, unix.SOCK_RAW, 1<<33|unix.NETLINK_ROUTE), allow, allow},
+		{"socket AF_NETLINK audit", seccompData(x86, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT), nofam, nofam},
+		{"socket AF_NETLINK uevent", seccompData(x86, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_DGRAM, unix.NETLINK_KOBJECT_UEVENT), nofam, nofam},
+		{"socket AF_NETLINK sock_diag", seccompData(x86, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_DGRAM, unix.NETLINK_SOCK_DIAG), nofam, nofam},
+		{"socket AF_INET6", seccompData(x86, unix.SYS_SOCKET, unix.AF_INET6, unix.SOCK_DGRAM), allow, allow},
+		{"socket AF_INET high bits", seccompData(x86, unix.SYS_SOCKET, 1<<32|unix.AF_INET), allow, allow},
+		{"socket AF_VSOCK", seccompData(x86, unix.SYS_SOCKET, unix.AF_VSOCK, unix.SOCK_STREAM), nofam, nofam},
+		{"socket AF_PACKET", seccompData(x86, unix.SYS_SOCKET, unix.AF_PACKET, unix.SOCK_RAW), nofam, nofam},
+		{"socket AF_ALG", seccompData(x86, unix.SYS_SOCKET, unix.AF_ALG, unix.SOCK_SEQPACKET), nofam, nofam},
+		{"socket AF_XDP", seccompData(x86, unix.SYS_SOCKET, unix.AF_XDP, unix.SOCK_RAW), nofam, nofam},
+		{"socket AF_BLUETOOTH", seccompData(x86, unix.SYS_SOCKET, unix.AF_BLUETOOTH, unix.SOCK_RAW), nofam, nofam},
+		{"socket AF_CAN", seccompData(x86, unix.SYS_SOCKET, unix.AF_CAN, unix.SOCK_RAW), nofam, nofam},
+		{"socket AF_TIPC", seccompData(x86, unix.SYS_SOCKET, unix.AF_TIPC, unix.SOCK_RDM), nofam, nofam},
+		{"socket AF_RDS", seccompData(x86, unix.SYS_SOCKET, unix.AF_RDS, unix.SOCK_SEQPACKET), nofam, nofam},
+		{"socket AF_KEY", seccompData(x86, unix.SYS_SOCKET, unix.AF_KEY, unix.SOCK_RAW), nofam, nofam},
+		{"socket AF_VSOCK high bits hiding AF_INET", seccompData(x86, unix.SYS_SOCKET, unix.AF_INET<<32|unix.AF_VSOCK), nofam, nofam},
+		{"socket 255", seccompData(x86, unix.SYS_SOCKET, 255), nofam, nofam},
+		{"add_key session", seccompData(x86, unix.SYS_ADD_KEY, 0, 0, 0, 0, kSess), allow, allow},
+		{"add_key user", seccompData(x86, unix.SYS_ADD_KEY, 0, 0, 0, 0, kUser), eperm, eperm},
+		{"add_key user session", seccompData(x86, unix.SYS_ADD_KEY, 0, 0, 0, 0, 0xffffffff00000000|kUSes), eperm, eperm},
+		{"request_key", seccompData(x86, unix.SYS_REQUEST_KEY, 0, 0, 0, kSess), eperm, eperm},
+		{"keyctl get id session", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, kSess), allow, allow},
+		{"keyctl get id user", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, kUser), eperm, eperm},
+		{"keyctl read user session", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_READ, kUSes), eperm, eperm},
+		{"keyctl join anonymous", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0), allow, allow},
+		{"keyctl join named", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0x7ffd00001000), eperm, eperm},
+		{"keyctl join named high half only", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 1<<32), eperm, eperm},
+		{"keyctl link to user", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_LINK, 12345, kUser), eperm, eperm},
+		{"keyctl link to session", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_LINK, 12345, kSess), allow, allow},
+		{"keyctl unlink from user session", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_UNLINK, 12345, kUSes), eperm, eperm},
+		{"keyctl move from user", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_MOVE, 12345, kUser, kSess), eperm, eperm},
+		{"keyctl move to user", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_MOVE, 12345, kSess, kUser), eperm, eperm},
+		{"keyctl move session to session", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_MOVE, 12345, kSess, kSess), allow, allow},
+		{"keyctl search into user", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_SEARCH, kSess, 0, 0, kUser), eperm, eperm},
+		{"keyctl search session", seccompData(x86, unix.SYS_KEYCTL, unix.KEYCTL_SEARCH, kSess, 0, 0, 0), allow, allow},
+		{"i386 keyctl get id user", seccompData(i386, 288, unix.KEYCTL_GET_KEYRING_ID, kUser), eperm, eperm},
+		{"i386 add_key user", seccompData(i386, 286, 0, 0, 0, 0, kUser), eperm, eperm},
+		{"i386 request_key", seccompData(i386, 287), eperm, eperm},
+		{"i386 socket AF_VSOCK", seccompData(i386, 359, unix.AF_VSOCK), nofam, nofam},
 		{"socketpair AF_UNIX", seccompData(x86, unix.SYS_SOCKETPAIR, unix.AF_UNIX), allow, allow},
 		{"io_uring_setup", seccompData(x86, unix.SYS_IO_URING_SETUP, 1), eperm, eperm},
 		{"io_uring_enter", seccompData(x86, unix.SYS_IO_URING_ENTER), eperm, eperm},
@@ -60,7 +103,7 @@ func TestSeccompProgram(t *testing.T) {
 		{"i386 read", seccompData(i386, 3), allow, allow},
 		{"i386 socket AF_UNIX", seccompData(i386, 359, unix.AF_UNIX), eperm, allow},
 		{"i386 socket AF_INET", seccompData(i386, 359, unix.AF_INET), allow, allow},
-		{"i386 socketcall SYS_SOCKET", seccompData(i386, 102, 1), eperm, allow},
+		{"i386 socketcall SYS_SOCKET", seccompData(i386, 102, 1), eperm, eperm},
 		{"i386 socketcall SYS_CONNECT", seccompData(i386, 102, 3), allow, allow},
 		{"i386 io_uring_setup", seccompData(i386, 425), eperm, eperm},
 		{"unknown arch", seccompData(unix.AUDIT_ARCH_AARCH64, 198, unix.AF_UNIX), retKill, retKill},

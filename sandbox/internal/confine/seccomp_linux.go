@@ -10,18 +10,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The seccomp filter refuses, with EPERM:
-//   - socket(AF_UNIX, ...): path sockets lead out of the sandbox (docker.sock,
-//     ssh-agent, D-Bus, other forwarders), unless AllowUnixSockets is set;
-//   - io_uring_setup, io_uring_enter and io_uring_register: io_uring can
-//     create sockets without the socket(2) system call the filter checks.
+// The seccomp filter:
+//   - lets socket(2) create only the families a sandboxed command needs
+//     (see socketFamilies): AF_INET and AF_INET6 (the proxy, and loopback),
+//     AF_NETLINK with NETLINK_ROUTE only (getaddrinfo's AI_ADDRCONFIG,
+//     getifaddrs, `ip addr`: reading the sandbox's own interfaces), and
+//     AF_UNIX only with AllowUnixSockets (path sockets lead out of the
+//     sandbox: docker.sock, ssh-agent, D-Bus), which is refused with EPERM
+//     otherwise. Every other family (packet, vsock, bluetooth, CAN, TIPC,
+//     RDS, XDP, ALG, key management, ...) and every other netlink protocol
+//     is refused with EAFNOSUPPORT, as on a kernel without them: many
+//     reach past the network namespace or nftables (vsock reaches the
+//     hypervisor, ALG and XDP are kernel attack surface), none is needed;
+//   - refuses io_uring_setup, io_uring_enter and io_uring_register (EPERM):
+//     io_uring can create sockets without the socket(2) system call the
+//     filter checks;
+//   - keeps the command to its own keyrings (see keyringRules): add_key and
+//     keyctl naming the user or user-session keyring (shared by every
+//     process of the uid, so by concurrent identity runs), keyctl joining a
+//     named session keyring, and request_key (whose upcall runs a program
+//     on the host) are refused with EPERM.
 //
 // socketpair(AF_UNIX, ...) is allowed: it makes an anonymous connected pair
 // that cannot reach any path or abstract socket, and many programs use it.
 // System calls of an architecture the filter does not know are refused by
 // killing the process; the x32 ABI on x86-64 is refused with ENOSYS; the
 // i386 ABI on x86-64 gets the same rules, and socketcall(SYS_SOCKET) (whose
-// arguments a filter cannot read) is refused whenever the unix rule is on.
+// arguments a filter cannot read) is refused with EPERM.
 
 // seccomp_data offsets (include/uapi/linux/seccomp.h).
 const (
@@ -30,12 +45,20 @@ const (
 	offArg0Low = 16 // low 32 bits of args[0] on a little-endian machine
 )
 
+// offArgLow is the offset of the low 32 bits of args[i], offArgHigh of the
+// high 32 bits (little-endian machines).
+func offArgLow(i int) uint32  { return offArg0Low + 8*uint32(i) }
+func offArgHigh(i int) uint32 { return offArg0Low + 8*uint32(i) + 4 }
+
 // abiRules says, for one system call ABI, which numbers the filter looks at.
 type abiRules struct {
 	audit      uint32 // AUDIT_ARCH_* value
 	socket     int32  // socket(2), or -1
 	socketcall int32  // socketcall(2) (multiplexer), or -1
 	ioUring    []uint32
+	addKey     int32  // add_key(2), or -1
+	requestKey int32  // request_key(2), or -1
+	keyctl     int32  // keyctl(2), or -1
 	x32Bit     uint32 // on x86-64: numbers with this bit set are the x32 ABI
 }
 
@@ -102,6 +125,7 @@ const (
 	retKill   = unix.SECCOMP_RET_KILL_PROCESS
 	retEPERM  = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
 	retENOSYS = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	retNoFam  = unix.SECCOMP_RET_ERRNO | uint32(unix.EAFNOSUPPORT)
 )
 
 // buildFilter returns the sandbox's seccomp program for the given ABIs (the
@@ -123,37 +147,107 @@ func buildFilter(abis []abiRules, allowUnix bool) ([]bpf.Instruction, error) {
 		for _, nr := range a.ioUring {
 			p.jump(bpf.JumpEqual, nr, l+"eperm", "")
 		}
-		if !allowUnix {
-			if a.socket >= 0 {
-				p.jump(bpf.JumpEqual, uint32(a.socket), l+"socket", "")
-			}
-			if a.socketcall >= 0 {
-				p.jump(bpf.JumpEqual, uint32(a.socketcall), l+"socketcall", "")
+		for _, c := range []struct {
+			nr    int32
+			label string
+		}{{a.socket, "socket"}, {a.socketcall, "socketcall"}, {a.addKey, "addkey"}, {a.requestKey, "eperm"}, {a.keyctl, "keyctl"}} {
+			if c.nr >= 0 {
+				p.jump(bpf.JumpEqual, uint32(c.nr), l+c.label, "")
 			}
 		}
 		p.ret(retAllow)
-		if !allowUnix {
-			if a.socket >= 0 {
-				// The kernel reads the domain as a 32-bit int: compare only
-				// the low half so junk in the high half cannot dodge the rule.
-				p.label(l + "socket")
-				p.load(offArg0Low)
-				p.jump(bpf.JumpEqual, unix.AF_UNIX, l+"eperm", "")
-				p.ret(retAllow)
-			}
-			if a.socketcall >= 0 {
-				p.label(l + "socketcall")
-				p.load(offArg0Low)
-				p.jump(bpf.JumpEqual, sockSYS_SOCKET, l+"eperm", "")
-				p.ret(retAllow)
-			}
+		if a.socket >= 0 {
+			socketRules(p, l, allowUnix)
+		}
+		if a.socketcall >= 0 {
+			p.label(l + "socketcall")
+			p.load(offArg0Low)
+			p.jump(bpf.JumpEqual, sockSYS_SOCKET, l+"eperm", l+"allow")
+		}
+		if a.addKey >= 0 || a.keyctl >= 0 {
+			keyringRules(p, l)
 		}
 		p.label(l + "eperm")
 		p.ret(retEPERM)
 		p.label(l + "enosys")
 		p.ret(retENOSYS)
+		p.label(l + "nofam")
+		p.ret(retNoFam)
+		p.label(l + "allow") // the target of the rules above (jumps go forward only)
+		p.ret(retAllow)
 	}
 	return p.resolve()
+}
+
+// socketFamilies are the address families socket(2) may create (AF_UNIX
+// only with AllowUnixSockets, AF_NETLINK only with netlinkProtocols).
+var socketFamilies = []uint32{unix.AF_INET, unix.AF_INET6}
+
+// netlinkProtocols are the netlink protocols socket(AF_NETLINK) may use.
+var netlinkProtocols = []uint32{unix.NETLINK_ROUTE}
+
+// socketRules emits the checks of socket(2)'s family and protocol. The
+// kernel reads both as 32-bit ints: only the low halves are compared, so
+// junk in the high halves cannot dodge a rule.
+func socketRules(p *filterProg, l string, allowUnix bool) {
+	p.label(l + "socket")
+	p.load(offArg0Low)
+	for _, f := range socketFamilies {
+		p.jump(bpf.JumpEqual, f, l+"allow", "")
+	}
+	unixTo := l + "eperm"
+	if allowUnix {
+		unixTo = l + "allow"
+	}
+	p.jump(bpf.JumpEqual, unix.AF_UNIX, unixTo, "")
+	p.jump(bpf.JumpEqual, unix.AF_NETLINK, "", l+"nofam")
+	p.load(offArgLow(2))
+	for _, proto := range netlinkProtocols {
+		p.jump(bpf.JumpEqual, proto, l+"allow", "")
+	}
+	p.ret(retNoFam)
+}
+
+// The special keyring ids (a key_serial_t, a 32-bit int) that name keyrings
+// shared by every process of a uid.
+const (
+	keySpecUser        = uint32(0xffffffff + unix.KEY_SPEC_USER_KEYRING + 1)
+	keySpecUserSession = uint32(0xffffffff + unix.KEY_SPEC_USER_SESSION_KEYRING + 1)
+)
+
+// keyringRules emits the checks of add_key(2) and keyctl(2): neither may
+// name the user or user-session keyring, in any of the arguments where an
+// operation takes a keyring, and keyctl may join only a new anonymous
+// session keyring (name NULL). The command starts in a fresh session
+// keyring of its own (JoinSessionKeyring), so the keyrings it possesses
+// are its own.
+func keyringRules(p *filterProg, l string) {
+	shared := func(off uint32, next string) {
+		p.load(off)
+		p.jump(bpf.JumpEqual, keySpecUser, l+"eperm", "")
+		p.jump(bpf.JumpEqual, keySpecUserSession, l+"eperm", next)
+	}
+	p.label(l + "addkey")
+	shared(offArgLow(4), l+"allow") // add_key(type, desc, payload, plen, keyring)
+	p.label(l + "keyctl")
+	shared(offArgLow(1), "") // every operation's first argument
+	p.load(offArgLow(0))
+	p.jump(bpf.JumpEqual, unix.KEYCTL_JOIN_SESSION_KEYRING, l+"kjoin", "")
+	p.jump(bpf.JumpEqual, unix.KEYCTL_LINK, l+"karg2", "")
+	p.jump(bpf.JumpEqual, unix.KEYCTL_UNLINK, l+"karg2", "")
+	p.jump(bpf.JumpEqual, unix.KEYCTL_MOVE, l+"kmove", "")
+	p.jump(bpf.JumpEqual, unix.KEYCTL_SEARCH, l+"ksearch", l+"allow")
+	p.label(l + "kjoin")
+	p.load(offArgLow(1))
+	p.jump(bpf.JumpEqual, 0, "", l+"eperm")
+	p.load(offArgHigh(1))
+	p.jump(bpf.JumpEqual, 0, l+"allow", l+"eperm")
+	p.label(l + "kmove") // (key, from, to, flags)
+	shared(offArgLow(3), "")
+	p.label(l + "karg2") // link, unlink: (key, keyring)
+	shared(offArgLow(2), l+"allow")
+	p.label(l + "ksearch") // (keyring, type, desc, dest)
+	shared(offArgLow(4), l+"allow")
 }
 
 // SupportsArch reports whether the seccomp filter knows the system calls of

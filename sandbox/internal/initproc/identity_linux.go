@@ -29,6 +29,10 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, setupErr(err, "making the sandbox's mounts private")
 	}
+	view, err := applyView(cfg)
+	if err != nil {
+		return 0, err
+	}
 	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return 0, setupErr(err, "mounting /proc for the sandbox's PID namespace")
@@ -42,7 +46,12 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	// seccomp filter. Only this thread changes (raw system calls): the rest
 	// of the init stays root to reap and forward signals, and CMD, started
 	// from this thread, inherits all of it.
-	if err := lockDown(cfg.AllowUnix, id); err != nil {
+	ll, err := viewLandlock(view) // as root: every writable root can be opened
+	if err != nil {
+		return 0, err
+	}
+	defer ll.Close()
+	if err := lockDown(cfg.AllowUnix, id, ll); err != nil {
 		return 0, err
 	}
 	// From here on this thread's file system checks are the sandbox user's.

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
@@ -229,6 +230,10 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")
 	}
+	view, err := applyView(cfg)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
 	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return 0, 0, 0, nil, setupErr(err, "mounting /proc for the sandbox's PID namespace (is /proc partly masked, e.g. inside a container?)")
@@ -280,7 +285,12 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fail(setupErr(err, "making the sandbox init non-dumpable"))
 	}
-	if err := lockDown(cfg.AllowUnix, nil); err != nil {
+	ll, err := viewLandlock(view)
+	if err != nil {
+		return fail(err)
+	}
+	defer ll.Close()
+	if err := lockDown(cfg.AllowUnix, nil, ll); err != nil {
 		return fail(err)
 	}
 	pid, err = startCommand(path, args, env, cfg.Dir, cfg.PTY)
@@ -359,9 +369,13 @@ func listenLoopback() (fd, port int, err error) {
 }
 
 // lockDown locks the calling thread down (confine.LockDown), as the
-// identity backend's sandbox user when id is set.
-func lockDown(allowUnix bool, id *initproto.Identity) error {
+// identity backend's sandbox user when id is set, with the file system
+// view's Landlock ruleset when ll is not nil.
+func lockDown(allowUnix bool, id *initproto.Identity, ll *fsview.Landlock) error {
 	o := confine.Options{AllowUnixSockets: allowUnix}
+	if ll != nil {
+		o.FileSystem = ll
+	}
 	if id != nil {
 		o.User = &confine.User{UID: id.UID, GID: id.GID, Name: id.User, Group: id.Group}
 	}

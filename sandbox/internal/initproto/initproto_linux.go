@@ -47,6 +47,20 @@ type Config struct {
 	// Identity, when set, makes this the init of an identity run: CMD runs
 	// as that sandbox user in the host's network namespace.
 	Identity *Identity `json:"identity,omitempty"`
+	// View is the file system view to apply (fsview.Plan.Marshal); empty:
+	// none.
+	View json.RawMessage `json:"view,omitempty"`
+	// Files are bound read-only over the host's files of the same paths
+	// after the view (fsview.BindContent): sandgate's own versions of files
+	// the command must see but not change (e.g. a DNS stub's
+	// /etc/resolv.conf and /etc/hosts). Each path must exist.
+	Files []File `json:"files,omitempty"`
+}
+
+// File is a file of Config.Files: what the command sees at Path.
+type File struct {
+	Path    string `json:"path"`
+	Content []byte `json:"content"`
 }
 
 // Identity is who CMD runs as in an identity run.

@@ -1,0 +1,94 @@
+//go:build linux
+
+package initproc
+
+import (
+	"errors"
+	"os"
+
+	"github.com/sandgate/sandgate/fsview"
+	"github.com/sandgate/sandgate/sandbox/internal/initproto"
+)
+
+// The file system view in the init, on both backends:
+//
+//  1. the init's mounts are made private (slaves of the host's);
+//  2. applyView mounts the plan (fsview.Apply), while the init still has
+//     CAP_SYS_ADMIN and CAP_DAC_OVERRIDE (netns: in its user namespace;
+//     identity: real root);
+//  3. bindFiles binds the replacement files of initproto.Config.Files
+//     (files whose content the parent gives: sandgate's own versions of
+//     files such as /etc/hosts or /etc/resolv.conf) read-only over the
+//     host's (fsview.BindContent); applyView does it, with or without a
+//     view, before viewLandlock;
+//  4. /proc of the new PID namespace is mounted over the view;
+//  5. viewLandlock builds the Landlock ruleset over the mounted writable
+//     roots, after every mount and while the init can still open every
+//     root (identity: before the uid change);
+//  6. the lock-down enforces it (confine.Options.FileSystem: after
+//     no_new_privs and the capabilities, next to the scopes, before the
+//     seccomp filter), and CMD is started from the same locked thread.
+//
+// A kernel that cannot enforce the view fails the run (exit 125): the
+// error wraps fsview.ErrUnavailable and says what and what to do.
+
+// applyView decodes and applies the view of cfg (a nil plan when there is
+// none), then binds cfg.Files.
+func applyView(cfg initproto.Config) (*fsview.Plan, error) {
+	if len(cfg.View) == 0 {
+		return nil, bindFiles(cfg.Files)
+	}
+	plan, err := fsview.UnmarshalPlan(cfg.View)
+	if err != nil {
+		return nil, &setupError{msg: "sandbox init: decoding the file system view: " + err.Error()}
+	}
+	// The working directory is held by its old mount: enter it again
+	// through the view, where it may now be a writable bind (the
+	// workspace) over a read-only original.
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, setupErr(err, "sandbox init: the working directory")
+	}
+	if err := fsview.Apply(plan); err != nil {
+		return nil, viewError(err)
+	}
+	if err := bindFiles(cfg.Files); err != nil {
+		return nil, err
+	}
+	if err := os.Chdir(wd); err != nil {
+		return nil, setupErr(err, "sandbox init: entering the working directory again in the file system view")
+	}
+	return plan, nil
+}
+
+// bindFiles binds each replacement file over the host's.
+func bindFiles(files []initproto.File) error {
+	for _, f := range files {
+		if err := fsview.BindContent(f.Path, f.Content); err != nil {
+			return asSetupError(err)
+		}
+	}
+	return nil
+}
+
+// viewLandlock builds the Landlock ruleset of the applied plan (nil, nil
+// when there is no view).
+func viewLandlock(plan *fsview.Plan) (*fsview.Landlock, error) {
+	if plan == nil {
+		return nil, nil
+	}
+	ll, err := fsview.NewLandlock(plan)
+	if err != nil {
+		return nil, viewError(err)
+	}
+	return ll, nil
+}
+
+// viewError is a failure of the view as the init reports it: unavailable
+// when the kernel cannot enforce it.
+func viewError(err error) error {
+	if errors.Is(err, fsview.ErrUnavailable) {
+		return &setupError{msg: err.Error(), unavailable: true}
+	}
+	return asSetupError(err)
+}
