@@ -177,3 +177,18 @@ func TestRunRejectsBadModes(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefusesUnenforcedUnixSockets: per-path unix sockets are parsed
+// from the config but not enforced yet, so a run that names them must not
+// start as if they were.
+func TestRunRefusesUnenforcedUnixSockets(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	path := filepath.Join(t.TempDir(), "socks.toml")
+	if err := os.WriteFile(path, []byte("[network]\nallow_unix_sockets = [\"/run/agent.sock\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "run", "--config", path, "--", "true")
+	if code != exitUsage || !strings.Contains(errOut, "network.allow_unix_sockets (/run/agent.sock) is not supported yet") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

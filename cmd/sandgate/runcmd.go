@@ -85,6 +85,11 @@ executable; 127 CMD not found.`,
 			spec.Gate = newGate(cf, pol)
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
+			if socks := cf.UnixSockets(nil); len(socks) > 0 {
+				// Parsed so that a bad path is named, but not enforced yet:
+				// never let it pass as if it were.
+				return usageErr("network.allow_unix_sockets (%s) is not supported yet: remove it, or allow every unix socket with --allow-unix-sockets", strings.Join(socks, ", "))
+			}
 			spec.AllowUnixSockets = allowUnix
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
