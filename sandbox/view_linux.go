@@ -3,6 +3,11 @@
 package sandbox
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
 	"github.com/sandgate/sandgate/fsview"
 )
 
@@ -21,7 +26,54 @@ func planView(spec Spec, freshHome string, owner *fsview.Owner) (*fsview.Plan, e
 	if owner != nil {
 		pr.FreshHome, pr.Owner = freshHome, owner
 	}
+	if wd := runDir(spec); wd != "" && underPrivateTmp(wd, pr) {
+		// CMD's working directory stays where it is even when the view
+		// gives the run a private /tmp over it (a CI checkout under /tmp
+		// run with --workspace elsewhere): read-only unless a writable
+		// root holds it.
+		pr.Visible = append(slices.Clone(pr.Visible), wd)
+	}
 	return fsview.NewPlan(pr, fsview.OSFS{})
+}
+
+// runDir is CMD's working directory as an absolute path ("" when unknown).
+func runDir(spec Spec) string {
+	dir := spec.Dir
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return ""
+		}
+		return wd
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	return abs
+}
+
+// underPrivateTmp reports whether dir lies in a directory the view makes
+// private to the run (/tmp, /var/tmp, /dev/shm, $TMPDIR) and in no path
+// the caller asked to hide.
+func underPrivateTmp(dir string, pr fsview.Profile) bool {
+	for _, h := range pr.Hide {
+		if inDir(dir, h) {
+			return false
+		}
+	}
+	for _, t := range []string{"/tmp", "/var/tmp", "/dev/shm", pr.TmpDir} {
+		if t != "" && inDir(dir, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// inDir reports whether p is root or lies below it.
+func inDir(p, root string) bool {
+	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // viewConfig is the plan as the init's configuration gets it (nil: none).

@@ -44,10 +44,14 @@ func applyView(cfg initproto.Config) (*fsview.Plan, error) {
 	}
 	// The working directory is held by its old mount: enter it again
 	// through the view, where it may now be a writable bind (the
-	// workspace) over a read-only original.
-	wd, err := os.Getwd()
-	if err != nil {
-		return nil, setupErr(err, "sandbox init: the working directory")
+	// workspace) over a read-only original. CMD's own (cfg.Dir) when the
+	// run names one: the init's may be a directory the view covers.
+	wd := cfg.Dir
+	if wd == "" {
+		var err error
+		if wd, err = os.Getwd(); err != nil {
+			return nil, setupErr(err, "sandbox init: the working directory")
+		}
 	}
 	if err := fsview.Apply(plan); err != nil {
 		return nil, viewError(err)
@@ -56,7 +60,7 @@ func applyView(cfg initproto.Config) (*fsview.Plan, error) {
 		return nil, err
 	}
 	if err := os.Chdir(wd); err != nil {
-		return nil, setupErr(err, "sandbox init: entering the working directory again in the file system view")
+		return nil, setupErr(err, "sandbox init: the working directory %s is not in the file system view (a private /tmp or a hidden path covers it): run from the workspace, or name it with --workspace or --write", wd)
 	}
 	return plan, nil
 }
