@@ -97,9 +97,17 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	if spec.Network == NetworkFull {
 		attr.Cloneflags &^= unix.CLONE_NEWNET
 	}
+	var plan runPlan
+	if spec.Network == NetworkProxy && spec.Transparent {
+		tr, it, replace, err := newTransparentRun(spec)
+		if err != nil {
+			return Result{}, err
+		}
+		cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
+	}
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}
-	return supervise(ctx, spec, sb, runPlan{})
+	return supervise(ctx, spec, sb, plan)
 }
 
 // initExecutable returns the binary to re-execute as the init and

@@ -178,6 +178,14 @@ type Spec struct {
 	// socket(AF_UNIX, ...). Unix path sockets lead out of the sandbox
 	// (docker.sock, ssh-agent, other forwarders): use with care.
 	AllowUnixSockets bool
+	// Transparent gives a NetworkProxy run the transparent path (issue
+	// 11): every TCP connection CMD makes to a non-local address and every
+	// DNS query, whether or not CMD knows about the proxy, is decided by
+	// Gate and recorded in Audit like a proxied one (netns backend only
+	// so far; the identity backend runs without it and says so through
+	// Notify).
+	Transparent bool
+
 	// Executable is the sandgate binary re-executed as the sandbox's init
 	// ("" = /proc/self/exe). It must call MaybeInit or InitMain first
 	// thing in main.

@@ -25,6 +25,7 @@ func newRunCmd() *cobra.Command {
 		quiet     bool
 		allowUnix bool
 		keepGrant bool
+		transp    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -80,6 +81,7 @@ executable; 127 CMD not found.`,
 			spec.AllowUnixSockets = allowUnix
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
+			spec.Transparent = transp
 			spec.Logf = func(format string, a ...any) {
 				if !quiet {
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
@@ -116,6 +118,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&localBind, "allow-local-binding", false, "let CMD reach local (loopback) services; with the netns backend loopback is the sandbox's own and always open")
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
+	fs.BoolVar(&transp, "transparent", false, "netns backend, --network proxy: also decide (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
 }
@@ -144,6 +147,16 @@ func refusalLine(rs []audit.Refusal) string {
 // flag would (metadata addresses and numeric names have none on purpose).
 func allowHint(r audit.Refusal) string {
 	target := net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port)))
+	if r.Port == 0 {
+		// A name refused by the DNS stub, before CMD chose a port.
+		switch r.Reason {
+		case "not-allowed":
+			return fmt.Sprintf("to allow %s, add --allow %s:PORT", r.Host, r.Host)
+		case "denied":
+			return fmt.Sprintf("%s matches a deny entry; deny entries win over allow entries", r.Host)
+		}
+		return ""
+	}
 	switch {
 	case r.Reason == "not-allowed":
 		return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))

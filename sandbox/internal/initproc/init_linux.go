@@ -250,6 +250,14 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 			return 0, 0, 0, nil, setupErr(err, "creating the proxy's SOCKS5 listener in the sandbox")
 		}
 		listeners = []int{hfd, sfd}
+		if cfg.Transparent != nil {
+			tfds, err := setupTransparent(cfg.Transparent)
+			if err != nil {
+				closeFDs(listeners)
+				return 0, 0, 0, nil, err
+			}
+			listeners = append(listeners, tfds...)
+		}
 		env = proxyenv.Merge(env, proxyenv.Vars(proxyenv.Config{
 			HTTP:       "http://127.0.0.1:" + strconv.Itoa(httpPort),
 			SOCKS:      "socks5h://127.0.0.1:" + strconv.Itoa(socksPort),
@@ -274,6 +282,9 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	}
 	path, err := lookPath(args[0], env, cfg.Dir)
 	if err != nil {
+		return fail(err)
+	}
+	if err := applyReplacements(cfg.Replace); err != nil {
 		return fail(err)
 	}
 	// CMD must not be able to inspect or ptrace the init.

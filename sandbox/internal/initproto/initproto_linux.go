@@ -47,6 +47,15 @@ type Config struct {
 	// Identity, when set, makes this the init of an identity run: CMD runs
 	// as that sandbox user in the host's network namespace.
 	Identity *Identity `json:"identity,omitempty"`
+
+	// The transparent path (issue 11; see transparent_linux.go).
+	// Transparent, when set, makes the init of a netns run give the
+	// sandbox's network namespace the transparent path and pass its
+	// sockets with the proxy's. Replace are files bound read-only over
+	// paths of the sandbox's view (the hosts and resolv.conf views), after
+	// every other change to the view.
+	Transparent *Transparent  `json:"transparent,omitempty"`
+	Replace     []ReplaceFile `json:"replace,omitempty"`
 }
 
 // Identity is who CMD runs as in an identity run.
@@ -133,7 +142,7 @@ func Send(fd int, st Status, fds ...int) error {
 // socket without reporting (it died before getting that far).
 func Recv(f *os.File) (st Status, files []*os.File, ok bool, err error) {
 	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	oob := make([]byte, unix.CmsgSpace(MaxFiles*4))
 	var n, oobn int
 	rc, err := f.SyscallConn()
 	if err != nil {
