@@ -1,0 +1,110 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// transparentScript runs, in the sandbox, clients that know nothing of the
+// proxy (every proxy variable removed): each prints its marker when it got
+// what it should. $1 is the test CA.
+const transparentScript = `
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy NO_PROXY no_proxy GIT_SSH_COMMAND
+curl -sS --max-time 5 --noproxy '*' http://remote4.test/ && echo T-CURL-DNS-OK
+curl -sS --max-time 5 --noproxy '*' --cacert "$1" https://remote6.test/ && echo T-CURL-TLS6-OK
+curl -sS --max-time 5 --noproxy '*' http://` + hostsOnlyName + `/ && echo T-CURL-HOSTS-OK
+node -e 'fetch("http://remote.test/").then(r => r.text()).then(t => { console.log(t.trim()); console.log("T-NODE-OK") }, e => { console.log("T-NODE-FAILED", String(e.cause || e)); process.exit(1) })'
+echo hello | nc -w 3 remote.test 22 | head -1 | grep -q '^SSH-2.0-sgtest-banner' && echo T-NC-OK
+ssh -F /dev/null -v -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -p 22 remote.test true 2>&1 | grep -q 'remote software version sgtest-banner' && echo T-SSH-OK
+getent hosts transparent-denied.test || echo T-DENIED-NXDOMAIN
+curl -sS --max-time 5 --noproxy '*' http://` + evilV4 + `/ || echo T-LITERAL-REFUSED
+echo x 2>/dev/null >/dev/udp/` + remoteV4 + `/9 || echo T-UDP-REFUSED
+echo x 2>/dev/null >/dev/udp/` + remoteV4 + `/443 || echo T-QUIC-REFUSED
+for i in $(seq 1 40); do curl -s --max-time 10 --noproxy '*' -o /dev/null -w '%{http_code}\n' http://remote4.test/ & done > codes.txt
+wait
+[ "$(grep -c '^200$' codes.txt)" = 40 ] && echo T-CONCURRENT-OK
+seq 1 300 | sed 's/.*/flood-&.flood.test/' | xargs getent ahostsv4 | awk '$2 == "STREAM" {print $1}' | sort -u | wc -l | sed 's/^/T-FLOOD-ADDRS /'
+`
+
+// TestRunTransparent runs clients that ignore the proxy variables under the
+// transparent path (netns backend, as root and as an ordinary user): curl
+// by a name only DNS knows, over IPv6 TLS, and by a name only the hosts file
+// knows; Node's fetch; nc and plain ssh to :22; 40 connections at once; 300
+// distinct names at once, each with its own address. A denied name gets
+// NXDOMAIN without the remote resolver ever seeing it; a denied IP literal,
+// UDP and QUIC are refused, and all three are in the audit file and the
+// exit summary.
+func TestRunTransparent(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	for _, tool := range []string{"curl", "ssh", "nc", "node"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (scripts/install-test-deps.sh installs it): %v", tool, err)
+		}
+	}
+	for _, who := range []string{"root", "user"} {
+		t.Run(who, func(t *testing.T) {
+			var u *testUser
+			if who == "user" {
+				u = createUser(t)
+			}
+			dir := t.TempDir()
+			if u != nil {
+				chownForUser(t, dir, u)
+			}
+			auditFile := filepath.Join(dir, "audit.jsonl")
+			flags := []string{"--backend", "netns", "--transparent", "--audit", auditFile,
+				"--allow", "remote.test", "--allow", "remote4.test:80", "--allow", "remote6.test:443",
+				"--allow", hostsOnlyName + ":80", "--allow", "**.flood.test"}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			c := w.hostCmd(ctx, u, newHome(t, u), sandgateArgv(flags, "/bin/bash", "-c", transparentScript, "sh", w.caFile)...)
+			c.Dir = dir
+			o := finish(t, c)
+			for _, want := range []string{
+				"T-CURL-DNS-OK", "local=" + remoteV4 + ":80",
+				"T-CURL-TLS6-OK", "proto=https host=remote6.test local=[" + remoteV6 + "]:443",
+				"T-CURL-HOSTS-OK", "host=" + hostsOnlyName,
+				"T-NODE-OK", "T-NC-OK", "T-SSH-OK",
+				"T-DENIED-NXDOMAIN", "T-LITERAL-REFUSED", "T-UDP-REFUSED", "T-QUIC-REFUSED",
+				"T-CONCURRENT-OK", "T-FLOOD-ADDRS 300",
+			} {
+				if !strings.Contains(o.stdout, want) {
+					t.Errorf("stdout lacks %q", want)
+				}
+			}
+			if o.code != 0 {
+				t.Errorf("exit %d, want 0", o.code)
+			}
+			if w.dns.asked("transparent-denied.test") {
+				t.Error("the remote resolver was asked about a denied name")
+			}
+			for _, q := range w.dns.log() {
+				if strings.HasSuffix(q, ".flood.test") {
+					t.Errorf("the remote resolver was asked about %s, a name nothing connected to", q)
+					break
+				}
+			}
+			evs := readAudit(t, auditFile)
+			findAudit(t, evs, "transparent-denied.test", 0, "deny", "not-allowed")
+			findAudit(t, evs, evilV4, 80, "deny", "not-allowed")
+			findAudit(t, evs, "udp", 0, "deny", "udp-refused")
+			findAudit(t, evs, "remote4.test", 80, "allow", "allowed")
+			findAudit(t, evs, hostsOnlyName, 80, "allow", "allowed")
+			for _, want := range []string{"transparent-denied.test (not on the allow list)", evilV4 + ":80 (not on the allow list)", "udp (UDP other than DNS"} {
+				if !strings.Contains(o.stderr, want) {
+					t.Errorf("the exit summary lacks %q; stderr:\n%s", want, o.stderr)
+				}
+			}
+			if t.Failed() {
+				t.Logf("audit: %+v", evs)
+			}
+		})
+	}
+}
