@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,9 @@ echo x 2>/dev/null >/dev/udp/` + remoteV4 + `/443 || echo T-QUIC-REFUSED
 for i in $(seq 1 40); do curl -s --max-time 10 --noproxy '*' -o /dev/null -w '%{http_code}\n' http://remote4.test/ & done > codes.txt
 wait
 [ "$(grep -c '^200$' codes.txt)" = 40 ] && echo T-CONCURRENT-OK
+echo x 2>/dev/null >>/etc/hosts || echo T-HOSTS-RO
+echo x 2>/dev/null >>/etc/resolv.conf || echo T-RESOLV-RO
+grep -q '^nameserver 127.0.0.1$' /etc/resolv.conf && echo T-RESOLV-STUB
 seq 1 300 | sed 's/.*/flood-&.flood.test/' | xargs getent ahostsv4 | awk '$2 == "STREAM" {print $1}' | sort -u | wc -l | sed 's/^/T-FLOOD-ADDRS /'
 `
 
@@ -66,14 +70,27 @@ func TestRunTransparent(t *testing.T) {
 			defer cancel()
 			c := w.hostCmd(ctx, u, newHome(t, u), sandgateArgv(flags, "/bin/bash", "-c", transparentScript, "sh", w.caFile)...)
 			c.Dir = dir
+			// sandgate's own files for the run (the hosts and resolv.conf
+			// views) go to TMPDIR and are gone when it has ended.
+			tmp := filepath.Join(dir, "tmp")
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if u != nil {
+				chownForUser(t, tmp, u)
+			}
+			c.Env = append(c.Env, "TMPDIR="+tmp)
 			o := finish(t, c)
+			if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+				t.Errorf("sandgate left %v in its TMPDIR (%v)", left, err)
+			}
 			for _, want := range []string{
 				"T-CURL-DNS-OK", "local=" + remoteV4 + ":80",
 				"T-CURL-TLS6-OK", "proto=https host=remote6.test local=[" + remoteV6 + "]:443",
 				"T-CURL-HOSTS-OK", "host=" + hostsOnlyName,
 				"T-NODE-OK", "T-NC-OK", "T-SSH-OK",
 				"T-DENIED-NXDOMAIN", "T-LITERAL-REFUSED", "T-UDP-REFUSED", "T-QUIC-REFUSED",
-				"T-CONCURRENT-OK", "T-FLOOD-ADDRS 300",
+				"T-CONCURRENT-OK", "T-FLOOD-ADDRS 300", "T-HOSTS-RO", "T-RESOLV-RO", "T-RESOLV-STUB",
 			} {
 				if !strings.Contains(o.stdout, want) {
 					t.Errorf("stdout lacks %q", want)

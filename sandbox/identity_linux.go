@@ -66,6 +66,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	}
 	defer lease.Release()
 	repairGrants(leaser, notify)
+	noteNoTransparent(spec)
 
 	id, home, err := sandboxIdentity(lease, spec.Network == NetworkFull)
 	if err != nil {

@@ -266,3 +266,13 @@ func (n poolNames) Acquire(ip netip.Addr) (string, []netip.Addr, func(), bool) {
 	m, release, ok := n.p.Acquire(ip)
 	return m.Name, m.Hosts, release, ok
 }
+
+// noteNoTransparent tells an identity run that asked for the transparent
+// path that it runs without it (not wired into the identity backend yet:
+// setup's rules refuse the offline user's local UDP, which redirected DNS
+// would need): enforcement is as without it, stricter, never weaker.
+func noteNoTransparent(spec Spec) {
+	if spec.Transparent && spec.Network == NetworkProxy {
+		spec.notifier()("the identity backend has no transparent path yet: only programs that use the proxy variables can connect (use --backend netns for the transparent path)")
+	}
+}
