@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -21,18 +20,9 @@ import (
 // that getaddrinfo's AI_ADDRCONFIG sees a non-loopback address of each
 // family. Needs CAP_NET_ADMIN in the namespace.
 func AddToLoopback(netns string, addrs ...netip.Addr) error {
-	cfg := &netlink.Config{}
-	if netns != "" {
-		f, err := os.Open(netns)
-		if err != nil {
-			return fmt.Errorf("netroute: opening network namespace: %w", err)
-		}
-		defer f.Close()
-		cfg.NetNS = int(f.Fd())
-	}
-	conn, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	conn, err := dial(netns)
 	if err != nil {
-		return fmt.Errorf("netroute: connecting to rtnetlink: %w", err)
+		return err
 	}
 	defer conn.Close()
 	for _, a := range addrs {

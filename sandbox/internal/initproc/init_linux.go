@@ -349,24 +349,7 @@ func LoopbackUp() error {
 
 // listenLoopback returns a TCP socket listening on 127.0.0.1 at a free port.
 func listenLoopback() (fd, port int, err error) {
-	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, 0, fmt.Errorf("socket: %w", err)
-	}
-	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("bind 127.0.0.1:0: %w", err)
-	}
-	if err = unix.Listen(fd, unix.SOMAXCONN); err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("listen: %w", err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("getsockname: %w", err)
-	}
-	return fd, sa.(*unix.SockaddrInet4).Port, nil
+	return bindLoopback(unix.AF_INET, unix.SOCK_STREAM, 0)
 }
 
 // lockDown locks the calling thread down (confine.LockDown), as the
