@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -166,9 +167,14 @@ func closeFDs(fds []int) {
 // applyReplacements binds each file of files read-only over its target
 // in the sandbox's mount namespace (private to the sandbox: nothing
 // propagates back to the host). A target that is a symbolic link is
-// replaced where it points, as any bind mount would.
+// replaced where it points, as any bind mount would. A target that does
+// not exist is left missing: nothing can be bound over it, and a resolver
+// without resolv.conf asks 127.0.0.1, the stub, anyway.
 func applyReplacements(files []initproto.ReplaceFile) error {
 	for _, f := range files {
+		if _, err := os.Stat(f.Target); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err := unix.Mount(f.Source, f.Target, "", unix.MS_BIND, ""); err != nil {
 			return setupErr(err, "binding sandgate's %s over %s", f.Source, f.Target)
 		}
