@@ -35,3 +35,38 @@ func TestCheckName(t *testing.T) {
 		t.Errorf("a nil policy allowed %+v", d)
 	}
 }
+
+// FuzzCheckName: a name is allowed on some port exactly when CheckTarget
+// allows it on one of the ports the policy's entries name (or any other,
+// for an entry without a port), and a name not in normalised form never is.
+func FuzzCheckName(f *testing.F) {
+	for _, s := range []string{"x.a.test", "z.a.test", "a.test", "b.test", "y.c.test", "w.c.test", "c.test", "B.test", "1.2.3.4", "", "a..test"} {
+		f.Add(s)
+	}
+	p, err := New(Config{
+		Allow: []string{"**.a.test:443", "b.test", "*.c.test:22", "d.test:80"},
+		Deny:  []string{"x.a.test", "b.test:80", "y.c.test:22", "d.test"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d := p.CheckName(s)
+		if d.Text == "" || d.Reason == "" {
+			t.Fatalf("CheckName(%q) = %+v: no reason or text", s, d)
+		}
+		if n, err := NormalizeName(s); err != nil || n != s {
+			if d.Allow {
+				t.Fatalf("CheckName(%q) allowed a name not in normalised form", s)
+			}
+			return
+		}
+		some := false
+		for _, port := range []uint16{1, 22, 80, 443} {
+			some = some || p.CheckTarget(Target{Host: s, Port: port}).Allow
+		}
+		if d.Allow != some {
+			t.Fatalf("CheckName(%q) = %+v, but CheckTarget allows it on some port: %v", s, d, some)
+		}
+	})
+}
