@@ -66,7 +66,6 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	}
 	defer lease.Release()
 	repairGrants(leaser, notify)
-	noteNoTransparent(spec)
 
 	id, home, err := sandboxIdentity(lease, spec.Network == NetworkFull)
 	if err != nil {
@@ -112,6 +111,15 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
 	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
+	}
+	if spec.Transparent && spec.Network == NetworkProxy {
+		tp, replace, err := newIdentityPath(spec, lease, leaser.Options.NetNS, uint32(id.UID))
+		if err != nil {
+			closeListeners(plan.listeners)
+			return pre(err)
+		}
+		cfg.Replace, plan.transparent = replace, tp
+		attr.UseCgroupFD, attr.CgroupFD = true, tp.group.FD()
 	}
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
 	plan.broken = guard.broken()

@@ -181,9 +181,10 @@ type Spec struct {
 	// Transparent gives a NetworkProxy run the transparent path (issue
 	// 11): every TCP connection CMD makes to a non-local address and every
 	// DNS query, whether or not CMD knows about the proxy, is decided by
-	// Gate and recorded in Audit like a proxied one (netns backend only
-	// so far; the identity backend runs without it and says so through
-	// Notify).
+	// Gate and recorded in Audit like a proxied one; other UDP is refused.
+	// The identity backend needs a cgroup v2 of its own for the run, two
+	// more reserved ports, and a route towards the synthetic range (a
+	// default route), and its resolver asks over TCP only ("use-vc").
 	Transparent bool
 
 	// Executable is the sandgate binary re-executed as the sandbox's init

@@ -66,7 +66,11 @@ type transparentRun struct {
 	stopc context.CancelFunc
 	wg    sync.WaitGroup
 
-	counters *os.File // the sandbox's nftables counters; nil until served
+	// refusals reads what the rules refused, once, at the end (nil: no
+	// counters to read); undo releases what the backend made for the
+	// path, after that.
+	refusals func() (nftfw.Refusals, error)
+	undo     []func()
 	stopped  bool
 }
 
@@ -77,33 +81,9 @@ func newTransparentRun(spec Spec) (*transparentRun, *initproto.Transparent, []in
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("transparent path: %w", err)
 	}
-	t := &transparentRun{spec: spec, pool: pool}
-	t.ctx, t.stopc = context.WithCancel(context.Background())
-	hosts, err := os.ReadFile(hostsPath)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil, fmt.Errorf("transparent path: reading the host's %s: %w", hostsPath, err)
-	}
-	view, err := dnsstub.HostsView(hosts, t.policy(), pool)
+	t, replace, err := newTransparentViews(spec, pool, "")
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("transparent path: %w", err)
-	}
-	if t.dir, err = os.MkdirTemp("", "sandgate-run-"); err != nil {
-		return nil, nil, nil, fmt.Errorf("transparent path: %w", err)
-	}
-	var replace []initproto.ReplaceFile
-	for _, f := range []struct {
-		name, target string
-		data         []byte
-	}{
-		{"hosts", hostsPath, view},
-		{"resolv.conf", resolvPath, dnsstub.ResolvConf(netip.MustParseAddr("127.0.0.1"))},
-	} {
-		src := filepath.Join(t.dir, f.name)
-		if err := os.WriteFile(src, f.data, 0o444); err != nil {
-			t.stop()
-			return nil, nil, nil, fmt.Errorf("transparent path: %w", err)
-		}
-		replace = append(replace, initproto.ReplaceFile{Source: src, Target: f.target})
+		return nil, nil, nil, err
 	}
 	v4, v6 := pool.SelfAddrs()
 	it := &initproto.Transparent{SelfAddrs: []string{v4.String()}}
@@ -111,6 +91,42 @@ func newTransparentRun(spec Spec) (*transparentRun, *initproto.Transparent, []in
 		it.SelfAddrs = append(it.SelfAddrs, v6.String())
 	}
 	return t, it, replace, nil
+}
+
+// newTransparentViews makes a run's transparent path around pool, with its
+// views of /etc/hosts and /etc/resolv.conf (resolvOptions appended to the
+// latter).
+func newTransparentViews(spec Spec, pool *synthaddr.Pool, resolvOptions string) (*transparentRun, []initproto.ReplaceFile, error) {
+	var err error
+	t := &transparentRun{spec: spec, pool: pool}
+	t.ctx, t.stopc = context.WithCancel(context.Background())
+	hosts, err := os.ReadFile(hostsPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("transparent path: reading the host's %s: %w", hostsPath, err)
+	}
+	view, err := dnsstub.HostsView(hosts, t.policy(), pool)
+	if err != nil {
+		return nil, nil, fmt.Errorf("transparent path: %w", err)
+	}
+	if t.dir, err = os.MkdirTemp("", "sandgate-run-"); err != nil {
+		return nil, nil, fmt.Errorf("transparent path: %w", err)
+	}
+	var replace []initproto.ReplaceFile
+	for _, f := range []struct {
+		name, target string
+		data         []byte
+	}{
+		{"hosts", hostsPath, view},
+		{"resolv.conf", resolvPath, append(dnsstub.ResolvConf(netip.MustParseAddr("127.0.0.1")), resolvOptions...)},
+	} {
+		src := filepath.Join(t.dir, f.name)
+		if err := os.WriteFile(src, f.data, 0o444); err != nil {
+			t.stop()
+			return nil, nil, fmt.Errorf("transparent path: %w", err)
+		}
+		replace = append(replace, initproto.ReplaceFile{Source: src, Target: f.target})
+	}
+	return t, replace, nil
 }
 
 // policy is the stub's question: is the name allowed on some port.
@@ -128,11 +144,10 @@ func (t *transparentRun) serve(srv *proxy.Server, files []*os.File) error {
 		closeFiles(files)
 		return fmt.Errorf("the init passed %d transparent sockets, want %d", len(files), initproto.TransparentFiles)
 	}
-	t.counters = files[initproto.FileCounters]
-	stub, err := dnsstub.New(dnsstub.Config{Policy: t.policy(), Pool: t.pool, Report: t.dnsRefused})
-	if err != nil {
-		closeFiles(files)
-		return err
+	counters := files[initproto.FileCounters]
+	t.refusals = func() (nftfw.Refusals, error) {
+		defer counters.Close()
+		return nftfw.ReadSandboxRefusals(counters)
 	}
 	var lns []net.Listener
 	var pcs []net.PacketConn
@@ -162,23 +177,38 @@ func (t *transparentRun) serve(srv *proxy.Server, files []*os.File) error {
 		return fmt.Errorf("using the transparent path's sockets from the sandbox: %w", first)
 	}
 	// lns: TCP4, TCP6, DNS TCP4, DNS TCP6 (files' order without the UDP ones).
+	return t.serveSockets(srv, lns[:2], lns[2:], pcs)
+}
+
+// serveSockets serves the transparent listeners tcp with srv and the DNS
+// stub on dnsTCP and dnsUDP.
+func (t *transparentRun) serveSockets(srv *proxy.Server, tcp, dnsTCP []net.Listener, dnsUDP []net.PacketConn) error {
+	stub, err := dnsstub.New(dnsstub.Config{Policy: t.policy(), Pool: t.pool, Report: t.dnsRefused})
+	if err != nil {
+		closeListeners(tcp)
+		closeListeners(dnsTCP)
+		for _, pc := range dnsUDP {
+			pc.Close()
+		}
+		return err
+	}
 	names := poolNames{t.pool}
 	logf := t.logf()
-	for _, ln := range lns[:2] {
+	for _, ln := range tcp {
 		t.wg.Go(func() {
 			if err := srv.ServeTransparent(ln, proxy.TransparentOptions{Names: names, Peek: true}); err != nil {
 				logf("sandbox: the transparent listener stopped: %v", err)
 			}
 		})
 	}
-	for _, ln := range lns[2:] {
+	for _, ln := range dnsTCP {
 		t.wg.Go(func() {
 			if err := stub.ServeTCP(t.ctx, ln); err != nil {
 				logf("sandbox: the DNS stub (TCP) stopped: %v", err)
 			}
 		})
 	}
-	for _, pc := range pcs {
+	for _, pc := range dnsUDP {
 		t.wg.Go(func() {
 			if err := stub.ServeUDP(t.ctx, pc); err != nil {
 				logf("sandbox: the DNS stub (UDP) stopped: %v", err)
@@ -221,14 +251,16 @@ func (t *transparentRun) stop() {
 	t.stopped = true
 	t.stopc()
 	t.wg.Wait()
-	if t.counters != nil {
-		r, err := nftfw.ReadSandboxRefusals(t.counters)
-		t.counters.Close()
+	if t.refusals != nil {
+		r, err := t.refusals()
 		if err != nil {
 			t.logf()("sandbox: reading the transparent path's refusal counters: %v", err)
 		} else {
 			t.recordRefusals(r)
 		}
+	}
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		t.undo[i]()
 	}
 	if t.dir != "" {
 		_ = os.RemoveAll(t.dir)
@@ -265,14 +297,4 @@ func (n poolNames) Contains(ip netip.Addr) bool { return n.p.Contains(ip) }
 func (n poolNames) Acquire(ip netip.Addr) (string, []netip.Addr, func(), bool) {
 	m, release, ok := n.p.Acquire(ip)
 	return m.Name, m.Hosts, release, ok
-}
-
-// noteNoTransparent tells an identity run that asked for the transparent
-// path that it runs without it (not wired into the identity backend yet:
-// setup's rules refuse the offline user's local UDP, which redirected DNS
-// would need): enforcement is as without it, stricter, never weaker.
-func noteNoTransparent(spec Spec) {
-	if spec.Transparent && spec.Network == NetworkProxy {
-		spec.notifier()("the identity backend has no transparent path yet: only programs that use the proxy variables can connect (use --backend netns for the transparent path)")
-	}
 }

@@ -118,7 +118,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&localBind, "allow-local-binding", false, "let CMD reach local (loopback) services; with the netns backend loopback is the sandbox's own and always open")
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
-	fs.BoolVar(&transp, "transparent", false, "netns backend, --network proxy: also decide (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables")
+	fs.BoolVar(&transp, "transparent", false, "--network proxy: also decide (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables; refuse other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
 }
