@@ -91,7 +91,8 @@ func (r fixedResolver) LookupNetIP(context.Context, string, string) ([]netip.Add
 // ignores the proxy reaches an allowed name through the run's DNS stub
 // and transparent listener, and an allowed IP literal; a refused name
 // does not resolve; a refused literal and UDP are refused; all of it is
-// audited; and the run's rules and cgroup are gone at the end.
+// audited; and the run's rules are gone at the end, with those a killed
+// run left.
 func (w *idWorld) testTransparent(t *testing.T) {
 	// The test's namespace has only lo: give it a default route, as hosts
 	// have, so that connect() reaches the rules.
@@ -99,6 +100,21 @@ func (w *idWorld) testTransparent(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := hostListener(t, "line-greeting")
+	// Rules a killed run left (its port is free): reported, then pruned
+	// by the next transparent run.
+	free, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	dead := fmt.Sprintf("p%d-dead", port)
+	if err := nftfw.AddRun("", nftfw.IdentityRun{ID: dead, UID: uint32(w.offUID), CgroupID: 1 << 40, CgroupLevel: 2, TCPPort: uint16(port)}); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := StaleTransparentRules(""); err != nil || len(stale) != 1 || stale[0] != dead {
+		t.Errorf("StaleTransparentRules = %v, %v; want [%s]", stale, err, dead)
+	}
 	sink := &events{}
 	spec := w.spec("id-tdial", "resolv", "tcp=remote.test:80", "tcp=192.0.2.1:80", "tcp=evil.test:80", "tcp=192.0.2.66:80", "udp=192.0.2.1:443")
 	spec.Network, spec.Gate, spec.Transparent, spec.Audit = NetworkProxy, transparentGate(t, line), true, sink
@@ -123,7 +139,7 @@ func (w *idWorld) testTransparent(t *testing.T) {
 			t.Errorf("no audit event %q in %+v", k, sink.got)
 		}
 	}
-	// Nothing of the run is left: no rules, no cgroup.
+	// Nothing of the run is left, nor of the dead one: no rules.
 	var left []string
 	if err := nftfw.PruneRuns("", func(id string) bool { left = append(left, id); return true }); err != nil {
 		t.Fatal(err)

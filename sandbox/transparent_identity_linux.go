@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,21 +137,41 @@ func slotPool(index int) (*synthaddr.Pool, error) {
 // later run finds it free; they match no socket (cgroup ids are not
 // reused).
 func pruneRuns(netns string, logf func(string, ...any)) {
-	err := nftfw.PruneRuns(netns, func(id string) bool {
-		rest, ok := strings.CutPrefix(id, runIDPrefix)
-		port, _, found := strings.Cut(rest, "-")
-		n, perr := strconv.Atoi(port)
-		if !ok || !found || perr != nil || n <= 0 || n > 65535 {
-			return true // not a run id of this form: leave it
-		}
-		ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", port))
-		if err != nil {
-			return true // held: the run may be live
-		}
-		ln.Close()
-		return false
-	})
-	if err != nil {
+	if err := nftfw.PruneRuns(netns, runMayLive); err != nil {
 		logf("sandbox: removing the transparent rules of runs that are gone: %v", err)
 	}
+}
+
+// runMayLive reports whether the identity run of transparent rules id may
+// still be running: its transparent port is held (or id is not of the
+// form this package gives).
+func runMayLive(id string) bool {
+	rest, ok := strings.CutPrefix(id, runIDPrefix)
+	port, _, found := strings.Cut(rest, "-")
+	n, perr := strconv.Atoi(port)
+	if !ok || !found || perr != nil || n <= 0 || n > 65535 {
+		return true
+	}
+	ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		return true
+	}
+	ln.Close()
+	return false
+}
+
+// StaleTransparentRules returns the ids of the transparent rules that
+// identity runs which are gone (killed, or the machine stopped) left in
+// the network namespace at netns ("" is the caller's own); the next
+// transparent identity run removes them. They match no socket. Reading
+// them needs CAP_NET_ADMIN.
+func StaleTransparentRules(netns string) ([]string, error) {
+	var stale []string
+	err := nftfw.PruneRuns(netns, func(id string) bool {
+		if !slices.Contains(stale, id) && !runMayLive(id) {
+			stale = append(stale, id) // once, though a run has several rules
+		}
+		return true // only look
+	})
+	return stale, err
 }
