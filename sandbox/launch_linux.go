@@ -190,7 +190,7 @@ func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err
 			return startReport{started: true}
 		}
 		want := 2
-		if b.cfg.Transparent != nil {
+		if b.cfg.Transparent != nil && st.TransparentOff == "" {
 			want += initproto.TransparentFiles
 		}
 		if len(files) != want {
@@ -202,7 +202,7 @@ func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err
 			initproto.CloseAll(files[2:])
 			return startReport{started: true, err: fmt.Errorf("using the proxy listener from the sandbox: %w", err)}
 		}
-		return startReport{started: true, listeners: lns, files: files[2:]}
+		return startReport{started: true, listeners: lns, files: files[2:], transparentOff: st.TransparentOff}
 	case st.Kind == initproto.ExecError:
 		initproto.CloseAll(files)
 		return startReport{started: true, execMsg: st.Msg}

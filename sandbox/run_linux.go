@@ -99,11 +99,13 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	}
 	var plan runPlan
 	if spec.Network == NetworkProxy && spec.Transparent {
-		tr, it, replace, err := newTransparentRun(spec)
-		if err != nil {
-			return Result{}, err
+		// Without it CMD is confined no less: only proxy-aware programs
+		// can connect.
+		if tr, it, replace, err := newTransparentRun(spec); err != nil {
+			spec.notifier()("running without the transparent path (only programs that use the proxy variables can connect): " + err.Error())
+		} else {
+			cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
 		}
-		cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
 	}
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}

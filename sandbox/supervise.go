@@ -57,6 +57,9 @@ type startReport struct {
 	started   bool           // CMD runs (or ran)
 	listeners []net.Listener // the proxy's (HTTP, SOCKS5), when the sandbox made them
 	files     []*os.File     // the transparent path's sockets, when the sandbox made them
+	// transparentOff says why the sandbox could not make the transparent
+	// path it was asked for (it runs without it).
+	transparentOff string
 	execMsg   string         // why CMD could not be executed (started is set: exit 126 or 127)
 	err       error          // the sandbox failed; it is killed
 	// notStarted marks an err from before CMD could have run that lets
@@ -239,7 +242,10 @@ func (s *supervisor) onReport(r startReport) {
 	srv := proxy.New(proxy.Options{Gate: s.spec.Gate, Audit: s.spec.Audit, Credentials: s.plan.creds, Limits: s.spec.ProxyLimits, Logf: s.spec.Logf})
 	s.pair = srv.ServePair(lns[0], lns[1])
 	s.failed = s.pair.Failed()
-	if s.plan.transparent != nil {
+	if s.plan.transparent != nil && r.transparentOff != "" {
+		s.notify("running without the transparent path (only programs that use the proxy variables can connect): " + r.transparentOff)
+		closeFiles(r.files)
+	} else if s.plan.transparent != nil {
 		if err := s.plan.transparent.serve(srv, r.files); err != nil {
 			s.fail(err)
 			s.kill()

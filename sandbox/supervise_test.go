@@ -363,6 +363,20 @@ func TestSuperviseTransparent(t *testing.T) {
 		t.Errorf("kills %d, stops %d; want the sandbox killed and the path stopped once", f.kills, tp.stops)
 	}
 
+	// A sandbox that could not make the path runs without it, and says so.
+	tp = &fakeTransparent{}
+	var said []string
+	off := spec
+	off.Notify = func(m string) { said = append(said, m) }
+	f = newFake(startReport{started: true, transparentOff: "no nf_tables"}, 0)
+	f.exit()
+	if _, err := supervise(context.Background(), off, f, runPlan{listeners: loopbackPair(t), transparent: tp}); err != nil {
+		t.Fatal(err)
+	}
+	if tp.served || tp.stops != 1 || len(said) != 1 || !strings.Contains(said[0], "without the transparent path") || !strings.Contains(said[0], "no nf_tables") {
+		t.Errorf("served %v, stops %d, said %q; want not served, stopped once, told why", tp.served, tp.stops, said)
+	}
+
 	tp = &fakeTransparent{}
 	f = newFake(startReport{}, 0)
 	f.startErr = errors.New("cannot start")

@@ -67,7 +67,7 @@ func Main(args []string) int {
 		}
 		return 125
 	}
-	report(initproto.Status{Kind: initproto.Started, HTTPPort: httpPort, SOCKSPort: socksPort}, listeners...)
+	report(initproto.Status{Kind: initproto.Started, HTTPPort: httpPort, SOCKSPort: socksPort, TransparentOff: transparentOff}, listeners...)
 	for _, fd := range listeners {
 		unix.Close(fd)
 	}
@@ -251,12 +251,7 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 		}
 		listeners = []int{hfd, sfd}
 		if cfg.Transparent != nil {
-			tfds, err := setupTransparent(cfg.Transparent)
-			if err != nil {
-				closeFDs(listeners)
-				return 0, 0, 0, nil, err
-			}
-			listeners = append(listeners, tfds...)
+			listeners = append(listeners, transparentOrOff(&cfg)...)
 		}
 		env = proxyenv.Merge(env, proxyenv.Vars(proxyenv.Config{
 			HTTP:       "http://127.0.0.1:" + strconv.Itoa(httpPort),

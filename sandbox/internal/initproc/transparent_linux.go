@@ -15,26 +15,33 @@ import (
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
 
+// transparentOff says why the sandbox has no transparent path although the
+// run asked for one ("": it has one, or none was asked for). The init makes
+// one sandbox, so this is the init's state, reported with Started.
+var transparentOff string
+
+// transparentOrOff sets up the transparent path of cfg and returns its
+// descriptors; when the kernel refuses a part of it (no nf_tables, say),
+// it closes its sockets, drops cfg's views (which only make sense with
+// it) and records why in transparentOff: CMD then runs as without the
+// path, which confines it no less (what was made of it before the failure
+// only refuses: rules without routes, or routes to closed sockets).
+func transparentOrOff(cfg *initproto.Config) []int {
+	fds, err := setupTransparent(cfg.Transparent)
+	if err != nil {
+		transparentOff = err.Error()
+		cfg.Replace = nil
+		return nil
+	}
+	return fds
+}
+
 // setupTransparent gives the sandbox's network namespace (whose loopback
 // is up) the transparent path of t and returns its descriptors in the
 // order of initproto.TransparentFiles. The init holds CAP_NET_ADMIN in
 // the namespace; CMD, which starts later, holds nothing, so it can change
 // none of it.
 func setupTransparent(t *initproto.Transparent) (fds []int, err error) {
-	var self []netip.Addr
-	for _, s := range t.SelfAddrs {
-		a, perr := netip.ParseAddr(s)
-		if perr != nil {
-			return nil, setupErr(perr, "the transparent path's own address")
-		}
-		self = append(self, a)
-	}
-	if err := netroute.AddToLoopback("", self...); err != nil {
-		return nil, setupErr(err, "giving the sandbox's loopback its own addresses")
-	}
-	if err := netroute.DefaultViaLoopback(""); err != nil {
-		return nil, setupErr(err, "routing the sandbox's connections to its loopback")
-	}
 	defer func() {
 		if err != nil {
 			closeFDs(fds)
@@ -64,7 +71,24 @@ func setupTransparent(t *initproto.Transparent) (fds []int, err error) {
 		return fds, setupErr(err, "passing the nftables counter socket")
 	}
 	unix.CloseOnExec(fd)
-	return append(fds, fd), nil
+	fds = append(fds, fd)
+	// Routes last: with them and without the rules, connections to other
+	// addresses would wait for a timeout instead of failing at once.
+	var self []netip.Addr
+	for _, s := range t.SelfAddrs {
+		a, perr := netip.ParseAddr(s)
+		if perr != nil {
+			return fds, setupErr(perr, "the transparent path's own address")
+		}
+		self = append(self, a)
+	}
+	if err := netroute.AddToLoopback("", self...); err != nil {
+		return fds, setupErr(err, "giving the sandbox's loopback its own addresses")
+	}
+	if err := netroute.DefaultViaLoopback(""); err != nil {
+		return fds, setupErr(err, "routing the sandbox's connections to its loopback")
+	}
+	return fds, nil
 }
 
 // dnsSockets appends the DNS stub's sockets (UDP, TCP on 127.0.0.1, then

@@ -108,6 +108,10 @@ type Status struct {
 	Unavailable bool   `json:"unavailable,omitempty"` // setup refused by the kernel (EPERM and the like)
 	Code        int    `json:"code,omitempty"`        // exit code for exec-error (126 or 127)
 	HTTPPort    int    `json:"http,omitempty"`
+	// TransparentOff, on a Started status of a run that asked for the
+	// transparent path, says why the sandbox has none (only the proxy's
+	// listeners ride along; CMD is confined as without it).
+	TransparentOff string `json:"transparent_off,omitempty"`
 	SOCKSPort   int    `json:"socks,omitempty"`
 }
 
