@@ -60,8 +60,8 @@ type startReport struct {
 	// transparentOff says why the sandbox could not make the transparent
 	// path it was asked for (it runs without it).
 	transparentOff string
-	execMsg   string         // why CMD could not be executed (started is set: exit 126 or 127)
-	err       error          // the sandbox failed; it is killed
+	execMsg        string // why CMD could not be executed (started is set: exit 126 or 127)
+	err            error  // the sandbox failed; it is killed
 	// notStarted marks an err from before CMD could have run that lets
 	// BackendAuto try the next backend.
 	notStarted bool

@@ -112,7 +112,7 @@ type Status struct {
 	// transparent path, says why the sandbox has none (only the proxy's
 	// listeners ride along; CMD is confined as without it).
 	TransparentOff string `json:"transparent_off,omitempty"`
-	SOCKSPort   int    `json:"socks,omitempty"`
+	SOCKSPort      int    `json:"socks,omitempty"`
 }
 
 // MaxMsg bounds Status.Msg; see Send.
