@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +32,8 @@ echo x 2>/dev/null >/dev/udp/` + remoteV4 + `/443 || echo T-QUIC-REFUSED
 for i in $(seq 1 40); do curl -s --max-time 10 --noproxy '*' -o /dev/null -w '%{http_code}\n' http://remote4.test/ & done > codes.txt
 wait
 [ "$(grep -c '^200$' codes.txt)" = 40 ] && echo T-CONCURRENT-OK
+nc -w 2 hostlan.test "$2" </dev/null | grep -q HOST-SERVICE || echo T-HOSTLAN-REFUSED
+nc -w 2 ` + hostV4 + ` "$2" </dev/null | grep -q HOST-SERVICE || echo T-HOSTLAN-LITERAL-REFUSED
 echo x 2>/dev/null >>/etc/hosts || echo T-HOSTS-RO
 echo x 2>/dev/null >>/etc/resolv.conf || echo T-RESOLV-RO
 grep -q '^nameserver 127.0.0.1$' /etc/resolv.conf && echo T-RESOLV-STUB
@@ -37,13 +41,15 @@ seq 1 300 | sed 's/.*/flood-&.flood.test/' | xargs getent ahostsv4 | awk '$2 == 
 `
 
 // TestRunTransparent runs clients that ignore the proxy variables under the
-// transparent path (netns backend, as root and as an ordinary user): curl
+// transparent path, sandgate's default (netns backend, as root and as an
+// ordinary user): curl
 // by a name only DNS knows, over IPv6 TLS, and by a name only the hosts file
 // knows; Node's fetch; nc and plain ssh to :22; 40 connections at once; 300
 // distinct names at once, each with its own address. A denied name gets
 // NXDOMAIN without the remote resolver ever seeing it; a denied IP literal,
 // UDP and QUIC are refused, and all three are in the audit file and the
-// exit summary.
+// exit summary; the host's own LAN service stays out of reach, by name
+// (the address class) and as a literal.
 func TestRunTransparent(t *testing.T) {
 	w := requireSandgate(t)
 	t.Parallel()
@@ -58,17 +64,18 @@ func TestRunTransparent(t *testing.T) {
 			if who == "user" {
 				u = createUser(t)
 			}
+			_, lanPort, _ := net.SplitHostPort(w.hostLAN4)
 			dir := t.TempDir()
 			if u != nil {
 				chownForUser(t, dir, u)
 			}
 			auditFile := filepath.Join(dir, "audit.jsonl")
-			flags := []string{"--backend", "netns", "--transparent", "--audit", auditFile,
+			flags := []string{"--backend", "netns", "--audit", auditFile,
 				"--allow", "remote.test", "--allow", "remote4.test:80", "--allow", "remote6.test:443",
-				"--allow", hostsOnlyName + ":80", "--allow", "**.flood.test"}
+				"--allow", hostsOnlyName + ":80", "--allow", "**.flood.test", "--allow", "hostlan.test"}
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			c := w.hostCmd(ctx, u, newHome(t, u), sandgateArgv(flags, "/bin/bash", "-c", transparentScript, "sh", w.caFile)...)
+			c := w.hostCmd(ctx, u, newHome(t, u), sandgateArgv(flags, "/bin/bash", "-c", transparentScript, "sh", w.caFile, lanPort)...)
 			c.Dir = dir
 			// sandgate's own files for the run (the hosts and resolv.conf
 			// views) go to TMPDIR and are gone when it has ended.
@@ -91,6 +98,7 @@ func TestRunTransparent(t *testing.T) {
 				"T-NODE-OK", "T-NC-OK", "T-SSH-OK",
 				"T-DENIED-NXDOMAIN", "T-LITERAL-REFUSED", "T-UDP-REFUSED", "T-QUIC-REFUSED",
 				"T-CONCURRENT-OK", "T-FLOOD-ADDRS 300", "T-HOSTS-RO", "T-RESOLV-RO", "T-RESOLV-STUB",
+				"T-HOSTLAN-REFUSED", "T-HOSTLAN-LITERAL-REFUSED",
 			} {
 				if !strings.Contains(o.stdout, want) {
 					t.Errorf("stdout lacks %q", want)
@@ -114,6 +122,9 @@ func TestRunTransparent(t *testing.T) {
 			findAudit(t, evs, "udp", 0, "deny", "udp-refused")
 			findAudit(t, evs, "remote4.test", 80, "allow", "allowed")
 			findAudit(t, evs, hostsOnlyName, 80, "allow", "allowed")
+			lan, _ := strconv.Atoi(lanPort)
+			findAudit(t, evs, "hostlan.test", uint16(lan), "deny", "address-class:")
+			findAudit(t, evs, hostV4, uint16(lan), "deny", "not-allowed")
 			for _, want := range []string{"transparent-denied.test (not on the allow list)", evilV4 + ":80 (not on the allow list)", "udp (UDP other than DNS"} {
 				if !strings.Contains(o.stderr, want) {
 					t.Errorf("the exit summary lacks %q; stderr:\n%s", want, o.stderr)

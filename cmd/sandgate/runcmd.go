@@ -25,7 +25,7 @@ func newRunCmd() *cobra.Command {
 		quiet     bool
 		allowUnix bool
 		keepGrant bool
-		transp    bool
+		noTransp  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -33,7 +33,10 @@ func newRunCmd() *cobra.Command {
 		Long: `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
 SOCKS5 proxy, under the policy; the kernel enforces it.
 
-  --network proxy  (default) only through the proxy, under the policy
+  --network proxy  (default) only through the proxy, under the policy; with
+                   the transparent path (off with --no-transparent), the
+                   TCP connections and DNS queries of programs that ignore
+                   the proxy variables are decided by the same policy
   --network none   no network at all (a private loopback only)
   --network full   the host's network, no proxy (still sandboxed otherwise)
 
@@ -81,7 +84,7 @@ executable; 127 CMD not found.`,
 			spec.AllowUnixSockets = allowUnix
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
-			spec.Transparent = transp
+			spec.Transparent = !noTransp
 			spec.Logf = func(format string, a ...any) {
 				if !quiet {
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
@@ -118,7 +121,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&localBind, "allow-local-binding", false, "let CMD reach local (loopback) services; with the netns backend loopback is the sandbox's own and always open")
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
-	fs.BoolVar(&transp, "transparent", false, "--network proxy: also decide (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables; refuse other UDP")
+	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
 }
