@@ -258,7 +258,11 @@ func FormatSummary(refusals []Refusal) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port))))
+		if r.Port == 0 {
+			b.WriteString(r.Host) // a name refused before any port (DNS)
+		} else {
+			b.WriteString(net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port))))
+		}
 		b.WriteString(" (")
 		b.WriteString(ReasonPhrase(r.Reason))
 		b.WriteString(")")
@@ -315,6 +319,16 @@ func ReasonPhrase(reason string) string {
 		return "client went away"
 	case ReasonShutdown:
 		return "proxy shutting down"
+	case "udp-refused":
+		return "UDP other than DNS is not let out, QUIC included"
+	case "protocol-refused":
+		return "only TCP and DNS are let out"
+	case "unknown-synthetic-address":
+		return "stale address from sandgate's DNS"
+	case "synthetic-range-exhausted":
+		return "too many names at once"
+	case "dns-type-not-served":
+		return "DNS record type not served"
 	}
 	if class, ok := strings.CutPrefix(reason, "address-class:"); ok && class != "" {
 		switch class {

@@ -284,6 +284,11 @@ func TestFormatSummary(t *testing.T) {
 			want: "refused 1 connection: [2001:db8::1]:443 (on the deny list)",
 		},
 		{
+			name: "a name refused by DNS, without a port",
+			in:   []Refusal{{Host: "evil.test", Port: 0, Reason: "not-allowed", Count: 2}},
+			want: "refused 2 connections: evil.test (not on the allow list) ×2",
+		},
+		{
 			name: "unknown reason kept",
 			in:   []Refusal{{Host: "a.test", Port: 80, Reason: "something-new", Count: 3}},
 			want: "refused 3 connections: a.test:80 (something-new) ×3",

@@ -70,6 +70,9 @@ func TestRunProxy(t *testing.T) {
 	t.Parallel()
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
 	flags := []string{
+		// The proxy alone: direct TCP and DNS must then fail outright
+		// (TestRunTransparent covers the default, where they are decided).
+		"--no-transparent",
 		"--allow", "remote.test", "--allow", "remote4.test", "--allow", "remote6.test",
 		"--allow", "[" + remoteV6 + "]:80",
 		// Allowed names that resolve to the host's loopback and LAN address:
@@ -258,6 +261,6 @@ func TestRunAllowUnixSockets(t *testing.T) {
 		succeeds("unix", w.hostSock).with("HOST-UNIX"),
 		fails("tcp", remoteV4+":80"),
 	}
-	o := w.runSandgate(t, []string{"--allow-unix-sockets"}, probeArgv(cs)...)
+	o := w.runSandgate(t, []string{"--allow-unix-sockets", "--no-transparent"}, probeArgv(cs)...)
 	expectProbes(t, o, cs)
 }

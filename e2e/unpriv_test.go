@@ -123,7 +123,8 @@ func TestRunUnprivileged(t *testing.T) {
 		succeeds("ids").with(ids),
 		succeeds("wait-stdin"),
 	}
-	flags := []string{"--allow", "remote.test", "--allow", "remote4.test", "--allow", "remote6.test", "--audit", auditFile}
+	// The proxy alone (TestRunTransparent runs the default as a user too).
+	flags := []string{"--no-transparent", "--allow", "remote.test", "--allow", "remote4.test", "--allow", "remote6.test", "--audit", auditFile}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -24,6 +24,10 @@ const (
 	remote6Vi = "2001:db8:1::2"  // the same, IPv6
 )
 
+// hostsOnlyName is a name only the host namespace's hosts file knows (at
+// remoteV4); the DNS server does not.
+const hostsOnlyName = "hostsfile.test"
+
 // zone is what the test DNS server answers; any other name is NXDOMAIN.
 var zone = map[string][]string{
 	"remote.test":  {remoteV4, remoteV6},
@@ -83,7 +87,7 @@ func newWorld(dir string) (w *world, err error) {
 	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+dnsV4+"\noptions timeout:2 attempts:2\n"), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte("127.0.0.1 localhost\n::1 localhost ip6-localhost\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte("127.0.0.1 localhost\n::1 localhost ip6-localhost\n"+remoteV4+" "+hostsOnlyName+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	// No duplicate address detection anywhere: addresses are usable at once.

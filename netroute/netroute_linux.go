@@ -22,18 +22,9 @@ const loopbackIndex = 1
 // is there already is left as it is. It needs CAP_NET_ADMIN in the
 // namespace and the loopback up.
 func DefaultViaLoopback(netns string) error {
-	cfg := &netlink.Config{}
-	if netns != "" {
-		f, err := os.Open(netns)
-		if err != nil {
-			return fmt.Errorf("netroute: opening network namespace: %w", err)
-		}
-		defer f.Close()
-		cfg.NetNS = int(f.Fd())
-	}
-	conn, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	conn, err := dial(netns)
 	if err != nil {
-		return fmt.Errorf("netroute: connecting to rtnetlink: %w", err)
+		return err
 	}
 	defer conn.Close()
 	for _, r := range []struct {
@@ -87,4 +78,23 @@ func appendAttr(b []byte, typ uint16, data []byte) []byte {
 		b = append(b, 0)
 	}
 	return b
+}
+
+// dial connects to rtnetlink in the network namespace at netns ("" is the
+// calling thread's own).
+func dial(netns string) (*netlink.Conn, error) {
+	cfg := &netlink.Config{}
+	if netns != "" {
+		f, err := os.Open(netns)
+		if err != nil {
+			return nil, fmt.Errorf("netroute: opening network namespace: %w", err)
+		}
+		defer f.Close()
+		cfg.NetNS = int(f.Fd())
+	}
+	conn, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("netroute: connecting to rtnetlink: %w", err)
+	}
+	return conn, nil
 }

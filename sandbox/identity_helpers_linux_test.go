@@ -53,6 +53,8 @@ func runIDHelper(name string, args []string) int {
 		return 0
 	case "id-net":
 		return idNetHelper(args)
+	case "id-tdial":
+		return transparentHelper(args)
 	case "id-wait":
 		// Print the proxy ports, wait for args[0] to exist, then create
 		// the files args[1:] in the working directory.

@@ -122,6 +122,16 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 	}
+	if spec.Transparent && spec.Network == NetworkProxy {
+		// Without it CMD is confined no less: only proxy-aware programs
+		// can connect.
+		if tp, replace, err := newIdentityPath(spec, lease, leaser.Options.NetNS, uint32(id.UID)); err != nil {
+			notify("running without the transparent path (only programs that use the proxy variables can connect): " + describe(err))
+		} else {
+			cfg.Replace, plan.transparent = replace, tp
+			attr.UseCgroupFD, attr.CgroupFD = true, tp.group.FD()
+		}
+	}
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
 	plan.broken = guard.broken()
 	res, err := supervise(ctx, spec, sb, plan)

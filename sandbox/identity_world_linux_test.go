@@ -140,6 +140,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("ExitCodesSignalsTerminal", w.testProcess)
 	t.Run("NothingOutlivesRun", w.testNothingOutlivesRun)
 	t.Run("ParentKilled", w.testParentKilled)
+	t.Run("Transparent", w.testTransparent) // last: it gives the namespace a default route
 }
 
 func newIDWorld(t *testing.T) *idWorld {

@@ -189,15 +189,20 @@ func (b *initSandbox) report(st initproto.Status, files []*os.File, ok bool, err
 			initproto.CloseAll(files)
 			return startReport{started: true}
 		}
-		if len(files) != 2 {
-			initproto.CloseAll(files)
-			return startReport{started: true, err: fmt.Errorf("the init passed %d listeners, want 2", len(files))}
+		want := 2
+		if b.cfg.Transparent != nil && st.TransparentOff == "" {
+			want += initproto.TransparentFiles
 		}
-		lns, err := fileListeners(files)
+		if len(files) != want {
+			initproto.CloseAll(files)
+			return startReport{started: true, err: fmt.Errorf("the init passed %d sockets, want %d", len(files), want)}
+		}
+		lns, err := fileListeners(files[:2])
 		if err != nil {
+			initproto.CloseAll(files[2:])
 			return startReport{started: true, err: fmt.Errorf("using the proxy listener from the sandbox: %w", err)}
 		}
-		return startReport{started: true, listeners: lns}
+		return startReport{started: true, listeners: lns, files: files[2:], transparentOff: st.TransparentOff}
 	case st.Kind == initproto.ExecError:
 		initproto.CloseAll(files)
 		return startReport{started: true, execMsg: st.Msg}

@@ -106,9 +106,19 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	if spec.Network == NetworkFull {
 		attr.Cloneflags &^= unix.CLONE_NEWNET
 	}
+	var plan runPlan
+	if spec.Network == NetworkProxy && spec.Transparent {
+		// Without it CMD is confined no less: only proxy-aware programs
+		// can connect.
+		if tr, it, replace, err := newTransparentRun(spec); err != nil {
+			spec.notifier()("running without the transparent path (only programs that use the proxy variables can connect): " + err.Error())
+		} else {
+			cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
+		}
+	}
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}
-	res, err := supervise(ctx, spec, sb, runPlan{})
+	res, err := supervise(ctx, spec, sb, plan)
 	res.ViewChanged = viewChanged(view)
 	return res, err
 }

@@ -181,6 +181,15 @@ type Spec struct {
 	// socket(AF_UNIX, ...). Unix path sockets lead out of the sandbox
 	// (docker.sock, ssh-agent, other forwarders): use with care.
 	AllowUnixSockets bool
+	// Transparent gives a NetworkProxy run the transparent path (issue
+	// 11): every TCP connection CMD makes to a non-local address and every
+	// DNS query, whether or not CMD knows about the proxy, is decided by
+	// Gate and recorded in Audit like a proxied one; other UDP is refused.
+	// The identity backend needs a cgroup v2 of its own for the run, two
+	// more reserved ports, and a route towards the synthetic range (a
+	// default route), and its resolver asks over TCP only ("use-vc").
+	Transparent bool
+
 	// Executable is the sandgate binary re-executed as the sandbox's init
 	// ("" = /proc/self/exe). It must call MaybeInit or InitMain first
 	// thing in main.

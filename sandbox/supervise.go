@@ -56,8 +56,12 @@ type streams struct {
 type startReport struct {
 	started   bool           // CMD runs (or ran)
 	listeners []net.Listener // the proxy's (HTTP, SOCKS5), when the sandbox made them
-	execMsg   string         // why CMD could not be executed (started is set: exit 126 or 127)
-	err       error          // the sandbox failed; it is killed
+	files     []*os.File     // the transparent path's sockets, when the sandbox made them
+	// transparentOff says why the sandbox could not make the transparent
+	// path it was asked for (it runs without it).
+	transparentOff string
+	execMsg        string // why CMD could not be executed (started is set: exit 126 or 127)
+	err            error  // the sandbox failed; it is killed
 	// notStarted marks an err from before CMD could have run that lets
 	// BackendAuto try the next backend.
 	notStarted bool
@@ -77,6 +81,21 @@ type runPlan struct {
 	// or killed at once, and the run fails with that error, after a
 	// message saying so.
 	broken <-chan *UnavailableError
+	// transparent is the run's transparent path (nil: none). It is
+	// served with the proxy's server once CMD runs, and stopped after
+	// the proxy, in every case.
+	transparent transparentPath
+}
+
+// transparentPath is the sandgate side of a run's transparent path
+// (package sandbox's transparent_linux.go).
+type transparentPath interface {
+	// serve serves the sandbox's transparent sockets (it owns files) with
+	// srv, the run's proxy server: one gate and audit pipeline for both.
+	serve(srv *proxy.Server, files []*os.File) error
+	// stop ends what serve started, once srv is shut down, records what
+	// the sandbox's rules refused, and removes the run's files.
+	stop()
 }
 
 // supervisor is the state of one run.
@@ -122,7 +141,7 @@ func supervise(ctx context.Context, spec Spec, sb sandboxProcess, plan runPlan) 
 func (s *supervisor) start() error {
 	select {
 	case ue := <-s.plan.broken:
-		closeListeners(s.plan.listeners)
+		s.abandonPlan()
 		return ue
 	default:
 	}
@@ -132,11 +151,19 @@ func (s *supervisor) start() error {
 	reports, err := s.sb.start(s.io)
 	if err != nil {
 		signal.Stop(s.sigs)
-		closeListeners(s.plan.listeners)
+		s.abandonPlan()
 		return err
 	}
 	s.reports, s.exited = reports, s.sb.done()
 	return nil
+}
+
+// abandonPlan releases the plan of a sandbox that never started.
+func (s *supervisor) abandonPlan() {
+	closeListeners(s.plan.listeners)
+	if s.plan.transparent != nil {
+		s.plan.transparent.stop()
+	}
 }
 
 // specStreams are the Spec's streams, the process's own where unset.
@@ -191,6 +218,7 @@ func (s *supervisor) onReport(r startReport) {
 	if r.err != nil {
 		s.notStarted = r.notStarted
 		closeListeners(r.listeners)
+		closeFiles(r.files)
 		s.fail(r.err)
 		s.kill()
 		return
@@ -201,10 +229,12 @@ func (s *supervisor) onReport(r startReport) {
 	}
 	if !r.started || s.spec.Network != NetworkProxy {
 		closeListeners(lns)
+		closeFiles(r.files)
 		return
 	}
 	if len(lns) != 2 {
 		closeListeners(lns)
+		closeFiles(r.files)
 		s.fail(fmt.Errorf("the proxy has %d listeners, want 2", len(lns)))
 		s.kill()
 		return
@@ -212,6 +242,17 @@ func (s *supervisor) onReport(r startReport) {
 	srv := proxy.New(proxy.Options{Gate: s.spec.Gate, Audit: s.spec.Audit, Credentials: s.plan.creds, Limits: s.spec.ProxyLimits, Logf: s.spec.Logf})
 	s.pair = srv.ServePair(lns[0], lns[1])
 	s.failed = s.pair.Failed()
+	if s.plan.transparent != nil && r.transparentOff != "" {
+		s.notify("running without the transparent path (only programs that use the proxy variables can connect): " + r.transparentOff)
+		closeFiles(r.files)
+	} else if s.plan.transparent != nil {
+		if err := s.plan.transparent.serve(srv, r.files); err != nil {
+			s.fail(err)
+			s.kill()
+		}
+	} else {
+		closeFiles(r.files)
+	}
 }
 
 // fail records err unless an earlier failure is already recorded.
@@ -247,6 +288,9 @@ func (s *supervisor) finish() (Result, error) {
 	} else {
 		closeListeners(s.plan.listeners) // never served (closing twice is harmless)
 	}
+	if s.plan.transparent != nil {
+		s.plan.transparent.stop()
+	}
 	if s.execMsg != "" {
 		s.notify(s.execMsg) // after CMD's last output and the terminal's restore
 	}
@@ -263,5 +307,12 @@ func (s *supervisor) finish() (Result, error) {
 func closeListeners(ls []net.Listener) {
 	for _, ln := range ls {
 		ln.Close()
+	}
+}
+
+// closeFiles closes every file of fs.
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandgate/sandgate/proxy"
 )
 
 // fakeSandbox is a sandboxProcess that runs nothing: the test says what it
@@ -305,5 +307,83 @@ func TestSuperviseBroken(t *testing.T) {
 	}
 	if accepts(lns[0].Addr().String()) {
 		t.Error("the planned listeners are still open")
+	}
+}
+
+// fakeTransparent is a transparentPath that records what it was given.
+type fakeTransparent struct {
+	mu       sync.Mutex
+	files    []*os.File
+	served   bool
+	stops    int
+	serveErr error
+}
+
+func (f *fakeTransparent) serve(_ *proxy.Server, files []*os.File) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.served, f.files = true, files
+	return f.serveErr
+}
+
+func (f *fakeTransparent) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops++
+}
+
+// TestSuperviseTransparent: the transparent path gets the sandbox's files
+// once CMD runs and is stopped at the end; a failing one fails the run and
+// kills the sandbox; one whose sandbox never starts is stopped all the same.
+func TestSuperviseTransparent(t *testing.T) {
+	spec := Spec{Network: NetworkProxy, Stdin: strings.NewReader("")}
+	file, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+
+	tp := &fakeTransparent{}
+	f := newFake(startReport{started: true, files: []*os.File{file}}, 0)
+	f.exit()
+	if _, err := supervise(context.Background(), spec, f, runPlan{listeners: loopbackPair(t), transparent: tp}); err != nil {
+		t.Fatal(err)
+	}
+	if !tp.served || len(tp.files) != 1 || tp.files[0] != file || tp.stops != 1 {
+		t.Errorf("served %v with %v, stopped %d times; want served with the file, stopped once", tp.served, tp.files, tp.stops)
+	}
+
+	bad := errors.New("no transparent path")
+	tp = &fakeTransparent{serveErr: bad}
+	f = newFake(startReport{started: true}, 0)
+	if _, err := supervise(context.Background(), spec, f, runPlan{listeners: loopbackPair(t), transparent: tp}); !errors.Is(err, bad) {
+		t.Errorf("supervise = %v, want the transparent path's error", err)
+	}
+	if f.kills != 1 || tp.stops != 1 {
+		t.Errorf("kills %d, stops %d; want the sandbox killed and the path stopped once", f.kills, tp.stops)
+	}
+
+	// A sandbox that could not make the path runs without it, and says so.
+	tp = &fakeTransparent{}
+	var said []string
+	off := spec
+	off.Notify = func(m string) { said = append(said, m) }
+	f = newFake(startReport{started: true, transparentOff: "no nf_tables"}, 0)
+	f.exit()
+	if _, err := supervise(context.Background(), off, f, runPlan{listeners: loopbackPair(t), transparent: tp}); err != nil {
+		t.Fatal(err)
+	}
+	if tp.served || tp.stops != 1 || len(said) != 1 || !strings.Contains(said[0], "without the transparent path") || !strings.Contains(said[0], "no nf_tables") {
+		t.Errorf("served %v, stops %d, said %q; want not served, stopped once, told why", tp.served, tp.stops, said)
+	}
+
+	tp = &fakeTransparent{}
+	f = newFake(startReport{}, 0)
+	f.startErr = errors.New("cannot start")
+	if _, err := supervise(context.Background(), spec, f, runPlan{transparent: tp}); err == nil {
+		t.Error("a sandbox that did not start did not fail the run")
+	}
+	if tp.served || tp.stops != 1 {
+		t.Errorf("served %v, stops %d; want stopped once, never served", tp.served, tp.stops)
 	}
 }

@@ -9,6 +9,7 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v curl >/dev/null || need+=(curl)
 command -v bwrap >/dev/null || need+=(bubblewrap) # bench run: the start-up of a comparable sandbox
+command -v nc >/dev/null || need+=(netcat-openbsd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test prerequisites: ${need[*]} (install them, or run as root)" >&2

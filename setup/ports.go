@@ -63,3 +63,36 @@ func widerRange(ports []uint16) []uint16 {
 	}
 	return out
 }
+
+// ReserveLoopbackPair listens at the first free port of the installed
+// reserved set on both 127.0.0.1 and [::1] (in that order), made as
+// ReservePorts makes its listeners, and returns the port's index in the
+// set too. An identity run's transparent path takes two such ports beside
+// the proxy's: its transparent listener and its DNS stub (TCP), where its
+// rules redirect the offline user's connections (an IPv6 connection is
+// redirected to [::1]).
+func (s *Lease) ReserveLoopbackPair() (lns []net.Listener, index int, err error) {
+	lc := net.ListenConfig{Control: proxyListenControl}
+	for i, p := range s.marker.ProxyPorts {
+		var got []net.Listener
+		for _, host := range []string{"127.0.0.1", "::1"} {
+			ln, lerr := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, strconv.Itoa(int(p))))
+			if lerr != nil {
+				err = lerr
+				break
+			}
+			got = append(got, ln)
+		}
+		if len(got) == 2 {
+			return got, i, nil
+		}
+		closeListeners(got)
+		if !portTaken(err) {
+			return nil, 0, fmt.Errorf("listening on reserved proxy port %d: %w", p, err)
+		}
+	}
+	alb := s.marker.AllowLocalBinding
+	ports := s.marker.ProxyPorts
+	return nil, 0, unavailable("all %d reserved proxy ports (%s) are in use: an identity run takes two, and two more with the transparent path; widen the range with `%s`",
+		len(ports), ruleplan.FormatPorts(ports), FixCommand(false, alb, alb, widerRange(ports)))
+}

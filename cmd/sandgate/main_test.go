@@ -84,6 +84,8 @@ func TestRefusalLine(t *testing.T) {
 		{audit.Refusal{Host: "db.test", Port: 5432, Reason: "address-class:private", Count: 1}, "--allow-private-destinations"},
 		{audit.Refusal{Host: "169.254.169.254", Port: 80, Reason: "address-class:metadata", Count: 1}, ""},
 		{audit.Refusal{Host: "bad.test", Port: 80, Reason: "denied", Count: 1}, "deny entry"},
+		{audit.Refusal{Host: "dns.test", Port: 0, Reason: "not-allowed", Count: 1}, "to allow dns.test, add --allow dns.test:PORT"},
+		{audit.Refusal{Host: "dns.test", Port: 0, Reason: "dns-type-not-served", Count: 1}, ""},
 	}
 	for _, tt := range tests {
 		line := refusalLine([]audit.Refusal{tt.r})

@@ -26,6 +26,7 @@ func newRunCmd() *cobra.Command {
 		allowUnix bool
 		keepGrant bool
 		host      hostFlags
+		noTransp  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -33,7 +34,10 @@ func newRunCmd() *cobra.Command {
 		Long: `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
 SOCKS5 proxy, under the policy; the kernel enforces it.
 
-  --network proxy  (default) only through the proxy, under the policy
+  --network proxy  (default) only through the proxy, under the policy; with
+                   the transparent path (off with --no-transparent), the
+                   TCP connections and DNS queries of programs that ignore
+                   the proxy variables are decided by the same policy
   --network none   no network at all (a private loopback only)
   --network full   the host's network, no proxy (still sandboxed otherwise)
 
@@ -93,6 +97,7 @@ executable; 127 CMD not found.`,
 			spec.AllowUnixSockets = allowUnix
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
+			spec.Transparent = !noTransp
 			spec.Logf = func(format string, a ...any) {
 				if !quiet {
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
@@ -135,6 +140,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
+	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	return cmd
 }
@@ -163,6 +169,16 @@ func refusalLine(rs []audit.Refusal) string {
 // flag would (metadata addresses and numeric names have none on purpose).
 func allowHint(r audit.Refusal) string {
 	target := net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port)))
+	if r.Port == 0 {
+		// A name refused by the DNS stub, before CMD chose a port.
+		switch r.Reason {
+		case "not-allowed":
+			return fmt.Sprintf("to allow %s, add --allow %s:PORT", r.Host, r.Host)
+		case "denied":
+			return fmt.Sprintf("%s matches a deny entry; deny entries win over allow entries", r.Host)
+		}
+		return ""
+	}
 	switch {
 	case r.Reason == "not-allowed":
 		return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))

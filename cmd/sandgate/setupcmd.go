@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sandgate/sandgate/ruleplan"
+	"github.com/sandgate/sandgate/sandbox"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -119,6 +121,12 @@ func setupCheck(out io.Writer, o setup.Options) error {
 	diffs, err := setup.Check(o)
 	if err != nil {
 		return &exitError{code: exitFailure, err: fmt.Errorf("checking the setup: %w", err)}
+	}
+	if !notRoot() {
+		if stale, err := sandbox.StaleTransparentRules(o.NetNS); err == nil && len(stale) > 0 {
+			fmt.Fprintf(out, "sandgate: %d identity runs that are gone left transparent rules (%s; they match no socket, and the next transparent identity run removes them)\n",
+				len(stale), strings.Join(stale, ", "))
+		}
 	}
 	if len(diffs) == 0 {
 		fmt.Fprintf(out, "sandgate: the identity backend is set up and current (%s)\n", describeOptions(o))

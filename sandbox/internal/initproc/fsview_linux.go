@@ -16,11 +16,10 @@ import (
 //  2. applyView mounts the plan (fsview.Apply), while the init still has
 //     CAP_SYS_ADMIN and CAP_DAC_OVERRIDE (netns: in its user namespace;
 //     identity: real root);
-//  3. bindFiles binds the replacement files of initproto.Config.Files
-//     (files whose content the parent gives: sandgate's own versions of
-//     files such as /etc/hosts or /etc/resolv.conf) read-only over the
-//     host's (fsview.BindContent); applyView does it, with or without a
-//     view, before viewLandlock;
+//  3. the replacement files of initproto.Config.Replace (sandgate's own
+//     /etc/hosts and /etc/resolv.conf views of the transparent path) are
+//     bound read-only over the view's (applyReplacements, later, just
+//     before the lock-down);
 //  4. /proc of the new PID namespace is mounted over the view;
 //  5. viewLandlock builds the Landlock ruleset over the mounted writable
 //     roots, after every mount and while the init can still open every
@@ -33,10 +32,10 @@ import (
 // error wraps fsview.ErrUnavailable and says what and what to do.
 
 // applyView decodes and applies the view of cfg (a nil plan when there is
-// none), then binds cfg.Files.
+// none).
 func applyView(cfg initproto.Config) (*fsview.Plan, error) {
 	if len(cfg.View) == 0 {
-		return nil, bindFiles(cfg.Files)
+		return nil, nil
 	}
 	plan, err := fsview.UnmarshalPlan(cfg.View)
 	if err != nil {
@@ -56,23 +55,10 @@ func applyView(cfg initproto.Config) (*fsview.Plan, error) {
 	if err := fsview.Apply(plan); err != nil {
 		return nil, viewError(err)
 	}
-	if err := bindFiles(cfg.Files); err != nil {
-		return nil, err
-	}
 	if err := os.Chdir(wd); err != nil {
 		return nil, setupErr(err, "sandbox init: the working directory %s is not in the file system view (a private /tmp or a hidden path covers it): run from the workspace, or name it with --workspace or --write", wd)
 	}
 	return plan, nil
-}
-
-// bindFiles binds each replacement file over the host's.
-func bindFiles(files []initproto.File) error {
-	for _, f := range files {
-		if err := fsview.BindContent(f.Path, f.Content); err != nil {
-			return asSetupError(err)
-		}
-	}
-	return nil
 }
 
 // viewLandlock builds the Landlock ruleset of the applied plan (nil, nil

@@ -37,6 +37,9 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return 0, setupErr(err, "mounting /proc for the sandbox's PID namespace")
 	}
+	if err := applyReplacements(cfg.Replace); err != nil {
+		return 0, err
+	}
 	// CMD must not be able to inspect or ptrace the init.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return 0, setupErr(err, "making the sandbox init non-dumpable")

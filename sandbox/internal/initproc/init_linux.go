@@ -68,7 +68,7 @@ func Main(args []string) int {
 		}
 		return 125
 	}
-	report(initproto.Status{Kind: initproto.Started, HTTPPort: httpPort, SOCKSPort: socksPort}, listeners...)
+	report(initproto.Status{Kind: initproto.Started, HTTPPort: httpPort, SOCKSPort: socksPort, TransparentOff: transparentOff}, listeners...)
 	for _, fd := range listeners {
 		unix.Close(fd)
 	}
@@ -255,6 +255,9 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 			return 0, 0, 0, nil, setupErr(err, "creating the proxy's SOCKS5 listener in the sandbox")
 		}
 		listeners = []int{hfd, sfd}
+		if cfg.Transparent != nil {
+			listeners = append(listeners, transparentOrOff(&cfg)...)
+		}
 		env = proxyenv.Merge(env, proxyenv.Vars(proxyenv.Config{
 			HTTP:       "http://127.0.0.1:" + strconv.Itoa(httpPort),
 			SOCKS:      "socks5h://127.0.0.1:" + strconv.Itoa(socksPort),
@@ -279,6 +282,9 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	}
 	path, err := lookPath(args[0], env, cfg.Dir)
 	if err != nil {
+		return fail(err)
+	}
+	if err := applyReplacements(cfg.Replace); err != nil {
 		return fail(err)
 	}
 	// CMD must not be able to inspect or ptrace the init.
@@ -348,24 +354,7 @@ func LoopbackUp() error {
 
 // listenLoopback returns a TCP socket listening on 127.0.0.1 at a free port.
 func listenLoopback() (fd, port int, err error) {
-	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, 0, fmt.Errorf("socket: %w", err)
-	}
-	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("bind 127.0.0.1:0: %w", err)
-	}
-	if err = unix.Listen(fd, unix.SOMAXCONN); err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("listen: %w", err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("getsockname: %w", err)
-	}
-	return fd, sa.(*unix.SockaddrInet4).Port, nil
+	return bindLoopback(unix.AF_INET, unix.SOCK_STREAM, 0)
 }
 
 // lockDown locks the calling thread down (confine.LockDown), as the

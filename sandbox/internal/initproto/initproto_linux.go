@@ -50,17 +50,15 @@ type Config struct {
 	// View is the file system view to apply (fsview.Plan.Marshal); empty:
 	// none.
 	View json.RawMessage `json:"view,omitempty"`
-	// Files are bound read-only over the host's files of the same paths
-	// after the view (fsview.BindContent): sandgate's own versions of files
-	// the command must see but not change (e.g. a DNS stub's
-	// /etc/resolv.conf and /etc/hosts). Each path must exist.
-	Files []File `json:"files,omitempty"`
-}
 
-// File is a file of Config.Files: what the command sees at Path.
-type File struct {
-	Path    string `json:"path"`
-	Content []byte `json:"content"`
+	// The transparent path (issue 11; see transparent_linux.go).
+	// Transparent, when set, makes the init of a netns run give the
+	// sandbox's network namespace the transparent path and pass its
+	// sockets with the proxy's. Replace are files bound read-only over
+	// paths of the sandbox's view (the hosts and resolv.conf views), after
+	// every other change to the view.
+	Transparent *Transparent  `json:"transparent,omitempty"`
+	Replace     []ReplaceFile `json:"replace,omitempty"`
 }
 
 // Identity is who CMD runs as in an identity run.
@@ -113,7 +111,11 @@ type Status struct {
 	Unavailable bool   `json:"unavailable,omitempty"` // setup refused by the kernel (EPERM and the like)
 	Code        int    `json:"code,omitempty"`        // exit code for exec-error (126 or 127)
 	HTTPPort    int    `json:"http,omitempty"`
-	SOCKSPort   int    `json:"socks,omitempty"`
+	// TransparentOff, on a Started status of a run that asked for the
+	// transparent path, says why the sandbox has none (only the proxy's
+	// listeners ride along; CMD is confined as without it).
+	TransparentOff string `json:"transparent_off,omitempty"`
+	SOCKSPort      int    `json:"socks,omitempty"`
 }
 
 // MaxMsg bounds Status.Msg; see Send.
@@ -147,7 +149,7 @@ func Send(fd int, st Status, fds ...int) error {
 // socket without reporting (it died before getting that far).
 func Recv(f *os.File) (st Status, files []*os.File, ok bool, err error) {
 	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	oob := make([]byte, unix.CmsgSpace(MaxFiles*4))
 	var n, oobn int
 	rc, err := f.SyscallConn()
 	if err != nil {
