@@ -47,25 +47,8 @@ executable; 127 CMD not found.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var spec sandbox.Spec
-			switch network {
-			case "proxy":
-				spec.Network = sandbox.NetworkProxy
-			case "none":
-				spec.Network = sandbox.NetworkNone
-			case "full":
-				spec.Network = sandbox.NetworkFull
-			default:
-				return usageErr("invalid --network %q: want proxy, none or full", network)
-			}
-			switch backend {
-			case "auto":
-				spec.Backend = sandbox.BackendAuto
-			case "netns":
-				spec.Backend = sandbox.BackendNetns
-			case "identity":
-				spec.Backend = sandbox.BackendIdentity
-			default:
-				return usageErr("invalid --backend %q: want auto, netns or identity", backend)
+			if err := setModes(&spec, network, backend); err != nil {
+				return err
 			}
 			cf, pol, o, err := pf.load(localBind)
 			if err != nil {
@@ -118,16 +101,7 @@ executable; 127 CMD not found.`,
 					fmt.Fprintln(os.Stderr, line)
 				}
 			}
-			if res.ProxyErr != nil {
-				fmt.Fprintf(os.Stderr, "sandgate: the proxy failed during the run, so CMD's connections failed: %v\n", res.ProxyErr)
-				if res.ExitCode == 0 {
-					return &exitError{code: exitFailure}
-				}
-			}
-			if res.ExitCode != 0 {
-				return &exitError{code: res.ExitCode}
-			}
-			return nil
+			return runOutcome(res)
 		},
 	}
 	fs := cmd.Flags()
@@ -199,4 +173,44 @@ func hintEntry(host string, port uint16) string {
 		return "'[" + host + "]:" + strconv.Itoa(int(port)) + "'"
 	}
 	return host + ":" + strconv.Itoa(int(port))
+}
+
+// setModes sets spec's network mode and backend from their flags.
+func setModes(spec *sandbox.Spec, network, backend string) error {
+	switch network {
+	case "proxy":
+		spec.Network = sandbox.NetworkProxy
+	case "none":
+		spec.Network = sandbox.NetworkNone
+	case "full":
+		spec.Network = sandbox.NetworkFull
+	default:
+		return usageErr("invalid --network %q: want proxy, none or full", network)
+	}
+	switch backend {
+	case "auto":
+		spec.Backend = sandbox.BackendAuto
+	case "netns":
+		spec.Backend = sandbox.BackendNetns
+	case "identity":
+		spec.Backend = sandbox.BackendIdentity
+	default:
+		return usageErr("invalid --backend %q: want auto, netns or identity", backend)
+	}
+	return nil
+}
+
+// runOutcome turns a finished run into sandgate's exit: CMD's own status,
+// or 125 when the proxy failed during a run that CMD thought went well.
+func runOutcome(res sandbox.Result) error {
+	if res.ProxyErr != nil {
+		fmt.Fprintf(os.Stderr, "sandgate: the proxy failed during the run, so CMD's connections failed: %v\n", res.ProxyErr)
+		if res.ExitCode == 0 {
+			return &exitError{code: exitFailure}
+		}
+	}
+	if res.ExitCode != 0 {
+		return &exitError{code: res.ExitCode}
+	}
+	return nil
 }
