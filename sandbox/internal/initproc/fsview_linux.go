@@ -13,13 +13,14 @@ import (
 // The file system view in the init, on both backends:
 //
 //  1. the init's mounts are made private (slaves of the host's);
-//  2. applyView mounts the plan (fsview.Apply), while the init still has
+//  2. the replacement files of initproto.Config.Replace (sandgate's own
+//     /etc/hosts and /etc/resolv.conf views of the transparent path) are
+//     bound read-only over the host's (applyReplacements), before the
+//     view, whose private /tmp would cover their sources; the binds stay
+//     in the view, read-only;
+//  3. applyView mounts the plan (fsview.Apply), while the init still has
 //     CAP_SYS_ADMIN and CAP_DAC_OVERRIDE (netns: in its user namespace;
 //     identity: real root);
-//  3. the replacement files of initproto.Config.Replace (sandgate's own
-//     /etc/hosts and /etc/resolv.conf views of the transparent path) are
-//     bound read-only over the view's (applyReplacements, later, just
-//     before the lock-down);
 //  4. /proc of the new PID namespace is mounted over the view;
 //  5. viewLandlock builds the Landlock ruleset over the mounted writable
 //     roots, after every mount and while the init can still open every

@@ -29,6 +29,11 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, setupErr(err, "making the sandbox's mounts private")
 	}
+	// The replacement files first: their sources lie where the view may
+	// put a private /tmp; a bind made now stays in the view.
+	if err := applyReplacements(cfg.Replace); err != nil {
+		return 0, err
+	}
 	view, err := applyView(cfg)
 	if err != nil {
 		return 0, err
@@ -36,9 +41,6 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return 0, setupErr(err, "mounting /proc for the sandbox's PID namespace")
-	}
-	if err := applyReplacements(cfg.Replace); err != nil {
-		return 0, err
 	}
 	// CMD must not be able to inspect or ptrace the init.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {

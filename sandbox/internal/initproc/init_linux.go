@@ -230,6 +230,11 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")
 	}
+	// The replacement files first: their sources lie where the view may
+	// put a private /tmp; a bind made now stays in the view.
+	if err := applyReplacements(cfg.Replace); err != nil {
+		return 0, 0, 0, nil, err
+	}
 	view, err := applyView(cfg)
 	if err != nil {
 		return 0, 0, 0, nil, err
@@ -282,9 +287,6 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	}
 	path, err := lookPath(args[0], env, cfg.Dir)
 	if err != nil {
-		return fail(err)
-	}
-	if err := applyReplacements(cfg.Replace); err != nil {
 		return fail(err)
 	}
 	// CMD must not be able to inspect or ptrace the init.

@@ -55,8 +55,8 @@ type Config struct {
 	// Transparent, when set, makes the init of a netns run give the
 	// sandbox's network namespace the transparent path and pass its
 	// sockets with the proxy's. Replace are files bound read-only over
-	// paths of the sandbox's view (the hosts and resolv.conf views), after
-	// every other change to the view.
+	// paths of the sandbox's view (the hosts and resolv.conf views), before
+	// the file system view is applied (which keeps them).
 	Transparent *Transparent  `json:"transparent,omitempty"`
 	Replace     []ReplaceFile `json:"replace,omitempty"`
 }
