@@ -8,7 +8,7 @@
 //     name starting with NAME).
 //  2. Kept: names that look like secrets but are not: NotSecret (SSH_AUTH_SOCK,
 //     GPG_TTY, GPG_KEY, PWD, XAUTHORITY, TOKENIZERS_PARALLELISM, the
-//     *_ASKPASS programs, ...).
+//     *_ASKPASS programs, AWS_CA_BUNDLE (a certificate path), ...).
 //  3. Dropped: every AWS_* variable (credentials, session tokens, and the
 //     profile and region that only matter with them), and the names in
 //     SecretNames (DOCKER_AUTH_CONFIG, ...).
@@ -51,6 +51,7 @@ var NotSecret = []string{
 	"TOKENIZERS_PARALLELISM", "GIT_ASKPASS", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "SUDO_ASKPASS",
 	"PASSWORD_STORE_DIR", "KEYTIMEOUT",
 	"GPG_KEY", "GPG_KEYS", // public key fingerprints (official Docker images set them)
+	"AWS_CA_BUNDLE", // a path to trusted CA certificates, set by some hosts for every tool
 }
 
 // SecretNames are dropped by name, whatever the word rules say.

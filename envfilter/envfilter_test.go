@@ -25,6 +25,7 @@ func TestSecret(t *testing.T) {
 		{"AWS_ACCESS_KEY_ID", "x", true},
 		{"AWS_SESSION_TOKEN", "x", true},
 		{"AWS_PROFILE", "dev", true},
+		{"AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt", false},
 		{"aws_region", "eu-west-1", true},
 		{"OPENAI_API_KEY", "x", true},
 		{"ANTHROPIC_API_KEY", "x", true},
