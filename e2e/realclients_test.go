@@ -131,7 +131,7 @@ func serveRemoteTLS(t *testing.T, w *world, h http.Handler) string {
 	}
 	for _, l := range ls {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(tls.NewListener(l, w.serverTLS))
+		go srv.Serve(tls.NewListener(l, w.serverTLS.Clone()))
 		t.Cleanup(func() { srv.Close() })
 	}
 	_, port, _ := net.SplitHostPort(ls[0].Addr().String())

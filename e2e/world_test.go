@@ -263,7 +263,7 @@ func (w *world) startRemote(h *testnet.NS) (string, error) {
 		return "", err
 	}
 	for _, l := range tlsLs {
-		srv := newHTTPServer("https", ca.serverConfig)
+		srv := newHTTPServer("https", ca.serverConfig.Clone()) // each its own: ServeTLS adds to its NextProtos
 		go srv.ServeTLS(l, "", "")
 		w.closers = append(w.closers, func() { srv.Close() })
 	}
