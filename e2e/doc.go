@@ -3,7 +3,12 @@
 // joined by a veth pair, on documentation addresses, IPv4 and IPv6, with a
 // DNS server the tests control), run commands under the real sandgate binary
 // in the host namespace, and check from inside the sandbox, with the probe
-// program in internal/probe, what can and cannot be reached.
+// program in internal/probe, what can and cannot be reached. The real-client
+// tests (git over https and ssh, go mod download, pip, npm) run the real
+// tools under the default file system view, in a project directory outside
+// /tmp, against servers they start in the remote (an sshd, git http-backend,
+// a fake GOPROXY, simple index and npm registry), and check that the result
+// is in the workspace and that the test HOME was not written.
 //
 // The tests need root (network namespaces, a test user). They skip when not
 // run as root, unless SANDGATE_REQUIRE_PRIVILEGED is set, in which case they

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -55,6 +56,9 @@ type world struct {
 	hostLAN4, hostLAN6   string // listeners on the host's veth addresses
 	hostSock             string // a unix socket path
 
+	remote    *testnet.NS // the remote namespace, for tests' own servers
+	serverTLS *tls.Config // the remote's TLS configuration (certificate signed by caFile's CA)
+
 	dns     *dnsServer
 	closers []func()
 }
@@ -78,6 +82,7 @@ func newWorld(dir string) (w *world, err error) {
 	if err != nil {
 		return nil, err
 	}
+	w.remote = remote
 	etc := filepath.Join("/etc/netns", w.hostNS)
 	w.closers = append(w.closers, func() { _ = os.RemoveAll(etc) })
 	if err := os.MkdirAll(etc, 0o755); err != nil {
@@ -248,6 +253,7 @@ func (w *world) startRemote(h *testnet.NS) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	w.serverTLS = ca.serverConfig
 	caFile := filepath.Join(w.dir, "ca.pem")
 	if err := os.WriteFile(caFile, ca.caPEM, 0o644); err != nil {
 		return "", err
@@ -257,7 +263,7 @@ func (w *world) startRemote(h *testnet.NS) (string, error) {
 		return "", err
 	}
 	for _, l := range tlsLs {
-		srv := newHTTPServer("https", ca.serverConfig)
+		srv := newHTTPServer("https", ca.serverConfig.Clone()) // each its own: ServeTLS adds to its NextProtos
 		go srv.ServeTLS(l, "", "")
 		w.closers = append(w.closers, func() { srv.Close() })
 	}
