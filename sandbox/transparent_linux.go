@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,6 +110,7 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool, resolvOptions string) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("transparent path: %w", err)
 	}
+	view = withOwnHostname(view)
 	if t.dir, err = os.MkdirTemp("", "sandgate-run-"); err != nil {
 		return nil, nil, fmt.Errorf("transparent path: %w", err)
 	}
@@ -297,4 +300,29 @@ func (n poolNames) Contains(ip netip.Addr) bool { return n.p.Contains(ip) }
 func (n poolNames) Acquire(ip netip.Addr) (string, []netip.Addr, func(), bool) {
 	m, release, ok := n.p.Acquire(ip)
 	return m.Name, m.Hosts, release, ok
+}
+
+// withOwnHostname adds the machine's own name (the sandbox's UTS namespace
+// starts with it) on loopback to a hosts view that lacks it, as
+// nss-myhostname would: programs look themselves up (git, for a default
+// e-mail address), and that lookup must neither leave the sandbox nor be
+// reported as a refusal.
+func withOwnHostname(view []byte) []byte {
+	name, err := os.Hostname()
+	if err != nil || name == "" || strings.ContainsAny(name, " \t\n#") {
+		return view
+	}
+	for _, line := range strings.Split(string(view), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) > 1 && slices.Contains(f[1:], name) {
+			return view
+		}
+	}
+	if len(view) > 0 && view[len(view)-1] != '\n' {
+		view = append(view, '\n')
+	}
+	return append(view, "127.0.1.1 "+name+"\n"...)
 }

@@ -96,3 +96,20 @@ func TestTransparentRunPieces(t *testing.T) {
 		t.Errorf("the run's views are still there after stop: %v", err)
 	}
 }
+
+// TestWithOwnHostname: the machine's own name is added on loopback when
+// the hosts view lacks it, and left alone when a line names it.
+func TestWithOwnHostname(t *testing.T) {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		t.Fatalf("hostname: %q %v", name, err)
+	}
+	got := string(withOwnHostname([]byte("127.0.0.1 localhost")))
+	if want := "127.0.0.1 localhost\n127.0.1.1 " + name + "\n"; got != want {
+		t.Errorf("added: %q, want %q", got, want)
+	}
+	has := "127.0.0.1 localhost " + name + " # here\n"
+	if got := string(withOwnHostname([]byte(has))); got != has {
+		t.Errorf("already named: %q, want it unchanged", got)
+	}
+}
