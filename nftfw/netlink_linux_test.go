@@ -75,8 +75,8 @@ func TestApplyVerifyRemove(t *testing.T) {
 	if !slices.Equal(live.Ports(), proxyPorts) {
 		t.Errorf("live proxy ports %v, want %v", live.Ports(), proxyPorts)
 	}
-	if len(live.rules) != len(plan.Rules) {
-		t.Errorf("%d rules live after two Applies, want %d", len(live.rules), len(plan.Rules))
+	if len(live.rules) != len(plan.Rules)+1 { // and the redirected UDP's
+		t.Errorf("%d rules live after two Applies, want %d", len(live.rules), len(plan.Rules)+1)
 	}
 	if len(live.inputRules) != 1 || live.inputRules[0].name != InputRuleName {
 		t.Errorf("input chain after two Applies: %+v, want the one rule %s", live.inputRules, InputRuleName)

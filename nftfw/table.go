@@ -25,6 +25,12 @@ const (
 	// refuses connections to the proxy ports unless the listening socket
 	// carries ruleplan.ProxySocketMark.
 	InputRuleName = "sandgate-proxy-ports-sandgate-only"
+	// RedirectedUDPRuleName is the comment of the output chain's rule,
+	// placed just before the plan's local UDP block, that lets through the
+	// offline user's UDP which a transparent identity run's own redirect
+	// (IdentityRun) sent to a reserved port: its DNS queries to the run's
+	// stub (see redirectedUDP).
+	RedirectedUDPRuleName = "sandgate-offline-accept-redirected-udp"
 )
 
 // tableDesc names the table in messages.
@@ -137,9 +143,45 @@ func Render(plan ruleplan.Plan, offlineUID uint32) (Table, error) {
 		if err != nil {
 			return Table{}, fmt.Errorf("rule %s: %w", rule.Name, err)
 		}
+		if rule.Name == ruleplan.NameLocalUDP {
+			t.OutputRules = append(t.OutputRules, Rule{Name: RedirectedUDPRuleName, Exprs: redirectedUDP(offlineUID)})
+		}
 		t.OutputRules = append(t.OutputRules, Rule{Name: rule.Name, Exprs: exprs})
 	}
 	return t, nil
+}
+
+// redirectedUDP is the output chain's one accepting rule:
+//
+//	meta skuid UID meta l4proto udp fib daddr type local ct status & dnat != 0 udp dport @proxy_ports accept
+//
+// The plan refuses the offline user every local UDP, but a transparent
+// identity run redirects its DNS queries (to port 53 of any address) to
+// its stub on a reserved port of the loopback, and the nat hook runs
+// before this chain. Only such packets pass: the destination must be
+// local (the plan's first rule has already dropped everything non-local,
+// so a redirect elsewhere, a container's say, gains nothing), its
+// connection must have been redirected by a nat rule (only root writes
+// those; the offline user cannot address a stub directly, nor another
+// run's), and the port must be one of the reserved set, which sandgate's
+// listeners hold for as long as a run's rules exist. A local UDP port
+// outside the set stays closed whoever redirects to it.
+func redirectedUDP(uid uint32) []Expr {
+	return []Expr{
+		Meta{Key: metaSKUID, Register: reg},
+		Cmp{Op: cmpEq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, uid)},
+		Meta{Key: metaL4Proto, Register: reg},
+		Cmp{Op: cmpEq, Register: reg, Data: []byte{protoUDP}},
+		Fib{Register: reg, ResultADDRTYPE: true, FlagDADDR: true},
+		Cmp{Op: cmpEq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
+		Ct{Key: ctKeyStatus, Register: reg},
+		Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ctStatusDstNAT), Xor: binary.NativeEndian.AppendUint32(nil, 0)},
+		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, 0)},
+		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
+		Lookup{SourceRegister: reg, SetName: SetName},
+		Verdict{Kind: verdictAccept},
+	}
 }
 
 // baseChain is a filter chain on hook at the filter priority that accepts
