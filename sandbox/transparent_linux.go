@@ -40,6 +40,10 @@ const (
 	resolvPath = "/etc/resolv.conf"
 )
 
+// hostsSource is the hosts file the sandbox's hosts view is made from: the
+// host's own (tests give one of theirs).
+var hostsSource = hostsPath
+
 // Audit Event.Proto values of the transparent path besides
 // proxy.ProtoTransparent.
 const (
@@ -99,9 +103,9 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 	var err error
 	t := &transparentRun{spec: spec, pool: pool}
 	t.ctx, t.stopc = context.WithCancel(context.Background())
-	hosts, err := os.ReadFile(hostsPath)
+	hosts, err := os.ReadFile(hostsSource)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("transparent path: reading the host's %s: %w", hostsPath, err)
+		return nil, nil, fmt.Errorf("transparent path: reading the host's %s: %w", hostsSource, err)
 	}
 	view, err := dnsstub.HostsView(hosts, t.policy(), pool)
 	if err != nil {
