@@ -25,6 +25,12 @@ const (
 	// refuses connections to the proxy ports unless the listening socket
 	// carries ruleplan.ProxySocketMark.
 	InputRuleName = "sandgate-proxy-ports-sandgate-only"
+	// InputUDPRuleName is the comment of the input chain's rule that
+	// drops UDP to the proxy ports unless the receiving socket carries
+	// ruleplan.ProxySocketMark: what RedirectedUDPRuleName lets out reaches
+	// sandgate's stub and no other program, even through a redirect that
+	// outlived its run in the connection tracking table.
+	InputUDPRuleName = "sandgate-proxy-ports-sandgate-only-udp"
 	// RedirectedUDPRuleName is the comment of the output chain's rule,
 	// placed just before the plan's local UDP block, that lets through the
 	// offline user's UDP which a transparent identity run's own redirect
@@ -131,7 +137,7 @@ func Render(plan ruleplan.Plan, offlineUID uint32) (Table, error) {
 		Input:      baseChain(InputChainName, hookInput),
 		Set:        Set{Name: SetName, KeyType: typeInetService, KeyBytes: 2},
 		Ports:      ports,
-		InputRules: []Rule{{Name: InputRuleName, Exprs: proxyPortsGuard()}},
+		InputRules: []Rule{{Name: InputRuleName, Exprs: proxyPortsGuard()}, {Name: InputUDPRuleName, Exprs: proxyPortsUDPGuard()}},
 	}
 	seen := map[string]bool{}
 	for _, rule := range plan.Rules {
@@ -218,6 +224,25 @@ func proxyPortsGuard() []Expr {
 		Socket{Key: socketMark, Register: reg},
 		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark)},
 		Reject{Type: rejectTCPReset},
+	}
+}
+
+// proxyPortsUDPGuard is the input chain's rule for UDP:
+//
+//	meta l4proto udp udp dport @proxy_ports socket mark != ruleplan.ProxySocketMark drop
+//
+// Only sandgate's DNS stubs receive UDP on the proxy ports. When nothing
+// listens there, the socket expression finds no socket, the rule does not
+// match and the kernel answers port unreachable as usual.
+func proxyPortsUDPGuard() []Expr {
+	return []Expr{
+		Meta{Key: metaL4Proto, Register: reg},
+		Cmp{Op: cmpEq, Register: reg, Data: []byte{protoUDP}},
+		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
+		Lookup{SourceRegister: reg, SetName: SetName},
+		Socket{Key: socketMark, Register: reg},
+		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark)},
+		Verdict{Kind: verdictDrop},
 	}
 }
 

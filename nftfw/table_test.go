@@ -124,13 +124,16 @@ func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
 			}
 		}
 		// The input rule matches no uid and refuses unmarked listeners.
-		if len(r.InputRules) != 1 || r.InputRules[0].Name != InputRuleName {
-			t.Fatalf("input rules %+v, want the one rule %s", r.InputRules, InputRuleName)
+		if len(r.InputRules) != 2 || r.InputRules[0].Name != InputRuleName || r.InputRules[1].Name != InputUDPRuleName {
+			t.Fatalf("input rules %+v, want the rules %s and %s", r.InputRules, InputRuleName, InputUDPRuleName)
 		}
-		in := takeApart(r.InputRules[0].Exprs, InputRuleName, 0)
 		mark := fmt.Sprintf("data=%x", binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark))
-		if in.hasUID || !strings.Contains(in.match, "socket key=1") || !strings.Contains(in.match, mark) {
-			t.Errorf("input rule %s, want a socket mark != %#x match and no uid", in.match, ruleplan.ProxySocketMark)
+		for i, proto := range []string{"data=06", "data=11"} { // TCP, UDP
+			in := takeApart(r.InputRules[i].Exprs, r.InputRules[i].Name, 0)
+			if in.hasUID || !strings.Contains(in.match, "socket key=1") || !strings.Contains(in.match, mark) ||
+				!strings.Contains(in.match, "[cmp op=0 reg=1 "+proto+"]") || !strings.Contains(in.match, "[lookup set=proxy_ports sreg=1 inv=false") {
+				t.Errorf("input rule %s, want a %s match on the proxy ports, a socket mark != %#x match and no uid", in.match, proto, ruleplan.ProxySocketMark)
+			}
 		}
 		if got, want := chainSpec(r.Output), "type filter hook 3 priority 0 policy accept"; got != want {
 			t.Errorf("output chain %s, want %s", got, want)
@@ -259,8 +262,11 @@ func TestVerifyInNamesEachDifference(t *testing.T) {
 			t.InputRules[0].Exprs = ex
 		}, want: []string{"rule " + InputRuleName + " does not match what this version installs (found ", "socket 0102"}, lines: 1},
 		{name: "input rule missing", plan: plan, uid: offUID, tamper: func(t *Table) {
-			t.InputRules = nil
+			t.InputRules = t.InputRules[1:]
 		}, want: []string{"rule " + InputRuleName + " is missing from chain input"}, lines: 1},
+		{name: "input UDP rule missing", plan: plan, uid: offUID, tamper: func(t *Table) {
+			t.InputRules = t.InputRules[:1]
+		}, want: []string{"rule " + InputUDPRuleName + " is missing from chain input"}, lines: 1},
 		{name: "input rule unexpected", plan: plan, uid: offUID, tamper: func(t *Table) {
 			t.InputRules = append(t.InputRules, Rule{Name: "someone-else", Exprs: []Expr{Verdict{Kind: 0}}})
 		}, want: []string{"chain input has an unexpected rule someone-else"}, lines: 1},

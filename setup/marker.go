@@ -25,7 +25,8 @@ import (
 // input chain that keeps the proxy ports for sandgate's marked listeners;
 // version 3 the output rule that lets through the offline user's DNS which
 // a transparent identity run redirected to its stub on a reserved port
-// (nftfw.RedirectedUDPRuleName).
+// (nftfw.RedirectedUDPRuleName), and the input rule that lets only marked
+// sockets receive UDP there (nftfw.InputUDPRuleName).
 const Version = 3
 
 // Default names and ports.
