@@ -173,21 +173,17 @@ func Render(plan ruleplan.Plan, offlineUID uint32) (Table, error) {
 // listeners hold for as long as a run's rules exist. A local UDP port
 // outside the set stays closed whoever redirects to it.
 func redirectedUDP(uid uint32) []Expr {
-	return []Expr{
+	return join([]Expr{
 		Meta{Key: metaSKUID, Register: reg},
 		Cmp{Op: cmpEq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, uid)},
-		Meta{Key: metaL4Proto, Register: reg},
-		Cmp{Op: cmpEq, Register: reg, Data: []byte{protoUDP}},
+	}, l4(protoUDP), []Expr{
 		Fib{Register: reg, ResultADDRTYPE: true, FlagDADDR: true},
 		Cmp{Op: cmpEq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
-		Ct{Key: ctKeyStatus, Register: reg},
-		Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
-			Mask: binary.NativeEndian.AppendUint32(nil, ctStatusDstNAT), Xor: binary.NativeEndian.AppendUint32(nil, 0)},
-		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, 0)},
+	}, redirected(), []Expr{
 		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
 		Lookup{SourceRegister: reg, SetName: SetName},
 		Verdict{Kind: verdictAccept},
-	}
+	})
 }
 
 // baseChain is a filter chain on hook at the filter priority that accepts
@@ -213,18 +209,13 @@ func baseChain(name string, hook uint32) Chain {
 // interfaces).
 func proxyPortsGuard() []Expr {
 	const tcpFlagsSYN, tcpFlagsACK = 0x02, 0x10
-	return []Expr{
+	return join([]Expr{
 		Meta{Key: metaL4Proto, Register: reg},
 		Cmp{Op: cmpEq, Register: reg, Data: []byte{protoTCP}},
 		Payload{DestRegister: reg, Base: payloadTransport, Offset: 13, Len: 1},
 		Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{tcpFlagsSYN | tcpFlagsACK}, Xor: []byte{0}},
 		Cmp{Op: cmpEq, Register: reg, Data: []byte{tcpFlagsSYN}},
-		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
-		Lookup{SourceRegister: reg, SetName: SetName},
-		Socket{Key: socketMark, Register: reg},
-		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark)},
-		Reject{Type: rejectTCPReset},
-	}
+	}, unmarkedProxyPort(), []Expr{Reject{Type: rejectTCPReset}})
 }
 
 // proxyPortsUDPGuard is the input chain's rule for UDP:
@@ -235,14 +226,19 @@ func proxyPortsGuard() []Expr {
 // listens there, the socket expression finds no socket, the rule does not
 // match and the kernel answers port unreachable as usual.
 func proxyPortsUDPGuard() []Expr {
+	return join(l4(protoUDP), unmarkedProxyPort(), []Expr{Verdict{Kind: verdictDrop}})
+}
+
+// unmarkedProxyPort matches a packet to a port of the proxy_ports set
+// whose receiving socket does not carry ruleplan.ProxySocketMark:
+//
+//	th dport @proxy_ports socket mark != ruleplan.ProxySocketMark
+func unmarkedProxyPort() []Expr {
 	return []Expr{
-		Meta{Key: metaL4Proto, Register: reg},
-		Cmp{Op: cmpEq, Register: reg, Data: []byte{protoUDP}},
 		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
 		Lookup{SourceRegister: reg, SetName: SetName},
 		Socket{Key: socketMark, Register: reg},
 		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark)},
-		Verdict{Kind: verdictDrop},
 	}
 }
 
