@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -264,7 +265,7 @@ func FormatSummary(refusals []Refusal) string {
 			b.WriteString(net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port))))
 		}
 		b.WriteString(" (")
-		b.WriteString(ReasonPhrase(r.Reason))
+		b.WriteString(refusalPhrase(r))
 		b.WriteString(")")
 		if r.Count > 1 {
 			b.WriteString(" ×")
@@ -272,6 +273,19 @@ func FormatSummary(refusals []Refusal) string {
 		}
 	}
 	return b.String()
+}
+
+// refusalPhrase is ReasonPhrase for r, saying so when an IP literal is
+// what the allow list lacks ("1.1.1.1:80 (IP literal not on the allow
+// list)"): the list may well name the host, and a literal is allowed only
+// by an IP rule.
+func refusalPhrase(r Refusal) string {
+	if r.Reason == "not-allowed" {
+		if _, err := netip.ParseAddr(r.Host); err == nil {
+			return "IP literal " + ReasonPhrase(r.Reason)
+		}
+	}
+	return ReasonPhrase(r.Reason)
 }
 
 // Reason codes the proxy uses in events besides the policy's own codes.

@@ -284,6 +284,15 @@ func TestFormatSummary(t *testing.T) {
 			want: "refused 1 connection: [2001:db8::1]:443 (on the deny list)",
 		},
 		{
+			name: "IP literals not on the allow list, as the issue's example",
+			in: []Refusal{
+				{Host: "1.1.1.1", Port: 80, Reason: "not-allowed", Count: 1},
+				{Host: "2001:db8::7", Port: 22, Reason: "not-allowed", Count: 1},
+				{Host: "1.1.1.1", Port: 53, Reason: "denied", Count: 1},
+			},
+			want: "refused 3 connections: 1.1.1.1:80 (IP literal not on the allow list), [2001:db8::7]:22 (IP literal not on the allow list), 1.1.1.1:53 (on the deny list)",
+		},
+		{
 			name: "a name refused by DNS, without a port",
 			in:   []Refusal{{Host: "evil.test", Port: 0, Reason: "not-allowed", Count: 2}},
 			want: "refused 2 connections: evil.test (not on the allow list) ×2",

@@ -125,7 +125,7 @@ func TestRunTransparent(t *testing.T) {
 			lan, _ := strconv.Atoi(lanPort)
 			findAudit(t, evs, "hostlan.test", uint16(lan), "deny", "address-class:")
 			findAudit(t, evs, hostV4, uint16(lan), "deny", "not-allowed")
-			for _, want := range []string{"transparent-denied.test (not on the allow list)", evilV4 + ":80 (not on the allow list)", "udp (UDP other than DNS"} {
+			for _, want := range []string{"transparent-denied.test (not on the allow list)", evilV4 + ":80 (IP literal not on the allow list)", "udp (UDP other than DNS"} {
 				if !strings.Contains(o.stderr, want) {
 					t.Errorf("the exit summary lacks %q; stderr:\n%s", want, o.stderr)
 				}

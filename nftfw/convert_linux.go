@@ -91,6 +91,8 @@ func nftExpr(e Expr) (expr.Any, error) {
 		return &expr.Reject{Type: e.Type, Code: e.Code}, nil
 	case Verdict:
 		return &expr.Verdict{Kind: expr.VerdictKind(e.Kind), Chain: e.Chain}, nil
+	case Ct:
+		return &expr.Ct{Key: expr.CtKey(e.Key), Register: e.Register}, nil
 	}
 	return nil, fmt.Errorf("cannot install the expression %s", e)
 }
@@ -117,6 +119,10 @@ func ownExpr(e expr.Any) Expr {
 		return Reject{Type: e.Type, Code: e.Code}
 	case *expr.Verdict:
 		return Verdict{Kind: int64(e.Kind), Chain: e.Chain}
+	case *expr.Ct:
+		if !e.SourceRegister && e.Direction == 0 { // a "ct set" or a directed load is not what sandgate writes
+			return Ct{Key: uint32(e.Key), Register: e.Register}
+		}
 	}
 	return Foreign{Text: fmt.Sprintf("%T %+v", e, e)}
 }

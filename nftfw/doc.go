@@ -12,6 +12,7 @@
 //		chain output {
 //			type filter hook output priority filter; policy accept;
 //			meta skuid U fib daddr type != local drop
+//			meta skuid U meta l4proto udp fib daddr type local ct status dnat udp dport @proxy_ports accept
 //			meta skuid U meta l4proto udp fib daddr type local drop
 //			meta skuid U meta l4proto tcp fib daddr type local tcp dport != @proxy_ports reject with tcp reset
 //			meta skuid U meta l4proto != tcp meta l4proto != udp fib daddr type local drop
@@ -19,10 +20,18 @@
 //		chain input {
 //			type filter hook input priority filter; policy accept;
 //			meta l4proto tcp tcp flags & (syn | ack) == syn tcp dport @proxy_ports socket mark != 0x53474154 reject with tcp reset
+//			meta l4proto udp udp dport @proxy_ports socket mark != 0x53474154 drop
 //		}
 //	}
 //
-// Each rule carries the plan rule's name (or InputRuleName) as its comment,
+// The one accepting rule (RedirectedUDPRuleName, rendered with the plan's
+// local UDP block) lets through only UDP that a transparent identity run's
+// redirect sent to a reserved port: the run's DNS queries to its stub; the
+// input chain's InputUDPRuleName lets only sandgate's marked sockets
+// receive them.
+//
+// Each rule carries the plan rule's name (or InputRuleName,
+// InputUDPRuleName, RedirectedUDPRuleName) as its comment,
 // so the table can be read back and compared with what Apply would install.
 // Every change is one nftables transaction.
 //

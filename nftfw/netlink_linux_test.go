@@ -75,11 +75,11 @@ func TestApplyVerifyRemove(t *testing.T) {
 	if !slices.Equal(live.Ports(), proxyPorts) {
 		t.Errorf("live proxy ports %v, want %v", live.Ports(), proxyPorts)
 	}
-	if len(live.rules) != len(plan.Rules) {
-		t.Errorf("%d rules live after two Applies, want %d", len(live.rules), len(plan.Rules))
+	if len(live.rules) != len(plan.Rules)+1 { // and the redirected UDP's
+		t.Errorf("%d rules live after two Applies, want %d", len(live.rules), len(plan.Rules)+1)
 	}
-	if len(live.inputRules) != 1 || live.inputRules[0].name != InputRuleName {
-		t.Errorf("input chain after two Applies: %+v, want the one rule %s", live.inputRules, InputRuleName)
+	if len(live.inputRules) != 2 || live.inputRules[0].name != InputRuleName || live.inputRules[1].name != InputUDPRuleName {
+		t.Errorf("input chain after two Applies: %+v, want the rules %s and %s", live.inputRules, InputRuleName, InputUDPRuleName)
 	}
 
 	wantDiff := func(name string, diffs []string, err error, want ...string) {
@@ -152,9 +152,9 @@ func TestApplyVerifyRemove(t *testing.T) {
 			done()
 			t.Fatal(err)
 		}
-		if len(rules) != 1 {
+		if len(rules) != 2 {
 			done()
-			t.Fatalf("input chain has %d rules, want 1", len(rules))
+			t.Fatalf("input chain has %d rules, want 2 (TCP's, then UDP's)", len(rules))
 		}
 		return c, done, tbl, ch, rules
 	}

@@ -139,6 +139,8 @@ func decodeExpr(b []byte) (Expr, error) {
 		e = &expr.Reject{}
 	case "socket":
 		e = &expr.Socket{}
+	case "ct":
+		e = &expr.Ct{}
 	case "immediate":
 		// A verdict is an immediate that writes the verdict register.
 		im := &expr.Immediate{}

@@ -25,6 +25,18 @@ const (
 	// refuses connections to the proxy ports unless the listening socket
 	// carries ruleplan.ProxySocketMark.
 	InputRuleName = "sandgate-proxy-ports-sandgate-only"
+	// InputUDPRuleName is the comment of the input chain's rule that
+	// drops UDP to the proxy ports unless the receiving socket carries
+	// ruleplan.ProxySocketMark: what RedirectedUDPRuleName lets out reaches
+	// sandgate's stub and no other program, even through a redirect that
+	// outlived its run in the connection tracking table.
+	InputUDPRuleName = "sandgate-proxy-ports-sandgate-only-udp"
+	// RedirectedUDPRuleName is the comment of the output chain's rule,
+	// placed just before the plan's local UDP block, that lets through the
+	// offline user's UDP which a transparent identity run's own redirect
+	// (IdentityRun) sent to a reserved port: its DNS queries to the run's
+	// stub (see redirectedUDP).
+	RedirectedUDPRuleName = "sandgate-offline-accept-redirected-udp"
 )
 
 // tableDesc names the table in messages.
@@ -125,7 +137,7 @@ func Render(plan ruleplan.Plan, offlineUID uint32) (Table, error) {
 		Input:      baseChain(InputChainName, hookInput),
 		Set:        Set{Name: SetName, KeyType: typeInetService, KeyBytes: 2},
 		Ports:      ports,
-		InputRules: []Rule{{Name: InputRuleName, Exprs: proxyPortsGuard()}},
+		InputRules: []Rule{{Name: InputRuleName, Exprs: proxyPortsGuard()}, {Name: InputUDPRuleName, Exprs: proxyPortsUDPGuard()}},
 	}
 	seen := map[string]bool{}
 	for _, rule := range plan.Rules {
@@ -137,9 +149,41 @@ func Render(plan ruleplan.Plan, offlineUID uint32) (Table, error) {
 		if err != nil {
 			return Table{}, fmt.Errorf("rule %s: %w", rule.Name, err)
 		}
+		if rule.Name == ruleplan.NameLocalUDP {
+			t.OutputRules = append(t.OutputRules, Rule{Name: RedirectedUDPRuleName, Exprs: redirectedUDP(offlineUID)})
+		}
 		t.OutputRules = append(t.OutputRules, Rule{Name: rule.Name, Exprs: exprs})
 	}
 	return t, nil
+}
+
+// redirectedUDP is the output chain's one accepting rule:
+//
+//	meta skuid UID meta l4proto udp fib daddr type local ct status & dnat != 0 udp dport @proxy_ports accept
+//
+// The plan refuses the offline user every local UDP, but a transparent
+// identity run redirects its DNS queries (to port 53 of any address) to
+// its stub on a reserved port of the loopback, and the nat hook runs
+// before this chain. Only such packets pass: the destination must be
+// local (the plan's first rule has already dropped everything non-local,
+// so a redirect elsewhere, a container's say, gains nothing), its
+// connection must have been redirected by a nat rule (only root writes
+// those; the offline user cannot address a stub directly, nor another
+// run's), and the port must be one of the reserved set, which sandgate's
+// listeners hold for as long as a run's rules exist. A local UDP port
+// outside the set stays closed whoever redirects to it.
+func redirectedUDP(uid uint32) []Expr {
+	return join([]Expr{
+		Meta{Key: metaSKUID, Register: reg},
+		Cmp{Op: cmpEq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, uid)},
+	}, l4(protoUDP), []Expr{
+		Fib{Register: reg, ResultADDRTYPE: true, FlagDADDR: true},
+		Cmp{Op: cmpEq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
+	}, redirected(), []Expr{
+		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
+		Lookup{SourceRegister: reg, SetName: SetName},
+		Verdict{Kind: verdictAccept},
+	})
 }
 
 // baseChain is a filter chain on hook at the filter priority that accepts
@@ -165,17 +209,36 @@ func baseChain(name string, hook uint32) Chain {
 // interfaces).
 func proxyPortsGuard() []Expr {
 	const tcpFlagsSYN, tcpFlagsACK = 0x02, 0x10
-	return []Expr{
+	return join([]Expr{
 		Meta{Key: metaL4Proto, Register: reg},
 		Cmp{Op: cmpEq, Register: reg, Data: []byte{protoTCP}},
 		Payload{DestRegister: reg, Base: payloadTransport, Offset: 13, Len: 1},
 		Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{tcpFlagsSYN | tcpFlagsACK}, Xor: []byte{0}},
 		Cmp{Op: cmpEq, Register: reg, Data: []byte{tcpFlagsSYN}},
+	}, unmarkedProxyPort(), []Expr{Reject{Type: rejectTCPReset}})
+}
+
+// proxyPortsUDPGuard is the input chain's rule for UDP:
+//
+//	meta l4proto udp udp dport @proxy_ports socket mark != ruleplan.ProxySocketMark drop
+//
+// Only sandgate's DNS stubs receive UDP on the proxy ports. When nothing
+// listens there, the socket expression finds no socket, the rule does not
+// match and the kernel answers port unreachable as usual.
+func proxyPortsUDPGuard() []Expr {
+	return join(l4(protoUDP), unmarkedProxyPort(), []Expr{Verdict{Kind: verdictDrop}})
+}
+
+// unmarkedProxyPort matches a packet to a port of the proxy_ports set
+// whose receiving socket does not carry ruleplan.ProxySocketMark:
+//
+//	th dport @proxy_ports socket mark != ruleplan.ProxySocketMark
+func unmarkedProxyPort() []Expr {
+	return []Expr{
 		Payload{DestRegister: reg, Base: payloadTransport, Offset: 2, Len: 2},
 		Lookup{SourceRegister: reg, SetName: SetName},
 		Socket{Key: socketMark, Register: reg},
 		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark)},
-		Reject{Type: rejectTCPReset},
 	}
 }
 

@@ -76,12 +76,21 @@ func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.OutputRules) != len(p.Rules) {
-			t.Fatalf("alb=%v: %d nft rules for %d plan rules", alb, len(r.OutputRules), len(p.Rules))
+		// The plan's rules in order, with the redirected UDP's just
+		// before the local UDP block when there is one.
+		var want []string
+		for _, pr := range p.Rules {
+			if pr.Name == ruleplan.NameLocalUDP {
+				want = append(want, RedirectedUDPRuleName)
+			}
+			want = append(want, pr.Name)
+		}
+		if len(r.OutputRules) != len(want) {
+			t.Fatalf("alb=%v: %d nft rules for %d plan rules, want %v", alb, len(r.OutputRules), len(p.Rules), want)
 		}
 		for i, nr := range r.OutputRules {
-			if nr.Name != p.Rules[i].Name {
-				t.Errorf("rule %d is named %q, want %q", i, nr.Name, p.Rules[i].Name)
+			if nr.Name != want[i] {
+				t.Errorf("rule %d is named %q, want %q", i, nr.Name, want[i])
 			}
 			if got := readComment(comment(nr.Name)); got != nr.Name {
 				t.Errorf("comment round trip: %q became %q", nr.Name, got)
@@ -90,7 +99,20 @@ func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
 			if !lr.hasUID || lr.uid != offUID {
 				t.Errorf("rule %s does not start with meta skuid == %d", nr.Name, offUID)
 			}
-			// Every rule ends in a verdict that refuses.
+			// Every rule ends in a verdict that refuses, but the one
+			// that accepts only redirected UDP to the reserved ports.
+			if nr.Name == RedirectedUDPRuleName {
+				for _, part := range []string{"[meta key=16 reg=1 src=false] [cmp op=0 reg=1 data=11]", "[ct key=2 reg=1] [bitwise sreg=1 dreg=1 len=4 mask=20000000",
+					"[cmp op=1 reg=1 data=00000000]", "[lookup set=proxy_ports sreg=1 inv=false", "[cmp op=0 reg=1 data=02000000]"} {
+					if !strings.Contains(lr.match, part) {
+						t.Errorf("rule %s is %s, which lacks %s", nr.Name, lr.match, part)
+					}
+				}
+				if v, ok := nr.Exprs[len(nr.Exprs)-1].(Verdict); !ok || v.Kind != verdictAccept {
+					t.Errorf("rule %s ends in %v, want accept", nr.Name, nr.Exprs[len(nr.Exprs)-1])
+				}
+				continue
+			}
 			switch last := nr.Exprs[len(nr.Exprs)-1].(type) {
 			case Verdict:
 				if last.Kind != verdictDrop {
@@ -102,13 +124,16 @@ func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
 			}
 		}
 		// The input rule matches no uid and refuses unmarked listeners.
-		if len(r.InputRules) != 1 || r.InputRules[0].Name != InputRuleName {
-			t.Fatalf("input rules %+v, want the one rule %s", r.InputRules, InputRuleName)
+		if len(r.InputRules) != 2 || r.InputRules[0].Name != InputRuleName || r.InputRules[1].Name != InputUDPRuleName {
+			t.Fatalf("input rules %+v, want the rules %s and %s", r.InputRules, InputRuleName, InputUDPRuleName)
 		}
-		in := takeApart(r.InputRules[0].Exprs, InputRuleName, 0)
 		mark := fmt.Sprintf("data=%x", binary.NativeEndian.AppendUint32(nil, ruleplan.ProxySocketMark))
-		if in.hasUID || !strings.Contains(in.match, "socket key=1") || !strings.Contains(in.match, mark) {
-			t.Errorf("input rule %s, want a socket mark != %#x match and no uid", in.match, ruleplan.ProxySocketMark)
+		for i, proto := range []string{"data=06", "data=11"} { // TCP, UDP
+			in := takeApart(r.InputRules[i].Exprs, r.InputRules[i].Name, 0)
+			if in.hasUID || !strings.Contains(in.match, "socket key=1") || !strings.Contains(in.match, mark) ||
+				!strings.Contains(in.match, "[cmp op=0 reg=1 "+proto+"]") || !strings.Contains(in.match, "[lookup set=proxy_ports sreg=1 inv=false") {
+				t.Errorf("input rule %s, want a %s match on the proxy ports, a socket mark != %#x match and no uid", in.match, proto, ruleplan.ProxySocketMark)
+			}
 		}
 		if got, want := chainSpec(r.Output), "type filter hook 3 priority 0 policy accept"; got != want {
 			t.Errorf("output chain %s, want %s", got, want)
@@ -201,12 +226,13 @@ func TestVerifyInNamesEachDifference(t *testing.T) {
 		{name: "other uid", plan: plan, uid: offUID + 7,
 			want: []string{"the rules apply to uid 4000101, expected uid 4000108 (the offline user)"}, lines: 1},
 		{name: "local binding", plan: mustPlan(t, proxyPorts, true), uid: offUID,
-			want: []string{"unexpected rule " + ruleplan.NameLocalTCP, "unexpected rule " + ruleplan.NameLocalUDP, "unexpected rule " + ruleplan.NameLocalOther}, lines: 3},
+			want: []string{"unexpected rule " + ruleplan.NameLocalTCP, "unexpected rule " + ruleplan.NameLocalUDP, "unexpected rule " + ruleplan.NameLocalOther,
+				"unexpected rule " + RedirectedUDPRuleName}, lines: 4},
 		{name: "foreign rule", plan: plan, uid: offUID, tamper: func(t *Table) {
 			t.OutputRules = append(t.OutputRules, Rule{Exprs: []Expr{Verdict{Kind: 1}}})
-		}, want: []string{"chain output has an unexpected rule without a name (handle 5)"}, lines: 1},
+		}, want: []string{"chain output has an unexpected rule without a name (handle 6)"}, lines: 1},
 		{name: "changed verdict", plan: plan, uid: offUID, tamper: func(t *Table) {
-			r := &t.OutputRules[1]
+			r := &t.OutputRules[2]
 			r.Exprs = append(slices.Clone(r.Exprs[:len(r.Exprs)-1]), Verdict{Kind: 1})
 		}, want: []string{"rule " + ruleplan.NameLocalUDP + " does not match what this version installs (found ", "[verdict 1 ]; expected"}, lines: 1},
 		{name: "no uid", plan: plan, uid: offUID, tamper: func(t *Table) {
@@ -219,8 +245,12 @@ func TestVerifyInNamesEachDifference(t *testing.T) {
 			t.OutputRules = t.OutputRules[1:]
 		}, want: []string{"rule " + ruleplan.NameNonLocal + " is missing"}, lines: 1},
 		{name: "order", plan: plan, uid: offUID, tamper: func(t *Table) {
-			t.OutputRules[0], t.OutputRules[1] = t.OutputRules[1], t.OutputRules[0]
-		}, want: []string{"the rules of chain output are in a different order (" + ruleplan.NameLocalUDP + ", " + ruleplan.NameNonLocal}, lines: 1},
+			t.OutputRules[0], t.OutputRules[2] = t.OutputRules[2], t.OutputRules[0]
+		}, want: []string{"the rules of chain output are in a different order (" + ruleplan.NameLocalUDP + ", " + RedirectedUDPRuleName + ", " + ruleplan.NameNonLocal}, lines: 1},
+		{name: "redirected udp changed", plan: plan, uid: offUID, tamper: func(t *Table) {
+			r := &t.OutputRules[1] // without the lookup: any redirected local UDP would pass
+			r.Exprs = append(slices.Clone(r.Exprs[:len(r.Exprs)-3]), r.Exprs[len(r.Exprs)-1])
+		}, want: []string{"rule " + RedirectedUDPRuleName + " does not match what this version installs"}, lines: 1},
 		{name: "input mark", plan: plan, uid: offUID, tamper: func(t *Table) {
 			ex := slices.Clone(t.InputRules[0].Exprs)
 			ex[8] = Cmp{Op: cmpNeq, Register: reg, Data: []byte{1, 0, 0, 0}}
@@ -232,8 +262,11 @@ func TestVerifyInNamesEachDifference(t *testing.T) {
 			t.InputRules[0].Exprs = ex
 		}, want: []string{"rule " + InputRuleName + " does not match what this version installs (found ", "socket 0102"}, lines: 1},
 		{name: "input rule missing", plan: plan, uid: offUID, tamper: func(t *Table) {
-			t.InputRules = nil
+			t.InputRules = t.InputRules[1:]
 		}, want: []string{"rule " + InputRuleName + " is missing from chain input"}, lines: 1},
+		{name: "input UDP rule missing", plan: plan, uid: offUID, tamper: func(t *Table) {
+			t.InputRules = t.InputRules[:1]
+		}, want: []string{"rule " + InputUDPRuleName + " is missing from chain input"}, lines: 1},
 		{name: "input rule unexpected", plan: plan, uid: offUID, tamper: func(t *Table) {
 			t.InputRules = append(t.InputRules, Rule{Name: "someone-else", Exprs: []Expr{Verdict{Kind: 0}}})
 		}, want: []string{"chain input has an unexpected rule someone-else"}, lines: 1},

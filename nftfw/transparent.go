@@ -193,13 +193,7 @@ func RenderSandbox(p SandboxPlan) (RuleTable, error) {
 	}
 	nat = append(nat, Rule{Name: ruleTCPRedirect, Exprs: join(l4(protoTCP), nonLocal(), redirectTo(p.TCPPort))})
 	filter := []Rule{
-		{Name: ruleRedirected, Exprs: []Expr{
-			Ct{Key: ctKeyStatus, Register: reg},
-			Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
-				Mask: binary.NativeEndian.AppendUint32(nil, ctStatusDstNAT), Xor: binary.NativeEndian.AppendUint32(nil, 0)},
-			Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, 0)},
-			Verdict{Kind: verdictAccept},
-		}},
+		{Name: ruleRedirected, Exprs: join(redirected(), []Expr{Verdict{Kind: verdictAccept}})},
 		{Name: RuleTCPUnredirected, Exprs: join(l4(protoTCP), nonLocal(), []Expr{Counter{}, Verdict{Kind: verdictDrop}})},
 		{Name: RuleUDPRefused, Exprs: join(l4(protoUDP), nonLocal(), []Expr{Counter{}, Reject{Type: rejectICMPXUnreach, Code: icmpxPortUnreach}})},
 		{Name: RuleOtherRefused, Exprs: join(nonLocal(), []Expr{Counter{}, Reject{Type: rejectICMPXUnreach, Code: icmpxAdminProhibited}})},
@@ -340,6 +334,17 @@ func nonLocal() []Expr {
 	return []Expr{
 		Fib{Register: reg, ResultADDRTYPE: true, FlagDADDR: true},
 		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
+	}
+}
+
+// redirected matches a packet of a connection a nat rule redirected
+// ("ct status dnat").
+func redirected() []Expr {
+	return []Expr{
+		Ct{Key: ctKeyStatus, Register: reg},
+		Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ctStatusDstNAT), Xor: binary.NativeEndian.AppendUint32(nil, 0)},
+		Cmp{Op: cmpNeq, Register: reg, Data: binary.NativeEndian.AppendUint32(nil, 0)},
 	}
 }
 

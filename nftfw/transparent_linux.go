@@ -271,8 +271,6 @@ func transparentExpr(e Expr) (expr.Any, error) {
 		return &expr.Immediate{Register: e.Register, Data: e.Data}, nil
 	case Redirect:
 		return &expr.Redir{RegisterProtoMin: e.RegisterProtoMin, Flags: e.Flags}, nil
-	case Ct:
-		return &expr.Ct{Key: expr.CtKey(e.Key), Register: e.Register}, nil
 	}
 	return nftExpr(e)
 }

@@ -269,7 +269,7 @@ func newIdentityRun(t *testing.T, w *nfttest.World, id string, uid uint32, mark 
 		if ln, err = lc.Listen(t.Context(), "tcp4", "127.0.0.1:0"); err != nil {
 			return err
 		}
-		pc, err = net.ListenPacket("udp4", "127.0.0.1:0")
+		pc, err = lc.ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -408,27 +408,35 @@ func TestIdentityRuns(t *testing.T) {
 // TestIdentityRunWithSetupTable: with setup's table installed too, a
 // redirected connection gets through only to a port of the reserved set
 // served by a marked listener (setup's rules refuse local TCP to any other
-// port, and its input guard refuses unmarked listeners on those ports).
+// port, and its input guard refuses unmarked listeners on those ports),
+// and so does a redirected DNS query over UDP: to a marked stub on a
+// reserved port it is answered; to an unmarked one, or to a marked one
+// outside the reserved set, it gets nothing.
 func TestIdentityRunWithSetupTable(t *testing.T) {
 	testnet.RequirePrivileged(t)
 	w := nfttest.NewWorld(t)
 	const uid = 4000303
 	marked := newIdentityRun(t, w, "run-m", uid, ruleplan.ProxySocketMark)
 	plain := newIdentityRun(t, w, "run-p", uid, 0)
-	plan := mustPlan(t, []uint16{marked.TCPPort, plain.TCPPort}, false)
+	outside := newIdentityRun(t, w, "run-o", uid, ruleplan.ProxySocketMark) // its DNS port is not reserved
+	plan := mustPlan(t, []uint16{marked.TCPPort, plain.TCPPort, outside.TCPPort, marked.DNSPort, plain.DNSPort}, false)
 	if err := Apply(w.Host, plan, uid); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []*identityRun{marked, plain} {
+	for _, r := range []*identityRun{marked, plain, outside} {
 		if err := AddRun(w.Host, r.IdentityRun); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out := runChild(t, w, uid, marked.group); !strings.Contains(out, "run-m "+nfttest.RemoteV4+":80 <nil>") {
-		t.Errorf("marked listener on a reserved port:\n%s", out)
+	if out := runChild(t, w, uid, marked.group); !strings.Contains(out, "run-m "+nfttest.RemoteV4+":80 <nil>") ||
+		!strings.Contains(out, "run-m dns q\n") || !strings.Contains(out, "udp: refused") {
+		t.Errorf("marked listener and stub on reserved ports:\n%s", out)
 	}
-	if out := runChild(t, w, uid, plain.group); strings.Contains(out, "run-p") || strings.HasPrefix(out, "hi") {
-		t.Errorf("unmarked listener on a reserved port:\n%s", out)
+	if out := runChild(t, w, uid, plain.group); strings.Contains(out, "run-p") || strings.HasPrefix(out, "hi") || !strings.Contains(out, "dns: nothing") {
+		t.Errorf("unmarked listener and stub on reserved ports:\n%s", out)
+	}
+	if out := runChild(t, w, uid, outside.group); !strings.Contains(out, "run-o "+nfttest.RemoteV4+":80 <nil>") || !strings.Contains(out, "dns: nothing") {
+		t.Errorf("marked stub outside the reserved ports:\n%s", out)
 	}
 	if diffs, err := Verify(w.Host, plan, uid); err != nil || len(diffs) != 0 {
 		t.Errorf("setup's table with runs' rules beside it: %q, %v", diffs, err)

@@ -170,7 +170,7 @@ func TestWatchInNetns(t *testing.T) {
 		if err != nil || len(rules) == 0 {
 			t.Fatalf("listing the output rules: %d, %v", len(rules), err)
 		}
-		if err := c.DelRule(rules[1]); err != nil {
+		if err := c.DelRule(rules[2]); err != nil { // after non-local and the redirected UDP
 			t.Fatal(err)
 		}
 		flush(c, done)

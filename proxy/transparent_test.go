@@ -277,7 +277,7 @@ func TestTransparentDecisions(t *testing.T) {
 	if ev := e.log.wait(t, "1.1.1.1", 80); ev.Text != "1.1.1.1:80 is not on the allow list" {
 		t.Errorf("text %q", ev.Text)
 	}
-	if got := audit.FormatSummary([]audit.Refusal{{Host: "1.1.1.1", Port: 80, Reason: policy.ReasonNotAllowed, Count: 1}}); !strings.Contains(got, "1.1.1.1:80 (not on the allow list)") {
+	if got := audit.FormatSummary([]audit.Refusal{{Host: "1.1.1.1", Port: 80, Reason: policy.ReasonNotAllowed, Count: 1}}); !strings.Contains(got, "1.1.1.1:80 (IP literal not on the allow list)") {
 		t.Errorf("summary %q", got)
 	}
 	// A denied name and a hosts-file name are never looked up.

@@ -22,8 +22,8 @@ import (
 // transparentHelper (id-tdial) is a client that knows nothing of the
 // proxy: for each argument "tcp=HOST:PORT" it dials (resolving HOST with
 // Go's resolver, which reads the sandbox's resolv.conf) and prints the
-// first line it reads; "udp=IP:PORT" sends a datagram; "resolv" prints
-// the options of /etc/resolv.conf.
+// first line it reads; "udp=IP:PORT" sends a datagram; "udpdns=NAME"
+// resolves NAME over UDP only; "resolv" prints /etc/resolv.conf.
 func transparentHelper(args []string) int {
 	for _, a := range args {
 		kind, addr, _ := strings.Cut(a, "=")
@@ -53,6 +53,15 @@ func transparentHelper(args []string) int {
 				c.Close()
 			}
 			fmt.Printf("udp %s %s\n", addr, errName(err))
+		case "udpdns":
+			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, address string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "udp", address) // a PacketConn: the resolver speaks UDP DNS
+			}}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			addrs, err := r.LookupHost(ctx, addr)
+			cancel()
+			fmt.Printf("udpdns %s %v %s\n", addr, addrs, errName(err))
 		case "resolv":
 			b, err := os.ReadFile("/etc/resolv.conf")
 			fmt.Printf("resolv %q %v\n", b, err)
@@ -116,13 +125,25 @@ func (w *idWorld) testTransparent(t *testing.T) {
 		t.Errorf("StaleTransparentRules = %v, %v; want [%s]", stale, err, dead)
 	}
 	sink := &events{}
-	spec := w.spec("id-tdial", "resolv", "tcp=remote.test:80", "tcp=192.0.2.1:80", "tcp=evil.test:80", "tcp=192.0.2.66:80", "udp=192.0.2.1:443")
+	spec := w.spec("id-tdial", "resolv", "tcp=remote.test:80", "tcp=192.0.2.1:80", "tcp=evil.test:80", "tcp=192.0.2.66:80", "udp=192.0.2.1:443",
+		"udpdns=remote.test", "udpdns=evil.test")
 	spec.Network, spec.Gate, spec.Transparent, spec.Audit = NetworkProxy, transparentGate(t, line), true, sink
 	o := sandboxRun(t, spec)
 	if o.err != nil || o.res.ExitCode != 0 {
 		t.Fatalf("%+v %v %s", o.res, o.err, o.stderr)
 	}
-	mustContain(t, o.stdout, `options use-vc\n`, "tcp remote.test:80 ok line-greeting\n", "tcp 192.0.2.1:80 ok line-greeting\n",
+	// DNS over UDP is answered (setup's rule lets the redirected query
+	// reach the stub), so the resolver needs no "use-vc".
+	if strings.Contains(o.stdout, "use-vc") || !strings.Contains(o.stdout, `\nnameserver 127.0.0.1\n`) {
+		t.Errorf("the run's resolv.conf is not the stub's alone:\n%s", o.stdout)
+	}
+	if !regexpMatch(`udpdns remote\.test \[198\.1[89]\.[0-9.]+( [0-9a-f:]+)?\] ok\n`, o.stdout) {
+		t.Errorf("remote.test over UDP DNS did not resolve to a synthetic address:\n%s", o.stdout)
+	}
+	if !regexpMatch(`udpdns evil\.test \[\] error:lookup evil\.test[^\n]*: no such host\n`, o.stdout) {
+		t.Errorf("evil.test over UDP DNS was not NXDOMAIN:\n%s", o.stdout)
+	}
+	mustContain(t, o.stdout, "tcp remote.test:80 ok line-greeting\n", "tcp 192.0.2.1:80 ok line-greeting\n",
 		"tcp evil.test:80 error:", "tcp 192.0.2.66:80 read ECONNRESET\n", "udp 192.0.2.1:443 EPERM\n")
 	want := map[string]bool{"transparent remote.test allow": false, "transparent 192.0.2.1 allow": false,
 		"dns evil.test deny": false, "transparent 192.0.2.66 deny": false, "packet udp deny": false}

@@ -140,7 +140,8 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("ExitCodesSignalsTerminal", w.testProcess)
 	t.Run("NothingOutlivesRun", w.testNothingOutlivesRun)
 	t.Run("ParentKilled", w.testParentKilled)
-	t.Run("Transparent", w.testTransparent) // last: it gives the namespace a default route
+	t.Run("Transparent", w.testTransparent) // late: it gives the namespace a default route
+	t.Run("TransparentClients", w.testTransparentClients)
 }
 
 func newIDWorld(t *testing.T) *idWorld {

@@ -187,7 +187,8 @@ type Spec struct {
 	// Gate and recorded in Audit like a proxied one; other UDP is refused.
 	// The identity backend needs a cgroup v2 of its own for the run, two
 	// more reserved ports, and a route towards the synthetic range (a
-	// default route), and its resolver asks over TCP only ("use-vc").
+	// default route), and the setup of version 3 or later (which lets the
+	// redirected DNS over UDP reach the stub).
 	Transparent bool
 
 	// Executable is the sandgate binary re-executed as the sandbox's init

@@ -27,9 +27,11 @@ import (
 // listener and every DNS query to port 53 to its stub, and refuse other
 // UDP with an ICMP error. Both listen on ports of the reserved set, marked
 // like the proxy's, because setup's rules, which still apply after the
-// redirect, let the offline user reach nothing else on the loopback. They
-// refuse it local UDP too, so the run's resolv.conf says "use-vc": glibc,
-// and with it Node and most programs, and Go's resolver ask over TCP. Each
+// redirect, let the offline user reach nothing else on the loopback; the
+// stub listens for UDP too, at its TCP port, and setup's rules let the
+// offline user's UDP through only when a redirect sent it to a reserved
+// port (nftfw.RedirectedUDPRuleName), so every resolver, musl's and
+// c-ares's included, is answered over UDP as well as TCP. Each
 // run's synthetic IPv4 range is a slot of 198.18.0.0/15 (by the index of
 // its transparent port in the reserved set) and its IPv6 range a random
 // ULA /64; the host needs a route towards them (a default route does), or
@@ -40,13 +42,14 @@ import (
 type identityPath struct {
 	*transparentRun
 	tcp, dns []net.Listener
+	udp      []net.PacketConn // the stub's UDP side, at the port of dns
 	group    *runcgroup.Group
 }
 
 // serve serves the run's own listeners with srv (the sandbox passes none).
 func (p *identityPath) serve(srv *proxy.Server, files []*os.File) error {
 	closeFiles(files)
-	return p.serveSockets(srv, p.tcp, p.dns, nil)
+	return p.serveSockets(srv, p.tcp, p.dns, p.udp)
 }
 
 // runIDPrefix begins the ids of identity runs' transparent rules; the
@@ -65,6 +68,7 @@ func newIdentityPath(spec Spec, lease *setup.Lease, netns string, uid uint32) (_
 		if err != nil {
 			closeListeners(p.tcp)
 			closeListeners(p.dns)
+			closePacketConns(p.udp)
 			if p.transparentRun != nil {
 				p.stop()
 			} else if p.group != nil {
@@ -79,6 +83,9 @@ func newIdentityPath(spec Spec, lease *setup.Lease, netns string, uid uint32) (_
 	if p.dns, _, err = lease.ReserveLoopbackPair(); err != nil {
 		return nil, nil, setupError(err)
 	}
+	if p.udp, err = lease.ListenLoopbackUDP(listenerPort(p.dns[0])); err != nil {
+		return nil, nil, setupError(err)
+	}
 	pool, err := slotPool(index)
 	if err != nil {
 		return nil, nil, err
@@ -86,7 +93,7 @@ func newIdentityPath(spec Spec, lease *setup.Lease, netns string, uid uint32) (_
 	if p.group, err = runcgroup.Create(runcgroup.DefaultParent, "run-"); err != nil {
 		return nil, nil, &UnavailableError{Reason: "the transparent path needs a cgroup of its own for the run: " + err.Error(), Err: err}
 	}
-	t, replace, err := newTransparentViews(spec, pool, "options use-vc\n")
+	t, replace, err := newTransparentViews(spec, pool)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -95,6 +102,7 @@ func newIdentityPath(spec Spec, lease *setup.Lease, netns string, uid uint32) (_
 	t.undo = append(t.undo, func() {
 		closeListeners(p.tcp)
 		closeListeners(p.dns)
+		closePacketConns(p.udp)
 		if err := group.Remove(); err != nil {
 			t.logf()("sandbox: %v", err)
 		}
@@ -174,4 +182,11 @@ func StaleTransparentRules(netns string) ([]string, error) {
 		return true // only look
 	})
 	return stale, err
+}
+
+// closePacketConns closes pcs.
+func closePacketConns(pcs []net.PacketConn) {
+	for _, pc := range pcs {
+		pc.Close()
+	}
 }

@@ -42,6 +42,10 @@ const (
 	resolvPath = "/etc/resolv.conf"
 )
 
+// hostsSource is the hosts file the sandbox's hosts view is made from: the
+// host's own (tests give one of theirs).
+var hostsSource = hostsPath
+
 // Audit Event.Proto values of the transparent path besides
 // proxy.ProtoTransparent.
 const (
@@ -83,7 +87,7 @@ func newTransparentRun(spec Spec) (*transparentRun, *initproto.Transparent, []in
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("transparent path: %w", err)
 	}
-	t, replace, err := newTransparentViews(spec, pool, "")
+	t, replace, err := newTransparentViews(spec, pool)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -96,15 +100,14 @@ func newTransparentRun(spec Spec) (*transparentRun, *initproto.Transparent, []in
 }
 
 // newTransparentViews makes a run's transparent path around pool, with its
-// views of /etc/hosts and /etc/resolv.conf (resolvOptions appended to the
-// latter).
-func newTransparentViews(spec Spec, pool *synthaddr.Pool, resolvOptions string) (*transparentRun, []initproto.ReplaceFile, error) {
+// views of /etc/hosts and /etc/resolv.conf.
+func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []initproto.ReplaceFile, error) {
 	var err error
 	t := &transparentRun{spec: spec, pool: pool}
 	t.ctx, t.stopc = context.WithCancel(context.Background())
-	hosts, err := os.ReadFile(hostsPath)
+	hosts, err := os.ReadFile(hostsSource)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("transparent path: reading the host's %s: %w", hostsPath, err)
+		return nil, nil, fmt.Errorf("transparent path: reading the host's %s: %w", hostsSource, err)
 	}
 	view, err := dnsstub.HostsView(hosts, t.policy(), pool)
 	if err != nil {
@@ -120,7 +123,7 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool, resolvOptions string) 
 		data         []byte
 	}{
 		{"hosts", hostsPath, view},
-		{"resolv.conf", resolvPath, append(dnsstub.ResolvConf(netip.MustParseAddr("127.0.0.1")), resolvOptions...)},
+		{"resolv.conf", resolvPath, dnsstub.ResolvConf(netip.MustParseAddr("127.0.0.1"))},
 	} {
 		src := filepath.Join(t.dir, f.name)
 		if err := os.WriteFile(src, f.data, 0o444); err != nil {

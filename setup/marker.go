@@ -22,8 +22,12 @@ import (
 // Version is the version of the setup procedure (users, group, homes,
 // marker layout, and the firewall's fixed parts outside the rule plan).
 // Bump it when Install would do something different. Version 2 added the
-// input chain that keeps the proxy ports for sandgate's marked listeners.
-const Version = 2
+// input chain that keeps the proxy ports for sandgate's marked listeners;
+// version 3 the output rule that lets through the offline user's DNS which
+// a transparent identity run redirected to its stub on a reserved port
+// (nftfw.RedirectedUDPRuleName), and the input rule that lets only marked
+// sockets receive UDP there (nftfw.InputUDPRuleName).
+const Version = 3
 
 // Default names and ports.
 const (

@@ -96,3 +96,24 @@ func (s *Lease) ReserveLoopbackPair() (lns []net.Listener, index int, err error)
 	return nil, 0, unavailable("all %d reserved proxy ports (%s) are in use: an identity run takes two, and two more with the transparent path; widen the range with `%s`",
 		len(ports), ruleplan.FormatPorts(ports), FixCommand(false, alb, alb, widerRange(ports)))
 }
+
+// ListenLoopbackUDP listens for UDP at port on both 127.0.0.1 and [::1]
+// (in that order), made as ReservePorts makes its listeners: the UDP side
+// of an identity run's DNS stub, at the port ReserveLoopbackPair gave it,
+// where the run's rules redirect the offline user's queries (setup's rules
+// let such redirected UDP through to a reserved port, and nothing else).
+func (s *Lease) ListenLoopbackUDP(port uint16) ([]net.PacketConn, error) {
+	lc := net.ListenConfig{Control: proxyListenControl}
+	var got []net.PacketConn
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		pc, err := lc.ListenPacket(context.Background(), "udp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+		if err != nil {
+			for _, c := range got {
+				c.Close()
+			}
+			return nil, fmt.Errorf("listening for UDP on reserved port %d: %w", port, err)
+		}
+		got = append(got, pc)
+	}
+	return got, nil
+}
