@@ -109,7 +109,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		env = proxyenv.Merge(env, nil)
 	}
 
-	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: dir, Executable: self, Identity: id}
 	view, err := planView(spec, home, &fsview.Owner{UID: id.UID, GID: id.GID})
 	if err != nil {
 		closeListeners(plan.listeners)

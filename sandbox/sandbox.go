@@ -181,6 +181,12 @@ type Spec struct {
 	// socket(AF_UNIX, ...). Unix path sockets lead out of the sandbox
 	// (docker.sock, ssh-agent, other forwarders): use with care.
 	AllowUnixSockets bool
+	// UnixSockets (absolute paths, Linux) are the unix sockets the command
+	// may connect to, and no other path, abstract or unnamed unix address
+	// (--allow-unix-socket): the sandbox's init makes every connect(2) of
+	// the command itself, to the socket each path named when the run
+	// started. Ignored with AllowUnixSockets, which allows them all.
+	UnixSockets []string
 	// Transparent gives a NetworkProxy run the transparent path (issue
 	// 11): every TCP connection CMD makes to a non-local address and every
 	// DNS query, whether or not CMD knows about the proxy, is decided by
