@@ -185,7 +185,8 @@ type Spec struct {
 	// may connect to, and no other path, abstract or unnamed unix address
 	// (--allow-unix-socket): the sandbox's init makes every connect(2) of
 	// the command itself, to the socket each path named when the run
-	// started. Ignored with AllowUnixSockets, which allows them all.
+	// started. Ignored with AllowUnixSockets, which allows them all. The
+	// netns backend only: the identity backend refuses it (ErrUnavailable).
 	UnixSockets []string
 	// Transparent gives a NetworkProxy run the transparent path (issue
 	// 11): every TCP connection CMD makes to a non-local address and every

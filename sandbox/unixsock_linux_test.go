@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -152,5 +153,16 @@ func TestUnixSocketByPathNotASocket(t *testing.T) {
 	o := runNoCheck(spec)
 	if o.err == nil || !strings.Contains(o.err.Error(), "not a socket") || strings.Contains(o.stdout, "unix-dgram") {
 		t.Fatalf("Run with a plain file as the allowed socket: %+v %v stdout %q", o.res, o.err, o.stdout)
+	}
+}
+
+// testUnixSocketByPath: the identity backend refuses UnixSockets (its init
+// would connect as root) rather than run without them.
+func (w *idWorld) testUnixSocketByPath(t *testing.T) {
+	spec := w.spec("unixconnect")
+	spec.UnixSockets = []string{filepath.Join(w.base, "agent.sock")}
+	o := runNoCheck(spec)
+	if !errors.Is(o.err, ErrUnavailable) || !strings.Contains(o.err.Error(), "netns backend only") || strings.Contains(o.stdout, "unix-dgram") {
+		t.Fatalf("identity run with UnixSockets: %+v %v stdout %q", o.res, o.err, o.stdout)
 	}
 }
