@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,17 @@ func unixConnectHelper(args []string) int {
 		unix.Close(fd)
 	}
 	fmt.Printf("tcp-loopback %s\n", errName(err))
+	// A filter of its own with a listener would get the notifications
+	// first (and could let the kernel go on with them).
+	allow := []unix.SockFilter{{Code: 0x06, K: unix.SECCOMP_RET_ALLOW}} // BPF_RET|BPF_K
+	prog := unix.SockFprog{Len: 1, Filter: &allow[0]}
+	lfd, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&prog)))
+	if e == 0 {
+		unix.Close(int(lfd))
+		fmt.Println("seccomp-listener ok")
+	} else {
+		fmt.Printf("seccomp-listener %s\n", errName(e))
+	}
 	return 0
 }
 
@@ -129,7 +141,7 @@ func TestUnixSocketByPath(t *testing.T) {
 		"connect "+abstract+" EACCES\n", "connect "+dir+" EACCES\n",
 		"unix-dgram EPERM\n", "unix-seqpacket ok\n",
 		"socketpair-stream ok\n", "socketpair-dgram EPERM\n",
-		"tcp-loopback ECONNREFUSED\n")
+		"tcp-loopback ECONNREFUSED\n", "seccomp-listener EPERM\n")
 
 	// The wide option still allows every unix socket, whatever the list.
 	spec.AllowUnixSockets = true

@@ -180,6 +180,10 @@ func TestSeccompProgramByPath(t *testing.T) {
 		{"add_key user", seccompData(x86, unix.SYS_ADD_KEY, 0, 0, 0, 0, 0xfffffffc), retEPERM},
 		{"io_uring_setup", seccompData(x86, unix.SYS_IO_URING_SETUP, 1), retEPERM},
 		{"x32 connect", seccompData(x86, 0x40000000|42), retENOSYS},
+		{"seccomp filter with a listener", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER|unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH), retEPERM},
+		{"i386 seccomp filter with a listener", seccompData(i386, 354, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retEPERM},
+		{"seccomp filter", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC), retAllow},
+		{"seccomp get action avail", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retAllow},
 	}
 	prog, err := buildFilter(abis, unixByPath)
 	if err != nil {

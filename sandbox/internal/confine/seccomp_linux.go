@@ -61,6 +61,7 @@ type abiRules struct {
 	keyctl     int32  // keyctl(2), or -1
 	connect    int32  // connect(2), or -1 (looked at only with unixByPath)
 	socketpair int32  // socketpair(2), or -1 (looked at only with unixByPath)
+	seccomp    int32  // seccomp(2), or -1 (looked at only with unixByPath)
 	x32Bit     uint32 // on x86-64: numbers with this bit set are the x32 ABI
 }
 
@@ -84,7 +85,10 @@ const (
 	// without connect), and every connect(2) is handed to a supervisor
 	// (SECCOMP_RET_USER_NOTIF), which decides it and makes it itself; the
 	// i386 socketcall forms of the three are refused (EPERM), since a
-	// filter cannot read their arguments.
+	// filter cannot read their arguments. So is a seccomp filter of the
+	// command's own with a notification listener (EPERM): of two filters
+	// that both return SECCOMP_RET_USER_NOTIF the newer one is notified,
+	// and its supervisor could let the kernel go on with the call.
 	unixByPath
 )
 
@@ -182,7 +186,10 @@ func buildFilter(abis []abiRules, ur unixRule) ([]bpf.Instruction, error) {
 			}{a.connect, "notify"}, struct {
 				nr    int32
 				label string
-			}{a.socketpair, "socketpair"})
+			}{a.socketpair, "socketpair"}, struct {
+				nr    int32
+				label string
+			}{a.seccomp, "seccomp"})
 		}
 		for _, c := range calls {
 			if c.nr >= 0 {
@@ -256,10 +263,16 @@ func socketRules(p *filterProg, l string, ur unixRule) {
 // that are the type (the rest are SOCK_NONBLOCK and SOCK_CLOEXEC).
 const sockTypeMask = 0xf
 
-// unixByPathRules emits the rules of unixByPath: socketpair(AF_UNIX) and
+// unixByPathRules emits the rules of unixByPath: seccomp(2) may not
+// install a filter with a listener, socketpair(AF_UNIX) and
 // socket(AF_UNIX) (jumped to from socketRules) may make stream and
 // seqpacket sockets only, and connect(2) goes to the supervisor.
 func unixByPathRules(p *filterProg, l string) {
+	p.label(l + "seccomp")
+	p.load(offArg0Low)
+	p.jump(bpf.JumpEqual, unix.SECCOMP_SET_MODE_FILTER, "", l+"allow")
+	p.load(offArgLow(1))
+	p.jump(bpf.JumpBitsSet, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, l+"eperm", l+"allow")
 	p.label(l + "socketpair")
 	p.load(offArg0Low)
 	p.jump(bpf.JumpEqual, unix.AF_UNIX, "", l+"allow")

@@ -150,6 +150,10 @@ func (g *Gate) connect(listener int, n seccompNotif) unix.Errno {
 	}
 	sock, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			return errno // EBADF: no such descriptor
+		}
 		return unix.EBADF
 	}
 	defer unix.Close(sock)
