@@ -127,10 +127,18 @@ func TestUnixSocketByPath(t *testing.T) {
 		t.Fatalf("ssh-add -l through a socket that is not allowed: %+v %v stdout %q stderr %q", o.res, o.err, o.stdout, o.stderr)
 	}
 
-	spec = helperSpec("unixconnect", sock, "agent.sock", other, "other.sock", abstract, dir)
+	// An allowed socket nobody may write to: the init connects without
+	// capabilities (no CAP_DAC_OVERRIDE lent to the command).
+	shut := filepath.Join(dir, "shut.sock")
+	unixListener(t, shut)
+	if err := os.Chmod(shut, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	spec = helperSpec("unixconnect", sock, "agent.sock", other, "other.sock", abstract, dir, shut)
 	spec.Network = NetworkNone
 	spec.Dir = dir
-	spec.UnixSockets = []string{sock}
+	spec.UnixSockets = []string{sock, shut}
 	o = sandboxRun(t, spec)
 	if o.err != nil || o.res.ExitCode != 0 {
 		t.Fatalf("Run: %+v %v stderr %q", o.res, o.err, o.stderr)
@@ -138,7 +146,7 @@ func TestUnixSocketByPath(t *testing.T) {
 	mustContain(t, o.stdout,
 		"connect "+sock+" ok\n", "connect agent.sock ok\n",
 		"connect "+other+" EACCES\n", "connect other.sock EACCES\n",
-		"connect "+abstract+" EACCES\n", "connect "+dir+" EACCES\n",
+		"connect "+abstract+" EACCES\n", "connect "+dir+" EACCES\n", "connect "+shut+" EACCES\n",
 		"unix-dgram EPERM\n", "unix-seqpacket ok\n",
 		"socketpair-stream ok\n", "socketpair-dgram EPERM\n",
 		"tcp-loopback ECONNREFUSED\n", "seccomp-listener EPERM\n")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"unsafe"
 
@@ -23,7 +24,9 @@ import (
 // reached through the descriptor opened when the sandbox started
 // (/proc/self/fd/N of an O_PATH descriptor), so renaming or replacing the
 // name later changes nothing, and the socket need not be visible in the
-// command's view of the file system.
+// command's view of the file system. The connect itself is made from a
+// thread without capabilities: the command gets no privilege of the init's
+// through it.
 
 // Gate holds the allowed sockets.
 type Gate struct {
@@ -183,7 +186,28 @@ func (g *Gate) connect(listener int, n seccompNotif) unix.Errno {
 	case Refused:
 		return unix.EACCES
 	}
-	return rawConnect(sock, sa)
+	return connectWithoutCapabilities(sock, sa)
+}
+
+// connectWithoutCapabilities connects fd to sa from a thread of its own
+// that has no capabilities (and ends with the call), so that no check the
+// kernel makes in connect(2) on the caller's capabilities (netlink groups,
+// file permissions with CAP_DAC_OVERRIDE) passes for the command because
+// the init makes the call.
+func connectWithoutCapabilities(fd int, sa []byte) unix.Errno {
+	done := make(chan unix.Errno, 1)
+	go func() {
+		// Never unlocked: the runtime ends the thread with the goroutine.
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var none [2]unix.CapUserData
+		if err := unix.Capset(&hdr, &none[0]); err != nil {
+			done <- unix.EPERM
+			return
+		}
+		done <- rawConnect(fd, sa)
+	}()
+	return <-done
 }
 
 // unixSockaddr is a sockaddr_un for path p.
