@@ -26,14 +26,38 @@ func seccompData(arch uint32, nr int32, args ...uint64) []byte {
 	return b
 }
 
-// TestSeccompProgram runs the filter in a BPF interpreter over system calls
-// of every ABI an x86-64 process can use, including ones no test process
-// here could issue (i386 socketcall, x32).
-func TestSeccompProgram(t *testing.T) {
+// filterVM builds the filter of this architecture with rule ur, assembles it, and returns a
+// function running it in a BPF interpreter over one seccomp_data.
+func filterVM(t *testing.T, ur unixRule) func(name string, data []byte) int {
+	t.Helper()
 	abis, err := seccompABIs()
 	if err != nil {
 		t.Fatal(err)
 	}
+	prog, err := buildFilter(abis, ur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bpf.Assemble(prog); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(name string, data []byte) int {
+		got, err := vm.Run(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return got
+	}
+}
+
+// TestSeccompProgram runs the filter in a BPF interpreter over system calls
+// of every ABI an x86-64 process can use, including ones no test process
+// here could issue (i386 socketcall, x32).
+func TestSeccompProgram(t *testing.T) {
 	const (
 		x86   = unix.AUDIT_ARCH_X86_64
 		i386  = unix.AUDIT_ARCH_I386
@@ -113,22 +137,9 @@ func TestSeccompProgram(t *testing.T) {
 		if allowUnix {
 			ur = unixAll
 		}
-		prog, err := buildFilter(abis, ur)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bpf.Assemble(prog); err != nil {
-			t.Fatal(err)
-		}
-		vm, err := bpf.NewVM(prog)
-		if err != nil {
-			t.Fatal(err)
-		}
+		run := filterVM(t, ur)
 		for _, tt := range tests {
-			got, err := vm.Run(tt.data)
-			if err != nil {
-				t.Fatalf("%s: %v", tt.name, err)
-			}
+			got := run(tt.name, tt.data)
 			want := tt.want
 			if allowUnix {
 				want = tt.wantAllow
@@ -145,10 +156,6 @@ func TestSeccompProgram(t *testing.T) {
 // connect to the supervisor, the socketcall forms refused, and the other
 // rules as without it.
 func TestSeccompProgramByPath(t *testing.T) {
-	abis, err := seccompABIs()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const (
 		x86  = unix.AUDIT_ARCH_X86_64
 		i386 = unix.AUDIT_ARCH_I386
@@ -185,20 +192,9 @@ func TestSeccompProgramByPath(t *testing.T) {
 		{"seccomp filter", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC), retAllow},
 		{"seccomp get action avail", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retAllow},
 	}
-	prog, err := buildFilter(abis, unixByPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := filterVM(t, unixByPath)
 	for _, tt := range tests {
-		got, err := vm.Run(tt.data)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
-		}
-		if uint32(got) != tt.want {
+		if got := run(tt.name, tt.data); uint32(got) != tt.want {
 			t.Errorf("%s: filter returns %#x, want %#x", tt.name, uint32(got), tt.want)
 		}
 	}
