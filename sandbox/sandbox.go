@@ -8,7 +8,8 @@
 // them to the parent by fd passing, then starts the command with every
 // capability dropped, no_new_privs set, a fresh empty session keyring and
 // a seccomp filter that lets it create only AF_INET, AF_INET6 and
-// NETLINK_ROUTE sockets (AF_UNIX with AllowUnixSockets) and refuses io_uring
+// NETLINK_ROUTE sockets (AF_UNIX with AllowUnixSockets; stream ones whose
+// every connect the init decides and makes, with UnixSockets) and refuses io_uring
 // and the keyrings its uid shares with other processes. The parent stays in the host's network
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
