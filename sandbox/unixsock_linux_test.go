@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,24 @@ func unixConnectHelper(args []string) int {
 		}
 		fmt.Printf("connect %s %s\n", a, errName(err))
 	}
+	// The first address once more, from a thread that is not the
+	// process's main thread (the supervisor is told the thread).
+	runtime.LockOSThread()
+	done := make(chan string)
+	go func() {
+		runtime.LockOSThread() // another thread: this one is taken
+		if unix.Gettid() == unix.Getpid() {
+			done <- "on the main thread"
+			return
+		}
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil && len(args) > 0 {
+			err = unix.Connect(fd, &unix.SockaddrUnix{Name: args[0]})
+			unix.Close(fd)
+		}
+		done <- errName(err)
+	}()
+	fmt.Printf("connect-from-thread %s\n", <-done)
 	fmt.Printf("unix-dgram %s\n", errName(closeFD(unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0))))
 	fmt.Printf("unix-seqpacket %s\n", errName(closeFD(unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET, 0))))
 	pair := func(typ int) error {
@@ -149,7 +168,7 @@ func TestUnixSocketByPath(t *testing.T) {
 		"connect "+abstract+" EACCES\n", "connect "+dir+" EACCES\n", "connect "+shut+" EACCES\n",
 		"unix-dgram EPERM\n", "unix-seqpacket ok\n",
 		"socketpair-stream ok\n", "socketpair-dgram EPERM\n",
-		"tcp-loopback ECONNREFUSED\n", "seccomp-listener EPERM\n")
+		"tcp-loopback ECONNREFUSED\n", "seccomp-listener EPERM\n", "connect-from-thread ok\n")
 
 	// The wide option still allows every unix socket, whatever the list.
 	spec.AllowUnixSockets = true

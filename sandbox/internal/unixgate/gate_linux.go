@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -141,14 +142,18 @@ func (g *Gate) connect(listener int, n seccompNotif) unix.Errno {
 	if int32(alen) < 0 || alen > sockaddrStorage {
 		return unix.EINVAL
 	}
-	pid := int(n.Pid)
-	pidfd, err := unix.PidfdOpen(pid, 0)
+	pid := int(n.Pid) // the calling thread
+	tgid, err := threadGroup(pid)
+	if err != nil {
+		return unix.ESRCH
+	}
+	pidfd, err := unix.PidfdOpen(tgid, 0) // a process's pidfd: any kernel with pidfd_getfd
 	if err != nil {
 		return unix.ESRCH
 	}
 	defer unix.Close(pidfd)
 	valid := func() bool { return ioctlPtr(listener, ioctlNotifIDValid, unsafe.Pointer(&n.ID)) == nil }
-	if !valid() { // the pid may have been reused before pidfd_open
+	if !valid() { // the thread, so its process, may be gone (and its id reused) by now
 		return unix.ESRCH
 	}
 	sock, err := unix.PidfdGetfd(pidfd, fd, 0)
@@ -208,6 +213,20 @@ func connectWithoutCapabilities(fd int, sa []byte) unix.Errno {
 		done <- rawConnect(fd, sa)
 	}()
 	return <-done
+}
+
+// threadGroup returns the process (thread group) of thread tid.
+func threadGroup(tid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no Tgid", tid)
 }
 
 // unixSockaddr is a sockaddr_un for path p.
