@@ -137,6 +137,8 @@ func runHelper(name string, args []string) int {
 		return keyringHelper(args)
 	case "families":
 		return familiesHelper()
+	case "unixconnect":
+		return unixConnectHelper(args)
 	case "fsops":
 		return fsopsHelper(args)
 	case "env":

@@ -50,6 +50,12 @@ const (
 func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	pre := func(err error) (Result, error) { return Result{}, &notStartedError{err} }
 	leaser := spec.setupLeaser()
+	if len(unixSockets(spec)) > 0 {
+		// The init (root) makes the allowed connections: their servers
+		// would see root as the peer (SO_PEERCRED), not the sandbox user.
+		return pre(&UnavailableError{Reason: "allowing unix sockets by path is enforced on the netns backend only",
+			Fix: "use --backend netns, or allow every unix socket with --allow-unix-sockets"})
+	}
 	if !hostRoot() {
 		return pre(nonRootError(leaser, spec.setupNeed()))
 	}

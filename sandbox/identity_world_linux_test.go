@@ -128,6 +128,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("Proxy", w.testProxy)
 	t.Run("UnixSockets", w.testUnixSockets)
 	t.Run("HostChannels", w.testHostChannels)
+	t.Run("UnixSocketByPath", w.testUnixSocketByPath)
 	t.Run("FileSystemView", w.testFileSystemView)
 	t.Run("NetworkNone", w.testNetworkNone)
 	t.Run("NetworkFull", w.testNetworkFull)

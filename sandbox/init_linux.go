@@ -28,3 +28,12 @@ func initNetwork(n Network) initproto.Network {
 	}
 	return initproto.NetProxy
 }
+
+// unixSockets is the init's list of allowed unix sockets: none when every
+// unix socket is allowed.
+func unixSockets(spec Spec) []string {
+	if spec.AllowUnixSockets {
+		return nil
+	}
+	return spec.UnixSockets
+}

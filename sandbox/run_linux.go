@@ -82,7 +82,7 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, err
 	}
 	exe, self := initExecutable(spec)
-	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: spec.Dir, Executable: self}
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: spec.Dir, Executable: self}
 	if cfg.View, err = viewConfig(view); err != nil {
 		return Result{}, err
 	}

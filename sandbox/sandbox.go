@@ -8,7 +8,8 @@
 // them to the parent by fd passing, then starts the command with every
 // capability dropped, no_new_privs set, a fresh empty session keyring and
 // a seccomp filter that lets it create only AF_INET, AF_INET6 and
-// NETLINK_ROUTE sockets (AF_UNIX with AllowUnixSockets) and refuses io_uring
+// NETLINK_ROUTE sockets (AF_UNIX with AllowUnixSockets; stream ones whose
+// every connect the init decides and makes, with UnixSockets) and refuses io_uring
 // and the keyrings its uid shares with other processes. The parent stays in the host's network
 // namespace and serves the proxy on those sockets, so the command's only way
 // out is through the proxy's policy.
@@ -181,6 +182,13 @@ type Spec struct {
 	// socket(AF_UNIX, ...). Unix path sockets lead out of the sandbox
 	// (docker.sock, ssh-agent, other forwarders): use with care.
 	AllowUnixSockets bool
+	// UnixSockets (absolute paths, Linux) are the unix sockets the command
+	// may connect to, and no other path, abstract or unnamed unix address
+	// (--allow-unix-socket): the sandbox's init makes every connect(2) of
+	// the command itself, to the socket each path named when the run
+	// started. Ignored with AllowUnixSockets, which allows them all. The
+	// netns backend only: the identity backend refuses it (ErrUnavailable).
+	UnixSockets []string
 	// Transparent gives a NetworkProxy run the transparent path (issue
 	// 11): every TCP connection CMD makes to a non-local address and every
 	// DNS query, whether or not CMD knows about the proxy, is decided by

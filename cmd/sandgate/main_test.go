@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -180,17 +181,35 @@ func TestRunRejectsBadModes(t *testing.T) {
 	}
 }
 
-// TestRunRefusesUnenforcedUnixSockets: per-path unix sockets are parsed
-// from the config but not enforced yet, so a run that names them must not
-// start as if they were.
-func TestRunRefusesUnenforcedUnixSockets(t *testing.T) {
+// TestRunUnixSocketPathErrors: an allowed unix socket (config or flag)
+// that is missing or not a socket stops the run with exit 2 naming it,
+// never a run without it.
+func TestRunUnixSocketPathErrors(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	path := filepath.Join(t.TempDir(), "socks.toml")
-	if err := os.WriteFile(path, []byte("[network]\nallow_unix_sockets = [\"/run/agent.sock\"]\n"), 0o644); err != nil {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "agent.sock")
+	path := filepath.Join(dir, "socks.toml")
+	if err := os.WriteFile(path, []byte("[network]\nallow_unix_sockets = [\""+filepath.ToSlash(missing)+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := runCLI(t, "run", "--config", path, "--", "true")
-	if code != exitUsage || !strings.Contains(errOut, "network.allow_unix_sockets (/run/agent.sock) is not supported yet") {
-		t.Errorf("exit %d, stderr %q", code, errOut)
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--config", path, "--", "true"}, filepath.ToSlash(missing)},
+		{[]string{"run", "--allow-unix-socket", plain, "--", "true"}, plain + " is not a unix socket"},
+	} {
+		want := tt.want
+		if runtime.GOOS != "linux" {
+			want = "enforced on Linux only"
+		}
+		code, _, errOut := runCLI(t, tt.args...)
+		if code != exitUsage || !strings.Contains(errOut, want) {
+			t.Errorf("%v: exit %d, stderr %q, want exit %d naming %q", tt.args, code, errOut, exitUsage, want)
+		}
 	}
 }

@@ -24,6 +24,7 @@ func newRunCmd() *cobra.Command {
 		localBind bool
 		quiet     bool
 		allowUnix bool
+		unixPaths []string
 		keepGrant bool
 		host      hostFlags
 		noTransp  bool
@@ -72,10 +73,8 @@ executable; 127 CMD not found.`,
 			spec.Gate = newGate(cf, pol)
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
-			if socks := cf.UnixSockets(nil); len(socks) > 0 {
-				// Parsed so that a bad path is named, but not enforced yet:
-				// never let it pass as if it were.
-				return usageErr("network.allow_unix_sockets (%s) is not supported yet: remove it, or allow every unix socket with --allow-unix-sockets", strings.Join(socks, ", "))
+			if spec.UnixSockets, err = unixSocketPaths(cf, unixPaths); err != nil {
+				return err
 			}
 			spec.AllowUnixSockets = allowUnix
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
@@ -116,6 +115,7 @@ executable; 127 CMD not found.`,
 	host.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
+	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; netns backend (repeatable)")
 	return cmd
 }
 

@@ -43,6 +43,14 @@ type Options struct {
 	// AllowUnixSockets lifts the seccomp rule that refuses
 	// socket(AF_UNIX, ...).
 	AllowUnixSockets bool
+	// SuperviseConnect, when set (and AllowUnixSockets is not), lets
+	// socket(AF_UNIX) and socketpair(AF_UNIX) make stream and seqpacket
+	// sockets and hands every connect(2) of the thread and its descendants
+	// to a supervisor: it is called with the filter's seccomp notification
+	// listener (close-on-exec) right after the filter is installed, and
+	// must answer every notification from another thread (the calling one
+	// is blocked in its own connect calls until then).
+	SuperviseConnect func(listener int)
 	// User, when set, is who the thread becomes, with no supplementary
 	// groups, before its capabilities go; the Landlock scopes then close
 	// the host's abstract unix sockets and signals to outside processes.
@@ -102,8 +110,19 @@ func LockDown(o Options) error {
 			return fmt.Errorf("closing the host's abstract unix sockets and signals to the command (Landlock): %w", err)
 		}
 	}
-	if err := installFilter(o.AllowUnixSockets); err != nil {
+	ur := unixRefused
+	switch {
+	case o.AllowUnixSockets:
+		ur = unixAll
+	case o.SuperviseConnect != nil:
+		ur = unixByPath
+	}
+	listener, err := installFilter(ur)
+	if err != nil {
 		return fmt.Errorf("seccomp: %w", err)
+	}
+	if listener >= 0 {
+		o.SuperviseConnect(listener)
 	}
 	return nil
 }

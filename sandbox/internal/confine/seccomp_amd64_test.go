@@ -26,14 +26,38 @@ func seccompData(arch uint32, nr int32, args ...uint64) []byte {
 	return b
 }
 
-// TestSeccompProgram runs the filter in a BPF interpreter over system calls
-// of every ABI an x86-64 process can use, including ones no test process
-// here could issue (i386 socketcall, x32).
-func TestSeccompProgram(t *testing.T) {
+// filterVM builds the filter of this architecture with rule ur, assembles it, and returns a
+// function running it in a BPF interpreter over one seccomp_data.
+func filterVM(t *testing.T, ur unixRule) func(name string, data []byte) int {
+	t.Helper()
 	abis, err := seccompABIs()
 	if err != nil {
 		t.Fatal(err)
 	}
+	prog, err := buildFilter(abis, ur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bpf.Assemble(prog); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(name string, data []byte) int {
+		got, err := vm.Run(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return got
+	}
+}
+
+// TestSeccompProgram runs the filter in a BPF interpreter over system calls
+// of every ABI an x86-64 process can use, including ones no test process
+// here could issue (i386 socketcall, x32).
+func TestSeccompProgram(t *testing.T) {
 	const (
 		x86   = unix.AUDIT_ARCH_X86_64
 		i386  = unix.AUDIT_ARCH_I386
@@ -109,22 +133,13 @@ func TestSeccompProgram(t *testing.T) {
 		{"unknown arch", seccompData(unix.AUDIT_ARCH_AARCH64, 198, unix.AF_UNIX), retKill, retKill},
 	}
 	for _, allowUnix := range []bool{false, true} {
-		prog, err := buildFilter(abis, allowUnix)
-		if err != nil {
-			t.Fatal(err)
+		ur := unixRefused
+		if allowUnix {
+			ur = unixAll
 		}
-		if _, err := bpf.Assemble(prog); err != nil {
-			t.Fatal(err)
-		}
-		vm, err := bpf.NewVM(prog)
-		if err != nil {
-			t.Fatal(err)
-		}
+		run := filterVM(t, ur)
 		for _, tt := range tests {
-			got, err := vm.Run(tt.data)
-			if err != nil {
-				t.Fatalf("%s: %v", tt.name, err)
-			}
+			got := run(tt.name, tt.data)
 			want := tt.want
 			if allowUnix {
 				want = tt.wantAllow
@@ -132,6 +147,55 @@ func TestSeccompProgram(t *testing.T) {
 			if uint32(got) != want {
 				t.Errorf("AllowUnixSockets=%v %s: filter returns %#x, want %#x", allowUnix, tt.name, uint32(got), want)
 			}
+		}
+	}
+}
+
+// TestSeccompProgramByPath runs the unixByPath filter (--allow-unix-socket)
+// in a BPF interpreter: unix sockets only of the stream kinds, every
+// connect to the supervisor, the socketcall forms refused, and the other
+// rules as without it.
+func TestSeccompProgramByPath(t *testing.T) {
+	const (
+		x86  = unix.AUDIT_ARCH_X86_64
+		i386 = unix.AUDIT_ARCH_I386
+	)
+	tests := []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"read", seccompData(x86, unix.SYS_READ, 0), retAllow},
+		{"connect", seccompData(x86, unix.SYS_CONNECT, 3, 0x1000, 110), retNotify},
+		{"i386 connect", seccompData(i386, 362, 3, 0x1000, 110), retNotify},
+		{"socket AF_UNIX stream", seccompData(x86, unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK), retAllow},
+		{"socket AF_UNIX seqpacket", seccompData(x86, unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_SEQPACKET), retAllow},
+		{"socket AF_UNIX dgram", seccompData(x86, unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC), retEPERM},
+		{"socket AF_UNIX stream in the high half", seccompData(x86, unix.SYS_SOCKET, unix.AF_UNIX, 1<<32|unix.SOCK_DGRAM), retEPERM},
+		{"i386 socket AF_UNIX dgram", seccompData(i386, 359, unix.AF_UNIX, unix.SOCK_DGRAM), retEPERM},
+		{"i386 socket AF_UNIX stream", seccompData(i386, 359, unix.AF_UNIX, unix.SOCK_STREAM), retAllow},
+		{"socketpair AF_UNIX stream", seccompData(x86, unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_STREAM), retAllow},
+		{"socketpair AF_UNIX dgram", seccompData(x86, unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_DGRAM), retEPERM},
+		{"i386 socketpair AF_UNIX dgram", seccompData(i386, 360, unix.AF_UNIX, unix.SOCK_DGRAM), retEPERM},
+		{"socket AF_INET", seccompData(x86, unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM), retAllow},
+		{"socket AF_VSOCK", seccompData(x86, unix.SYS_SOCKET, unix.AF_VSOCK, unix.SOCK_STREAM), retNoFam},
+		{"i386 socketcall SYS_CONNECT", seccompData(i386, 102, 3), retEPERM},
+		{"i386 socketcall SYS_SOCKETPAIR", seccompData(i386, 102, 8), retEPERM},
+		{"i386 socketcall SYS_SOCKET", seccompData(i386, 102, 1), retEPERM},
+		{"i386 socketcall SYS_SEND", seccompData(i386, 102, 9), retAllow},
+		{"sendto", seccompData(x86, unix.SYS_SENDTO, 3, 0, 0, 0, 0x1000, 110), retAllow},
+		{"add_key user", seccompData(x86, unix.SYS_ADD_KEY, 0, 0, 0, 0, 0xfffffffc), retEPERM},
+		{"io_uring_setup", seccompData(x86, unix.SYS_IO_URING_SETUP, 1), retEPERM},
+		{"x32 connect", seccompData(x86, 0x40000000|42), retENOSYS},
+		{"seccomp filter with a listener", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER|unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH), retEPERM},
+		{"i386 seccomp filter with a listener", seccompData(i386, 354, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retEPERM},
+		{"seccomp filter", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC), retAllow},
+		{"seccomp get action avail", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retAllow},
+	}
+	run := filterVM(t, unixByPath)
+	for _, tt := range tests {
+		if got := run(tt.name, tt.data); uint32(got) != tt.want {
+			t.Errorf("%s: filter returns %#x, want %#x", tt.name, uint32(got), tt.want)
 		}
 	}
 }

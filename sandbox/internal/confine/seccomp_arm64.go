@@ -9,6 +9,7 @@ import "golang.org/x/sys/unix"
 func seccompABIs() ([]abiRules, error) {
 	return []abiRules{
 		{audit: unix.AUDIT_ARCH_AARCH64, socket: unix.SYS_SOCKET, socketcall: -1,
-			ioUring: []uint32{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER}},
+			ioUring: []uint32{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER},
+			connect: unix.SYS_CONNECT, socketpair: unix.SYS_SOCKETPAIR, seccomp: unix.SYS_SECCOMP},
 	}, nil
 }

@@ -59,11 +59,38 @@ type abiRules struct {
 	addKey     int32  // add_key(2), or -1
 	requestKey int32  // request_key(2), or -1
 	keyctl     int32  // keyctl(2), or -1
+	connect    int32  // connect(2), or -1 (looked at only with unixByPath)
+	socketpair int32  // socketpair(2), or -1 (looked at only with unixByPath)
+	seccomp    int32  // seccomp(2), or -1 (looked at only with unixByPath)
 	x32Bit     uint32 // on x86-64: numbers with this bit set are the x32 ABI
 }
 
-// sockSYS_SOCKET is socketcall's call number for socket(2).
-const sockSYS_SOCKET = 1
+// socketcall's call numbers for socket(2), connect(2) and socketpair(2).
+const (
+	sockSYS_SOCKET     = 1
+	sockSYS_CONNECT    = 3
+	sockSYS_SOCKETPAIR = 8
+)
+
+// unixRule says what the filter does with unix sockets.
+type unixRule int
+
+const (
+	// unixRefused: socket(AF_UNIX, ...) is refused with EPERM.
+	unixRefused unixRule = iota
+	// unixAll: socket(AF_UNIX, ...) is allowed (AllowUnixSockets).
+	unixAll
+	// unixByPath: socket(AF_UNIX) and socketpair(AF_UNIX) may make only
+	// SOCK_STREAM and SOCK_SEQPACKET sockets (neither can send to a path
+	// without connect), and every connect(2) is handed to a supervisor
+	// (SECCOMP_RET_USER_NOTIF), which decides it and makes it itself; the
+	// i386 socketcall forms of the three are refused (EPERM), since a
+	// filter cannot read their arguments. So is a seccomp filter of the
+	// command's own with a notification listener (EPERM): of two filters
+	// that both return SECCOMP_RET_USER_NOTIF the newer one is notified,
+	// and its supervisor could let the kernel go on with the call.
+	unixByPath
+)
 
 // filterProg is a tiny assembler for forward jumps.
 type filterProg struct {
@@ -126,11 +153,12 @@ const (
 	retEPERM  = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
 	retENOSYS = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 	retNoFam  = unix.SECCOMP_RET_ERRNO | uint32(unix.EAFNOSUPPORT)
+	retNotify = unix.SECCOMP_RET_USER_NOTIF
 )
 
 // buildFilter returns the sandbox's seccomp program for the given ABIs (the
 // first is the native one).
-func buildFilter(abis []abiRules, allowUnix bool) ([]bpf.Instruction, error) {
+func buildFilter(abis []abiRules, ur unixRule) ([]bpf.Instruction, error) {
 	p := &filterProg{labels: map[string]int{}}
 	p.load(offArch)
 	for i, a := range abis {
@@ -147,22 +175,42 @@ func buildFilter(abis []abiRules, allowUnix bool) ([]bpf.Instruction, error) {
 		for _, nr := range a.ioUring {
 			p.jump(bpf.JumpEqual, nr, l+"eperm", "")
 		}
-		for _, c := range []struct {
+		calls := []struct {
 			nr    int32
 			label string
-		}{{a.socket, "socket"}, {a.socketcall, "socketcall"}, {a.addKey, "addkey"}, {a.requestKey, "eperm"}, {a.keyctl, "keyctl"}} {
+		}{{a.socket, "socket"}, {a.socketcall, "socketcall"}, {a.addKey, "addkey"}, {a.requestKey, "eperm"}, {a.keyctl, "keyctl"}}
+		if ur == unixByPath {
+			calls = append(calls, struct {
+				nr    int32
+				label string
+			}{a.connect, "notify"}, struct {
+				nr    int32
+				label string
+			}{a.socketpair, "socketpair"}, struct {
+				nr    int32
+				label string
+			}{a.seccomp, "seccomp"})
+		}
+		for _, c := range calls {
 			if c.nr >= 0 {
 				p.jump(bpf.JumpEqual, uint32(c.nr), l+c.label, "")
 			}
 		}
 		p.ret(retAllow)
 		if a.socket >= 0 {
-			socketRules(p, l, allowUnix)
+			socketRules(p, l, ur)
 		}
 		if a.socketcall >= 0 {
 			p.label(l + "socketcall")
 			p.load(offArg0Low)
+			if ur == unixByPath {
+				p.jump(bpf.JumpEqual, sockSYS_CONNECT, l+"eperm", "")
+				p.jump(bpf.JumpEqual, sockSYS_SOCKETPAIR, l+"eperm", "")
+			}
 			p.jump(bpf.JumpEqual, sockSYS_SOCKET, l+"eperm", l+"allow")
+		}
+		if ur == unixByPath {
+			unixByPathRules(p, l)
 		}
 		if a.addKey >= 0 || a.keyctl >= 0 {
 			keyringRules(p, l)
@@ -189,15 +237,18 @@ var netlinkProtocols = []uint32{unix.NETLINK_ROUTE}
 // socketRules emits the checks of socket(2)'s family and protocol. The
 // kernel reads both as 32-bit ints: only the low halves are compared, so
 // junk in the high halves cannot dodge a rule.
-func socketRules(p *filterProg, l string, allowUnix bool) {
+func socketRules(p *filterProg, l string, ur unixRule) {
 	p.label(l + "socket")
 	p.load(offArg0Low)
 	for _, f := range socketFamilies {
 		p.jump(bpf.JumpEqual, f, l+"allow", "")
 	}
 	unixTo := l + "eperm"
-	if allowUnix {
+	switch ur {
+	case unixAll:
 		unixTo = l + "allow"
+	case unixByPath:
+		unixTo = l + "unixtype"
 	}
 	p.jump(bpf.JumpEqual, unix.AF_UNIX, unixTo, "")
 	p.jump(bpf.JumpEqual, unix.AF_NETLINK, "", l+"nofam")
@@ -206,6 +257,32 @@ func socketRules(p *filterProg, l string, allowUnix bool) {
 		p.jump(bpf.JumpEqual, proto, l+"allow", "")
 	}
 	p.ret(retNoFam)
+}
+
+// sockTypeMask is SOCK_TYPE_MASK: the bits of socket(2)'s type argument
+// that are the type (the rest are SOCK_NONBLOCK and SOCK_CLOEXEC).
+const sockTypeMask = 0xf
+
+// unixByPathRules emits the rules of unixByPath: seccomp(2) may not
+// install a filter with a listener, socketpair(AF_UNIX) and
+// socket(AF_UNIX) (jumped to from socketRules) may make stream and
+// seqpacket sockets only, and connect(2) goes to the supervisor.
+func unixByPathRules(p *filterProg, l string) {
+	p.label(l + "seccomp")
+	p.load(offArg0Low)
+	p.jump(bpf.JumpEqual, unix.SECCOMP_SET_MODE_FILTER, "", l+"allow")
+	p.load(offArgLow(1))
+	p.jump(bpf.JumpBitsSet, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, l+"eperm", l+"allow")
+	p.label(l + "socketpair")
+	p.load(offArg0Low)
+	p.jump(bpf.JumpEqual, unix.AF_UNIX, "", l+"allow")
+	p.label(l + "unixtype")
+	p.load(offArgLow(1))
+	p.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: sockTypeMask})
+	p.jump(bpf.JumpEqual, unix.SOCK_STREAM, l+"allow", "")
+	p.jump(bpf.JumpEqual, unix.SOCK_SEQPACKET, l+"allow", l+"eperm")
+	p.label(l + "notify")
+	p.ret(retNotify)
 }
 
 // The special keyring ids (a key_serial_t, a 32-bit int) that name keyrings
@@ -258,27 +335,35 @@ func SupportsArch() bool {
 }
 
 // installFilter loads the filter on the calling thread only (no TSYNC); the
-// caller must have set no_new_privs on it.
-func installFilter(allowUnix bool) error {
+// caller must have set no_new_privs on it. With unixByPath it returns the
+// filter's notification listener (close-on-exec), else -1.
+func installFilter(ur unixRule) (int, error) {
 	abis, err := seccompABIs()
 	if err != nil {
-		return err
+		return -1, err
 	}
-	ins, err := buildFilter(abis, allowUnix)
+	ins, err := buildFilter(abis, ur)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	raw, err := bpf.Assemble(ins)
 	if err != nil {
-		return fmt.Errorf("assembling the seccomp filter: %w", err)
+		return -1, fmt.Errorf("assembling the seccomp filter: %w", err)
 	}
 	filter := make([]unix.SockFilter, len(raw))
 	for i, r := range raw {
 		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
-		return fmt.Errorf("installing the seccomp filter: %w", err)
+	if ur == unixByPath {
+		fd, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&prog)))
+		if e != 0 {
+			return -1, fmt.Errorf("installing the seccomp filter with a notification listener: %w", e)
+		}
+		return int(fd), nil
 	}
-	return nil
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
+		return -1, fmt.Errorf("installing the seccomp filter: %w", err)
+	}
+	return -1, nil
 }

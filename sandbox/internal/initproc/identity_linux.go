@@ -25,6 +25,11 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 	if id.UID <= 0 || id.GID <= 0 {
 		return 0, &setupError{msg: fmt.Sprintf("sandbox init: refusing to run CMD as uid %d, gid %d", id.UID, id.GID)}
 	}
+	// The allowed unix sockets first: the view may hide them.
+	gate, err := openGate(cfg.UnixSockets)
+	if err != nil {
+		return 0, err
+	}
 	// Mounts made here must never propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, setupErr(err, "making the sandbox's mounts private")
@@ -56,7 +61,7 @@ func setupAndStartIdentity(cfg initproto.Config, args []string) (int, error) {
 		return 0, err
 	}
 	defer ll.Close()
-	if err := lockDown(cfg.AllowUnix, id, ll); err != nil {
+	if err := lockDown(cfg.AllowUnix, gate, id, ll); err != nil {
 		return 0, err
 	}
 	// From here on this thread's file system checks are the sandbox user's.

@@ -19,6 +19,7 @@ import (
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
+	"github.com/sandgate/sandgate/sandbox/internal/unixgate"
 )
 
 // Main runs the init whose argv is args (see initproto.IsInit) and returns
@@ -226,6 +227,11 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 		pid, err = setupAndStartIdentity(cfg, args)
 		return pid, 0, 0, nil, err
 	}
+	// The allowed unix sockets first: the view may hide them.
+	gate, err := openGate(cfg.UnixSockets)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
 	// Mounts made here must never propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")
@@ -298,7 +304,7 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 		return fail(err)
 	}
 	defer ll.Close()
-	if err := lockDown(cfg.AllowUnix, nil, ll); err != nil {
+	if err := lockDown(cfg.AllowUnix, gate, nil, ll); err != nil {
 		return fail(err)
 	}
 	pid, err = startCommand(path, args, env, cfg.Dir, cfg.PTY)
@@ -361,9 +367,20 @@ func listenLoopback() (fd, port int, err error) {
 
 // lockDown locks the calling thread down (confine.LockDown), as the
 // identity backend's sandbox user when id is set, with the file system
-// view's Landlock ruleset when ll is not nil.
-func lockDown(allowUnix bool, id *initproto.Identity, ll *fsview.Landlock) error {
+// view's Landlock ruleset when ll is not nil, and with every connect(2)
+// supervised by gate (from a goroutine, so another thread) when gate is
+// not nil.
+func lockDown(allowUnix bool, gate *unixgate.Gate, id *initproto.Identity, ll *fsview.Landlock) error {
 	o := confine.Options{AllowUnixSockets: allowUnix}
+	if gate != nil {
+		o.SuperviseConnect = func(listener int) {
+			go func() {
+				if err := gate.Serve(listener); err != nil {
+					fmt.Fprintf(os.Stderr, "sandgate: sandbox init: unix socket gate: %v\n", err)
+				}
+			}()
+		}
+	}
 	if ll != nil {
 		o.FileSystem = ll
 	}
@@ -376,6 +393,18 @@ func lockDown(allowUnix bool, id *initproto.Identity, ll *fsview.Landlock) error
 	// A uid change cleared the parent-death signal until confine armed it
 	// again: the parent may have died in between.
 	return checkParent()
+}
+
+// openGate opens the allowed unix sockets (nil when there are none).
+func openGate(paths []string) (*unixgate.Gate, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	g, err := unixgate.Open(paths)
+	if err != nil {
+		return nil, &setupError{msg: "sandbox init: " + err.Error()}
+	}
+	return g, nil
 }
 
 // defaultPath is used when the command's environment has no PATH (as execvp).

@@ -39,11 +39,14 @@ const (
 // Config is what the parent tells the init, besides the command and its
 // environment (the init's own argv and environment).
 type Config struct {
-	Network    Network `json:"net"`
-	AllowUnix  bool    `json:"unix,omitempty"`
-	Dir        string  `json:"dir,omitempty"`
-	Executable string  `json:"exe,omitempty"` // sandgate's path, for GIT_SSH_COMMAND
-	PTY        bool    `json:"pty,omitempty"` // stdin is a pty slave: give CMD its own session on it
+	Network   Network `json:"net"`
+	AllowUnix bool    `json:"unix,omitempty"`
+	// UnixSockets are the unix sockets (absolute paths) CMD may connect
+	// to, and no other (the init supervises every connect; see unixgate).
+	UnixSockets []string `json:"unixSockets,omitempty"`
+	Dir         string   `json:"dir,omitempty"`
+	Executable  string   `json:"exe,omitempty"` // sandgate's path, for GIT_SSH_COMMAND
+	PTY         bool     `json:"pty,omitempty"` // stdin is a pty slave: give CMD its own session on it
 	// Identity, when set, makes this the init of an identity run: CMD runs
 	// as that sandbox user in the host's network namespace.
 	Identity *Identity `json:"identity,omitempty"`
