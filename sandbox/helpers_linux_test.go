@@ -66,6 +66,14 @@ func runHelper(name string, args []string) int {
 			}
 			return err
 		})
+		try("socketpair-dgram", func() error {
+			p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+			if err == nil {
+				unix.Close(p[0])
+				unix.Close(p[1])
+			}
+			return err
+		})
 		try("inet", func() error { return closeFD(unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)) })
 		try("inet6", func() error { return closeFD(unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)) })
 		try("io_uring_setup", func() error {

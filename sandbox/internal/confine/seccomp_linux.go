@@ -31,8 +31,11 @@ import (
 //     named session keyring, and request_key (whose upcall runs a program
 //     on the host) are refused with EPERM.
 //
-// socketpair(AF_UNIX, ...) is allowed: it makes an anonymous connected pair
-// that cannot reach any path or abstract socket, and many programs use it.
+// socketpair(AF_UNIX, ...) is allowed for stream and seqpacket pairs: they
+// are anonymous and connected, reach no path or abstract socket, and many
+// programs use them. Datagram pairs are refused (EPERM): a datagram socket
+// can sendto(2) a path socket without connect (the i386 socketcall form of
+// socketpair, whose arguments a filter cannot read, is refused too).
 // System calls of an architecture the filter does not know are refused by
 // killing the process; the x32 ABI on x86-64 is refused with ENOSYS; the
 // i386 ABI on x86-64 gets the same rules, and socketcall(SYS_SOCKET) (whose
@@ -60,7 +63,7 @@ type abiRules struct {
 	requestKey int32  // request_key(2), or -1
 	keyctl     int32  // keyctl(2), or -1
 	connect    int32  // connect(2), or -1 (looked at only with unixByPath)
-	socketpair int32  // socketpair(2), or -1 (looked at only with unixByPath)
+	socketpair int32  // socketpair(2), or -1 (looked at unless unixAll)
 	seccomp    int32  // seccomp(2), or -1 (looked at only with unixByPath)
 	x32Bit     uint32 // on x86-64: numbers with this bit set are the x32 ABI
 }
@@ -179,14 +182,17 @@ func buildFilter(abis []abiRules, ur unixRule) ([]bpf.Instruction, error) {
 			nr    int32
 			label string
 		}{{a.socket, "socket"}, {a.socketcall, "socketcall"}, {a.addKey, "addkey"}, {a.requestKey, "eperm"}, {a.keyctl, "keyctl"}}
+		if ur != unixAll {
+			calls = append(calls, struct {
+				nr    int32
+				label string
+			}{a.socketpair, "socketpair"})
+		}
 		if ur == unixByPath {
 			calls = append(calls, struct {
 				nr    int32
 				label string
 			}{a.connect, "notify"}, struct {
-				nr    int32
-				label string
-			}{a.socketpair, "socketpair"}, struct {
 				nr    int32
 				label string
 			}{a.seccomp, "seccomp"})
@@ -205,12 +211,17 @@ func buildFilter(abis []abiRules, ur unixRule) ([]bpf.Instruction, error) {
 			p.load(offArg0Low)
 			if ur == unixByPath {
 				p.jump(bpf.JumpEqual, sockSYS_CONNECT, l+"eperm", "")
+			}
+			if ur != unixAll {
 				p.jump(bpf.JumpEqual, sockSYS_SOCKETPAIR, l+"eperm", "")
 			}
 			p.jump(bpf.JumpEqual, sockSYS_SOCKET, l+"eperm", l+"allow")
 		}
-		if ur == unixByPath {
+		switch ur {
+		case unixByPath:
 			unixByPathRules(p, l)
+		case unixRefused:
+			unixTypeRules(p, l)
 		}
 		if a.addKey >= 0 || a.keyctl >= 0 {
 			keyringRules(p, l)
@@ -273,6 +284,17 @@ func unixByPathRules(p *filterProg, l string) {
 	p.jump(bpf.JumpEqual, unix.SECCOMP_SET_MODE_FILTER, "", l+"allow")
 	p.load(offArgLow(1))
 	p.jump(bpf.JumpBitsSet, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, l+"eperm", l+"allow")
+	unixTypeRules(p, l)
+	p.label(l + "notify")
+	p.ret(retNotify)
+}
+
+// unixTypeRules emits the rule that socketpair(AF_UNIX) (and, with
+// unixByPath, socket(AF_UNIX), jumped to from socketRules) may make stream
+// and seqpacket sockets only: a datagram socket, even one of an anonymous
+// pair, can sendto(2) any path socket it can see (a host's /dev/log, a
+// notify socket) without connect.
+func unixTypeRules(p *filterProg, l string) {
 	p.label(l + "socketpair")
 	p.load(offArg0Low)
 	p.jump(bpf.JumpEqual, unix.AF_UNIX, "", l+"allow")
@@ -281,8 +303,6 @@ func unixByPathRules(p *filterProg, l string) {
 	p.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: sockTypeMask})
 	p.jump(bpf.JumpEqual, unix.SOCK_STREAM, l+"allow", "")
 	p.jump(bpf.JumpEqual, unix.SOCK_SEQPACKET, l+"allow", l+"eperm")
-	p.label(l + "notify")
-	p.ret(retNotify)
 }
 
 // The special keyring ids (a key_serial_t, a 32-bit int) that name keyrings
