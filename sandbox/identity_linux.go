@@ -37,6 +37,15 @@ import (
 // in any set, locked secure bits, Landlock scopes closing the host's
 // abstract unix sockets and signals to processes outside the sandbox, and
 // the netns backend's seccomp filter.
+//
+// With UnixSockets the init (root, the caller) opens the allowed sockets
+// before the view and answers CMD's connect(2) calls from its other
+// threads, as on the netns backend (unixgate): the thread that takes CMD's
+// socket (pidfd_getfd) and reads its memory keeps the init's capabilities,
+// which the kernel's ptrace check asks for on a process of another uid,
+// and the connect itself is made from a thread of uid 0 without any
+// capability, so a server sees the caller (root) as its peer and the
+// socket's own permission bits decide, with no CAP_DAC_OVERRIDE.
 
 // needRoot is what the identity backend tells a caller without root, after
 // the state of the setup, and needRootFix what to do about it.
@@ -50,12 +59,6 @@ const (
 func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	pre := func(err error) (Result, error) { return Result{}, &notStartedError{err} }
 	leaser := spec.setupLeaser()
-	if len(unixSockets(spec)) > 0 {
-		// The init (root) makes the allowed connections: their servers
-		// would see root as the peer (SO_PEERCRED), not the sandbox user.
-		return pre(&UnavailableError{Reason: "allowing unix sockets by path is enforced on the netns backend only",
-			Fix: "use --backend netns, or allow every unix socket with --allow-unix-sockets"})
-	}
 	if !hostRoot() {
 		return pre(nonRootError(leaser, spec.setupNeed()))
 	}
@@ -115,7 +118,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 		env = proxyenv.Merge(env, nil)
 	}
 
-	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, Dir: dir, Executable: self, Identity: id}
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: dir, Executable: self, Identity: id}
 	view, err := planView(spec, home, &fsview.Owner{UID: id.UID, GID: id.GID})
 	if err != nil {
 		closeListeners(plan.listeners)

@@ -186,8 +186,9 @@ type Spec struct {
 	// may connect to, and no other path, abstract or unnamed unix address
 	// (--allow-unix-socket): the sandbox's init makes every connect(2) of
 	// the command itself, to the socket each path named when the run
-	// started. Ignored with AllowUnixSockets, which allows them all. The
-	// netns backend only: the identity backend refuses it (ErrUnavailable).
+	// started. Ignored with AllowUnixSockets, which allows them all. On
+	// both Linux backends the connection is made as the caller (on the
+	// identity backend: uid 0 without capabilities).
 	UnixSockets []string
 	// Transparent gives a NetworkProxy run the transparent path (issue
 	// 11): every TCP connection CMD makes to a non-local address and every

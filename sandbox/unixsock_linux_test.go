@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -121,19 +120,13 @@ func sshAgent(t *testing.T, dir string) string {
 	return sock
 }
 
-// TestUnixSocketByPath: with UnixSockets (--allow-unix-socket) the command
-// reaches the ssh-agent it was given, and no other unix socket.
-func TestUnixSocketByPath(t *testing.T) {
-	dir := t.TempDir()
-	sock := sshAgent(t, dir)
-	other := filepath.Join(dir, "other.sock")
-	unixListener(t, other)
-	abstract := "@sgtest-" + randHex(4)
-	unixListener(t, abstract)
-
-	// ssh-add -l inside lists the test key through the allowed socket.
-	spec := Spec{Args: []string{"ssh-add", "-l"}, Env: append(os.Environ(), "SSH_AUTH_SOCK="+sock)}
-	spec.Network = NetworkNone
+// sshAddThrough runs ssh-add -l with spec (Args, Env and UnixSockets
+// replaced) and the agent's socket sock allowed: it must list the test key;
+// through other, a socket that is not allowed, it must not.
+func sshAddThrough(t *testing.T, spec Spec, sock, other string) {
+	t.Helper()
+	spec.Args = []string{"ssh-add", "-l"}
+	spec.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
 	spec.UnixSockets = []string{sock}
 	o := sandboxRun(t, spec)
 	if o.err != nil || o.res.ExitCode != 0 || !strings.Contains(o.stdout, "sgtest-key (ED25519)") {
@@ -145,6 +138,19 @@ func TestUnixSocketByPath(t *testing.T) {
 	if o.err != nil || o.res.ExitCode == 0 || strings.Contains(o.stdout, "sgtest-key") {
 		t.Fatalf("ssh-add -l through a socket that is not allowed: %+v %v stdout %q stderr %q", o.res, o.err, o.stdout, o.stderr)
 	}
+}
+
+// TestUnixSocketByPath: with UnixSockets (--allow-unix-socket) the command
+// reaches the ssh-agent it was given, and no other unix socket.
+func TestUnixSocketByPath(t *testing.T) {
+	dir := t.TempDir()
+	sock := sshAgent(t, dir)
+	other := filepath.Join(dir, "other.sock")
+	unixListener(t, other)
+	abstract := "@sgtest-" + randHex(4)
+	unixListener(t, abstract)
+
+	sshAddThrough(t, Spec{Network: NetworkNone}, sock, other)
 
 	// An allowed socket nobody may write to: the init connects without
 	// capabilities (no CAP_DAC_OVERRIDE lent to the command).
@@ -154,11 +160,11 @@ func TestUnixSocketByPath(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spec = helperSpec("unixconnect", sock, "agent.sock", other, "other.sock", abstract, dir, shut)
+	spec := helperSpec("unixconnect", sock, "agent.sock", other, "other.sock", abstract, dir, shut)
 	spec.Network = NetworkNone
 	spec.Dir = dir
 	spec.UnixSockets = []string{sock, shut}
-	o = sandboxRun(t, spec)
+	o := sandboxRun(t, spec)
 	if o.err != nil || o.res.ExitCode != 0 {
 		t.Fatalf("Run: %+v %v stderr %q", o.res, o.err, o.stderr)
 	}
@@ -195,13 +201,33 @@ func TestUnixSocketByPathNotASocket(t *testing.T) {
 	}
 }
 
-// testUnixSocketByPath: the identity backend refuses UnixSockets (its init
-// would connect as root) rather than run without them.
+// testUnixSocketByPath: on the identity backend too, UnixSockets lets the
+// command (the sandbox user) reach a root ssh-agent whose socket lies in a
+// directory only root can enter, and no other unix socket; the init
+// connects as uid 0 without capabilities (a socket of mode 0 stays shut).
 func (w *idWorld) testUnixSocketByPath(t *testing.T) {
-	spec := w.spec("unixconnect")
-	spec.UnixSockets = []string{filepath.Join(w.base, "agent.sock")}
-	o := runNoCheck(spec)
-	if !errors.Is(o.err, ErrUnavailable) || !strings.Contains(o.err.Error(), "netns backend only") || strings.Contains(o.stdout, "unix-dgram") {
-		t.Fatalf("identity run with UnixSockets: %+v %v stdout %q", o.res, o.err, o.stdout)
+	dir := t.TempDir() // root's, mode 0700: the sandbox user cannot enter it
+	sock := sshAgent(t, dir)
+	other := filepath.Join(dir, "other.sock")
+	unixListener(t, other)
+	abstract := "@sgtest-" + randHex(4)
+	unixListener(t, abstract)
+
+	sshAddThrough(t, w.spec("ssh-add"), sock, other)
+
+	shut := filepath.Join(dir, "shut.sock")
+	unixListener(t, shut)
+	if err := os.Chmod(shut, 0); err != nil {
+		t.Fatal(err)
 	}
+	spec := w.spec("unixconnect", sock, other, abstract, dir, shut)
+	spec.UnixSockets = []string{sock, shut}
+	o := sandboxRun(t, spec)
+	if o.err != nil || o.res.ExitCode != 0 {
+		t.Fatalf("identity Run: %+v %v stderr %q", o.res, o.err, o.stderr)
+	}
+	mustContain(t, o.stdout,
+		"connect "+sock+" ok\n", "connect "+other+" EACCES\n",
+		"connect "+abstract+" EACCES\n", "connect "+dir+" EACCES\n", "connect "+shut+" EACCES\n",
+		"unix-dgram EPERM\n", "socketpair-dgram EPERM\n", "seccomp-listener EPERM\n", "connect-from-thread ok\n")
 }
