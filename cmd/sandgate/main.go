@@ -76,6 +76,6 @@ system, not the command's good manners, makes it so.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd())
+	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newDoctorCmd())
 	return root
 }
