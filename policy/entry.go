@@ -46,9 +46,28 @@ type Entry struct {
 	Name   string       // normalised name (for name kinds): "example.com"
 	Prefix netip.Prefix // for KindPrefix; a single address is a /32 or /128
 	Port   uint16       // 0 means any port
+
+	// Methods are the HTTP methods a method/path rule allows (upper case,
+	// or the one element "*" for any); nil for a host-only entry.
+	Methods []string
+	// Path is the normalised path glob of a method/path rule ("/**" when
+	// the rule names only methods); "" for a host-only entry.
+	Path string
+	// query is a condition on the request's query, "name=value", used
+	// only by the rules the read-only git shortcut makes.
+	query string
 }
 
 // ParseEntry parses one allow/deny entry; errors name the entry.
+//
+// An entry may also be a method/path rule: "[METHODS ]HOST[:PORT][/PATH]",
+// where METHODS is a comma list of HTTP method tokens or "*" (any), and
+// PATH a glob starting with '/' in which a segment "*" matches one segment
+// (a '*' inside a segment any run of characters of it) and a segment "**"
+// any number of segments, none included (so "/x/**" also matches "/x").
+// Methods without a path mean the path "/**"; a path without methods means
+// any method. A URL given by mistake ("https://example.com/") is refused
+// with an error that says what to write. The host part takes the forms:
 //
 // Accepted forms, each with an optional ":port" suffix (1–65535; without it
 // the entry matches any port):
@@ -84,6 +103,24 @@ func parseEntry(s string) (Entry, error) {
 	if s == "" {
 		return Entry{}, errors.New("empty entry")
 	}
+	methods, host, path, err := splitRule(s)
+	if err != nil {
+		return Entry{}, err
+	}
+	if host == "" {
+		return Entry{}, errors.New("no host (write [METHODS ]HOST[:PORT][/PATH])")
+	}
+	e, err := parseHostEntry(host)
+	if err != nil {
+		return Entry{}, err
+	}
+	e.Raw, e.Methods, e.Path = s, methods, path
+	return e, nil
+}
+
+// parseHostEntry parses the host part of an entry: a name or address with
+// an optional port.
+func parseHostEntry(s string) (Entry, error) {
 	e := Entry{Raw: s}
 	host := s
 	if inner, ok := strings.CutPrefix(s, "["); ok {
@@ -240,14 +277,21 @@ func (e Entry) String() string {
 		} else {
 			host = e.Prefix.String()
 		}
-		if e.Prefix.Addr().Is6() && e.Port != 0 {
+		if e.hasRule() {
+			// Always with the length, so that a path cannot read as one.
+			host = e.Prefix.String()
+		}
+		if e.Prefix.Addr().Is6() && (e.Port != 0 || e.hasRule()) {
 			host = "[" + host + "]"
 		}
 	default:
 		return e.Raw
 	}
 	if e.Port != 0 {
-		return host + ":" + strconv.Itoa(int(e.Port))
+		host += ":" + strconv.Itoa(int(e.Port))
+	}
+	if e.hasRule() {
+		return strings.Join(e.Methods, ",") + " " + host + e.Path
 	}
 	return host
 }

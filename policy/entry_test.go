@@ -111,7 +111,7 @@ func TestParseEntryRefuses(t *testing.T) {
 		{"203.0.113.010", "numeric"},
 		{"198.51.100.5/24", "did you mean 198.51.100.0/24"},
 		{"198.51.100.0/33", "not an IP prefix"},
-		{"example.com/24", "not an IP prefix"},
+		{"example.com//24", "empty segment"},
 		{"fe80::1%eth0", "zone"},
 		{"[fe80::1%eth0]:443", "zone"},
 		{"[203.0.113.10]:443", "brackets are only for IPv6"},

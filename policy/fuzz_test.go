@@ -15,6 +15,9 @@ var fuzzSeeds = []string{
 	"[2001:db8::/32]:443", "::ffff:203.0.113.10", "[::ffff:127.0.0.1]", "fe80::1%eth0",
 	"a..b", "example.com:0", "example.com:65536", "a_b.example", "\uff21.example", "example\u3002com",
 	"[", "]", ":", "", "xn--", "-a.b", "64:ff9b::7f00:1",
+	"GET,HEAD api.example.com/repos/acme/**", "* host.example/path", "POST host.example:8443/x/*",
+	"GET 203.0.113.10/x", "GET [2001:db8::1]:443/x", "http://example.com/", "https://example.com/x",
+	"example.com/a/%2e%2e/b", "GET example.com/*.git/info/refs", "GET  example.com", "get example.com",
 }
 
 func FuzzNormalizeName(f *testing.F) {
@@ -80,7 +83,8 @@ func FuzzParseEntry(f *testing.F) {
 			t.Fatalf("ParseEntry(%q) = %#v: bad kind", s, e)
 		}
 		again, err := ParseEntry(e.String())
-		if err != nil || again.Kind != e.Kind || again.Name != e.Name || again.Prefix != e.Prefix || again.Port != e.Port {
+		if err != nil || again.Kind != e.Kind || again.Name != e.Name || again.Prefix != e.Prefix || again.Port != e.Port ||
+			strings.Join(again.Methods, ",") != strings.Join(e.Methods, ",") || again.Path != e.Path {
 			t.Fatalf("ParseEntry(%q) = %#v; its String %q parses to %#v, %v", s, e, e.String(), again, err)
 		}
 	})
@@ -133,6 +137,44 @@ func FuzzParseTarget(f *testing.F) {
 		}
 		if d.Allow && !tg.IsIP() && tg.Host == "bad.example.com" {
 			t.Fatalf("CheckTarget allowed a denied name: %+v", d)
+		}
+	})
+}
+
+func FuzzCheckRequest(f *testing.F) {
+	for _, s := range []string{"/repos/acme/x", "/repos/acme/../../admin", "/repos/acme/%2e%2e/x", "/repos/acme/x%2fy",
+		"/repos/acme", "//repos/acme", "/repos/acme/..;/x", "/a?service=git-upload-pack", "", "*"} {
+		f.Add("GET", s)
+	}
+	p := mustPolicy(Config{Allow: []string{"GET,HEAD api.example.com/repos/acme/**"}, ReadOnlyGit: []string{"git.example/acme/*"}})
+	f.Fuzz(func(t *testing.T, method, path string) {
+		for _, host := range []string{"api.example.com", "git.example"} {
+			d := p.CheckRequest(host, 443, method, path)
+			if d.Text == "" || strings.ContainsAny(d.Text, "\r\n") && !strings.ContainsAny(method+path, "\r\n") {
+				t.Fatalf("CheckRequest(%q, %q) text %q", method, path, d.Text)
+			}
+			if !d.Allow {
+				if d.Reason != ReasonBlockedByMethod && d.Reason != ReasonBlockedByPath {
+					t.Fatalf("CheckRequest(%q, %q) = %+v: wrong refusal", method, path, d)
+				}
+				continue
+			}
+			segs, _, bad := cleanPath(path)
+			if bad != "" {
+				t.Fatalf("CheckRequest(%q, %q) allowed a refused path (%s)", method, path, bad)
+			}
+			for _, s := range segs {
+				if b, _, _ := strings.Cut(s, ";"); b == ".." || b == "." || strings.ContainsAny(s, "\\") {
+					t.Fatalf("CheckRequest(%q, %q) allowed a dot segment", method, path)
+				}
+			}
+			p2, _, _ := strings.Cut(path, "?")
+			if host == "api.example.com" && !strings.HasPrefix(p2, "/repos/") {
+				t.Fatalf("CheckRequest(%q, %q) allowed outside /repos/", method, path)
+			}
+			if host == "git.example" && (strings.Contains(path, "receive-pack") || (method != "GET" && method != "POST")) {
+				t.Fatalf("CheckRequest(%q, %q) allowed a push", method, path)
+			}
 		}
 	})
 }

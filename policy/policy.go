@@ -15,6 +15,16 @@ type Config struct {
 	Deny                     []string // deny entries (win over allow)
 	AllowPrivateDestinations bool     // let resolved private (RFC 1918, CGNAT, ULA) addresses through
 	DeniedResolvedAddresses  []string // extra IPs/CIDRs never dialled
+
+	// ReadOnly entries (HOST[:PORT][/PATH]) allow GET, HEAD and OPTIONS
+	// there: each is the allow entry "GET,HEAD,OPTIONS " + entry.
+	ReadOnly []string
+	// ReadOnlyGit entries (HOST[:PORT][/REPO-GLOB]) allow git clone and
+	// fetch over smart HTTP from the repositories, and not push.
+	ReadOnlyGit []string
+	// Inspect entries (host entries, no methods or path) make hosts
+	// inspected without narrowing what they allow.
+	Inspect []string
 }
 
 // Block says which kind of refusal a Decision is (maps to X-Proxy-Error).
@@ -29,10 +39,15 @@ const (
 	BlockDenylist
 	// BlockAddress: the destination address is in a denied class or invalid (X-Proxy-Error: blocked-by-address).
 	BlockAddress
+	// BlockMethod: a rule of an inspected host matches the path, not the method (X-Proxy-Error: blocked-by-method).
+	BlockMethod
+	// BlockPath: no rule of an inspected host matches the path (X-Proxy-Error: blocked-by-path).
+	BlockPath
 )
 
 // String returns the X-Proxy-Error value of the block ("blocked-by-allowlist",
-// "blocked-by-denylist", "blocked-by-address"), or "" for BlockNone.
+// "blocked-by-denylist", "blocked-by-address", "blocked-by-method",
+// "blocked-by-path"), or "" for BlockNone.
 func (b Block) String() string {
 	switch b {
 	case BlockNone:
@@ -43,6 +58,10 @@ func (b Block) String() string {
 		return "blocked-by-denylist"
 	case BlockAddress:
 		return "blocked-by-address"
+	case BlockMethod:
+		return ReasonBlockedByMethod
+	case BlockPath:
+		return ReasonBlockedByPath
 	}
 	return "Block(" + strconv.Itoa(int(b)) + ")"
 }
@@ -75,12 +94,14 @@ type Policy struct {
 	deny         []Entry
 	allowPrivate bool
 	deniedAddrs  []Entry // KindPrefix entries from DeniedResolvedAddresses, Port 0
+	inspect      []Entry // Inspect entries: hosts inspected without narrowing
 }
 
 // New compiles c; errors name the offending entry.
 //
 // DeniedResolvedAddresses take an IP address or CIDR each (no name, no port;
-// IPv6 may be bracketed).
+// IPv6 may be bracketed). Deny entries name hosts only; allow entries may be
+// method/path rules (see ParseEntry, CheckRequest).
 func New(c Config) (*Policy, error) {
 	p := &Policy{allowPrivate: c.AllowPrivateDestinations}
 	for _, s := range c.Allow {
@@ -92,6 +113,9 @@ func New(c Config) (*Policy, error) {
 	}
 	for _, s := range c.Deny {
 		e, err := parseEntry(s)
+		if err == nil && e.hasRule() {
+			err = errors.New("a deny entry names a host only (no methods or path); an inspected host refuses every request its allow rules do not match")
+		}
 		if err != nil {
 			return nil, fmt.Errorf("invalid deny entry %q: %w", s, err)
 		}
@@ -99,13 +123,16 @@ func New(c Config) (*Policy, error) {
 	}
 	for _, s := range c.DeniedResolvedAddresses {
 		e, err := parseEntry(s)
-		if err == nil && (e.Kind != KindPrefix || e.Port != 0) {
+		if err == nil && (e.Kind != KindPrefix || e.Port != 0 || e.hasRule()) {
 			err = errors.New("must be an IP address or CIDR without a port")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("invalid denied resolved address %q: %w", s, err)
 		}
 		p.deniedAddrs = append(p.deniedAddrs, e)
+	}
+	if err := p.compileRequestRules(c); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
