@@ -78,5 +78,6 @@ system, not the command's good manners, makes it so.`,
 	}
 	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newVersionCmd())
 	versionFlag(root)
+	usageOnArgErrors(root)
 	return root
 }
