@@ -128,6 +128,13 @@ func Load(path string) (*File, error) {
 // entry. It never touches the file system.
 func Parse(path string, data []byte) (*File, error) {
 	f := &File{Path: path, raw: strings.Split(string(data), "\n")}
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil, decodeError(path, err)
+	}
+	if err := f.checkSchema(doc); err != nil {
+		return nil, err
+	}
 	md, err := toml.Decode(string(data), f)
 	if err != nil {
 		var pe toml.ParseError
@@ -145,6 +152,15 @@ func Parse(path string, data []byte) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// decodeError locates a TOML syntax error.
+func decodeError(path string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &Error{Path: path, Line: pe.Position.Line, Err: errors.New(pe.Message)}
+	}
+	return &Error{Path: path, Err: err}
 }
 
 func (f *File) validate() error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/policy"
 )
 
@@ -23,7 +24,10 @@ deny and allow entries before any DNS lookup, an allowed name is resolved
 once, and every address in a denied class is dropped. Nothing is dialled.
 
 TARGET is a URL (https://example.com/x, port from the scheme when absent) or
-HOST[:PORT] (port 443 when absent). Exit status: 0 allowed, 1 refused.`,
+HOST[:PORT] (port 443 when absent).
+
+Exit status: 0 allowed, 1 refused, 3 allowed by an entry but the name does
+not resolve from here (so a connection would fail with "resolve-failed").`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			host, port, err := parseCheckTarget(args[0])
@@ -34,7 +38,11 @@ HOST[:PORT] (port 443 when absent). Exit status: 0 allowed, 1 refused.`,
 			if err != nil {
 				return err
 			}
-			res := newGate(cf, pol).Decide(context.Background(), host, port)
+			gate := newGate(cf, pol)
+			if checkResolver != nil {
+				gate.Resolver = checkResolver
+			}
+			res := gate.Decide(context.Background(), host, port)
 			out := cmd.OutOrStdout()
 			d := res.Decision
 			shown := res.Target.Host
@@ -57,12 +65,31 @@ HOST[:PORT] (port 443 when absent). Exit status: 0 allowed, 1 refused.`,
 				fmt.Fprintln(out)
 				return nil
 			}
+			if d.Reason == policy.ReasonResolveFailed {
+				if nd := pol.CheckTarget(res.Target); nd.Allow {
+					fmt.Fprintln(out, unresolvedLine(nd.Entry, shown, d.Text))
+					return &exitError{code: exitUnresolved}
+				}
+			}
 			fmt.Fprintf(out, "deny %s (%s): %s\n", target, d.Reason, d.Text)
 			return &exitError{code: exitDenied}
 		},
 	}
 	pf.register(cmd.Flags())
 	return cmd
+}
+
+// checkResolver replaces the system resolver of `sandgate check` in tests.
+var checkResolver egress.Resolver
+
+// unresolvedLine says that the policy allows name but the lookup failed;
+// text is the gate's refusal text, "… could not be resolved: ERROR".
+func unresolvedLine(entry, name, text string) string {
+	why := text
+	if _, after, ok := strings.Cut(text, "could not be resolved: "); ok {
+		why = after
+	}
+	return fmt.Sprintf("allowed by entry %q, but %s does not resolve from here (%s)", entry, name, why)
 }
 
 // defaultPorts maps URL schemes to their usual ports.

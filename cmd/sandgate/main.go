@@ -16,9 +16,12 @@ import (
 
 // Exit statuses of sandgate itself (a command run by `sandgate run` returns its own).
 const (
-	exitDenied  = 1   // `sandgate check`: the target is refused
-	exitUsage   = 2   // bad flags, bad configuration
-	exitFailure = 125 // sandgate failed, including "enforcement unavailable"
+	exitDenied = 1 // `sandgate check`: the target is refused
+	exitUsage  = 2 // bad flags, bad configuration
+	// exitUnresolved is `sandgate check`'s status for a target the policy
+	// allows whose name does not resolve from here.
+	exitUnresolved = 3
+	exitFailure    = 125 // sandgate failed, including "enforcement unavailable"
 )
 
 // exitError carries an exit status out of a command.
@@ -76,6 +79,8 @@ system, not the command's good manners, makes it so.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newDoctorCmd())
+	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newDoctorCmd(), newVersionCmd())
+	versionFlag(root)
+	usageOnArgErrors(root)
 	return root
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/proxy"
 )
 
@@ -25,12 +26,17 @@ func newProxyCmd() *cobra.Command {
 		credsFile string
 		openProxy bool
 		drain     time.Duration
+		quiet     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy [flags]",
 		Short: "Serve the policy-enforcing HTTP and SOCKS5 proxy until interrupted",
 		Long: `Serve sandgate's HTTP/1.1 forward proxy and SOCKS5 proxy under the policy
 until SIGINT or SIGTERM, then drain open connections.
+
+Each refusal is one line on stderr (at most 10 a second, then one line
+counting the rest); --quiet silences them, --audit FILE records every
+decision.
 
 Listening on a non-loopback address is refused unless credentials are set
 (--credentials-file) or --allow-open-proxy says you want an open proxy.`,
@@ -57,7 +63,13 @@ Listening on a non-loopback address is refused unless credentials are set
 					return &exitError{code: exitUsage, err: err}
 				}
 			}
-			sink, closeAudit, err := auditSinks(auditPath)
+			var extra []audit.Sink
+			if !quiet {
+				rl := audit.NewRefusalLog(os.Stderr, refusalLinesPerSecond, nil)
+				defer rl.Flush()
+				extra = append(extra, rl)
+			}
+			sink, closeAudit, err := auditSinks(auditPath, extra...)
 			if err != nil {
 				return err
 			}
@@ -100,9 +112,13 @@ Listening on a non-loopback address is refused unless credentials are set
 	fs.StringVar(&auditPath, "audit", "", "append every decision as JSON Lines to FILE")
 	fs.StringVar(&credsFile, "credentials-file", "", "require clients to authenticate with the USER:PASSWORD on the first line of FILE")
 	fs.BoolVar(&openProxy, "allow-open-proxy", false, "allow listening on a non-loopback address without credentials")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "do not print a line on stderr for each refusal")
 	fs.DurationVar(&drain, "drain-timeout", 10*time.Second, "how long to wait for open connections at shutdown")
 	return cmd
 }
+
+// refusalLinesPerSecond bounds the refusal lines `sandgate proxy` prints.
+const refusalLinesPerSecond = 10
 
 // listenPair listens on the HTTP and SOCKS5 addresses that are not "",
 // saying so on stderr.
