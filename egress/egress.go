@@ -38,6 +38,7 @@ type Gate struct {
 	LocalAddrs  func() []netip.Addr                                               // this host's interface addresses; nil means read them from the OS (cached briefly)
 	DialTimeout time.Duration                                                     // 0 means 10s
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error) // nil means net.Dialer; tests may override
+	Upstream    *Upstream                                                         // nil means connect directly; see upstream.go
 }
 
 // Result describes one decision of the gate.
@@ -101,6 +102,9 @@ func (g *Gate) Decide(ctx context.Context, host string, port uint16) Result {
 // With a nil Dial the connection is TCP from a net.Dialer, so its dynamic
 // type is *net.TCPConn. Each attempt is bounded by DialTimeout.
 func (g *Gate) Connect(ctx context.Context, host string, port uint16) (net.Conn, Result, netip.AddrPort, error) {
+	if g.viaUpstream(host, port) && g.Upstream.Send == SendName {
+		return g.connectByName(ctx, host, port)
+	}
 	res := g.Decide(ctx, host, port)
 	if !res.Decision.Allow {
 		return nil, res, netip.AddrPort{}, nil
@@ -118,7 +122,7 @@ func (g *Gate) Connect(ctx context.Context, host string, port uint16) (net.Conn,
 			break
 		}
 		ap := netip.AddrPortFrom(a, res.Target.Port)
-		conn, err := g.dialOne(ctx, ap)
+		conn, err := g.dialOne(ctx, res.Target.Host, ap)
 		if err == nil {
 			return conn, res, ap, nil
 		}
@@ -127,16 +131,15 @@ func (g *Gate) Connect(ctx context.Context, host string, port uint16) (net.Conn,
 	return nil, res, netip.AddrPort{}, fmt.Errorf("connect to %s: %w", res.Target, errors.Join(errs...))
 }
 
-// dialOne makes one connection attempt to ap.
-func (g *Gate) dialOne(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
+// dialOne makes one connection attempt to ap, the checked address of host:
+// directly, or through the upstream (SendAddress) unless host bypasses it.
+func (g *Gate) dialOne(ctx context.Context, host string, ap netip.AddrPort) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout())
 	defer cancel()
-	dial := g.Dial
-	if dial == nil {
-		d := &net.Dialer{}
-		dial = d.DialContext
+	if g.viaUpstream(host, ap.Port()) {
+		return g.Upstream.dial(ctx, g.dialer(), ap.Addr().String(), ap.Port())
 	}
-	conn, err := dial(ctx, "tcp", ap.String())
+	conn, err := g.dialer()(ctx, "tcp", ap.String())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", ap, err)
 	}

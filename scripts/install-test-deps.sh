@@ -10,6 +10,7 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v curl >/dev/null || need+=(curl)
 command -v bwrap >/dev/null || need+=(bubblewrap) # bench run: the start-up of a comparable sandbox
 command -v nc >/dev/null || need+=(netcat-openbsd)
+command -v squid >/dev/null || need+=(squid) # egress: the upstream proxy test (TestUpstreamSquid)
 # e2e real clients under the default view (e2e/realclients_test.go).
 command -v git >/dev/null || need+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
