@@ -18,6 +18,7 @@ type Event struct {
 	BytesUp   int64     `json:"bytes_up"`         // client to remote
 	BytesDown int64     `json:"bytes_down"`       // remote to client
 	Duration  float64   `json:"duration_ms"`      // milliseconds from accept of the request to its end
+	Gen       uint64    `json:"gen,omitempty"`    // generation of the live policy that decided (0: the run's first)
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.

@@ -298,6 +298,7 @@ const (
 	ReasonUpstreamTimeout = "upstream-timeout" // allowed, but the target did not answer (or go on answering) in time
 	ReasonClientGone      = "client-gone"      // allowed, but the client left before the connection was made
 	ReasonShutdown        = "shutdown"         // allowed, but the proxy was shutting down
+	ReasonCutDenied       = "cut-denied"       // allowed, but cut when a live policy change denied it
 )
 
 // ReasonPhrase returns a short human phrase for a reason code, such as

@@ -39,6 +39,8 @@ type Gate struct {
 	DialTimeout time.Duration                                                     // 0 means 10s
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error) // nil means net.Dialer; tests may override
 	Upstream    *Upstream                                                         // nil means connect directly; see upstream.go
+	Live        *Live                                                             // when set, the policy in force (Policy is then unused)
+	Ask         *Asker                                                            // when set, destinations merely not on the allow list are put to its Decider
 }
 
 // Result describes one decision of the gate.
@@ -46,6 +48,7 @@ type Result struct {
 	Target   policy.Target   // the normalised target (zero if the host was invalid)
 	Decision policy.Decision // the final decision
 	Addrs    []netip.Addr    // addresses that survived filtering (for names), or the literal
+	Gen      uint64          // the generation of the Live policy that decided (0 without Live)
 }
 
 // Decide runs the whole decision (normalise, check, resolve once, filter)
@@ -61,13 +64,22 @@ func (g *Gate) Decide(ctx context.Context, host string, port uint16) Result {
 		return Result{Decision: policy.InvalidTargetDecision(host, port, err)}
 	}
 	res := Result{Target: t}
-	if g.Policy == nil {
+	pol := g.Policy
+	if g.Live != nil {
+		pol, res.Gen = g.Live.Current()
+	}
+	if pol == nil {
 		res.Decision = policy.Decision{Block: policy.BlockAllowlist, Reason: policy.ReasonNotAllowed,
 			Text: t.String() + " is refused: no policy is configured"}
 		return res
 	}
 	// The name is judged before anything can reach a resolver.
-	res.Decision = g.Policy.CheckTarget(t)
+	res.Decision = pol.CheckTarget(t)
+	var asked *policy.Decision
+	if !res.Decision.Allow && res.Decision.Reason == policy.ReasonNotAllowed && g.Ask != nil {
+		pol, res.Decision, res.Gen = g.Ask.ask(ctx, g.Live, pol, t, res.Gen)
+		asked = &res.Decision
+	}
 	if !res.Decision.Allow {
 		return res
 	}
@@ -89,7 +101,11 @@ func (g *Gate) Decide(ctx context.Context, host string, port uint16) Result {
 			Text:   t.String() + " is refused: this host's own addresses could not be read: " + oneLine(err.Error())}
 		return res
 	}
-	res.Addrs, res.Decision = g.Policy.FilterResolved(t, addrs, local)
+	allow := res.Decision
+	res.Addrs, res.Decision = pol.FilterResolved(t, addrs, local)
+	if asked != nil && res.Decision.Allow {
+		res.Decision = allow // keep the decider's words
+	}
 	return res
 }
 

@@ -332,13 +332,17 @@ func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // name is not resolved here.
 func (g *Gate) connectByName(ctx context.Context, host string, port uint16) (net.Conn, Result, netip.AddrPort, error) {
 	var res Result
+	pol, gen := g.Policy, uint64(0)
+	if g.Live != nil {
+		pol, gen = g.Live.Current()
+	}
 	t, err := policy.ParseTarget(host, port)
-	if err != nil || t.IsIP() || g.Policy == nil {
+	if err != nil || t.IsIP() || pol == nil || g.Ask != nil {
 		// Literals, invalid targets, no policy: the full local decision (a
 		// literal needs no lookup).
 		res = g.Decide(ctx, host, port)
 	} else {
-		res = Result{Target: t, Decision: g.Policy.CheckTarget(t)}
+		res = Result{Target: t, Decision: pol.CheckTarget(t), Gen: gen}
 	}
 	if !res.Decision.Allow {
 		return nil, res, netip.AddrPort{}, nil

@@ -560,7 +560,7 @@ func (s *Server) openUpstream(w http.ResponseWriter, r *http.Request, proto, hos
 		s.recordAuthFailure(r, proto, host, port, start)
 		return nil, audit.Event{}, false
 	}
-	upstream, res, dialed, err := s.connect(r.Context(), host, port)
+	upstream, res, dialed, err := s.connect(askContext(r, proto), host, port)
 	ev := event(proto, r.RemoteAddr, host, port, res, dialed)
 	if s.clientGone(r.Context(), &ev, res, err, start) {
 		return nil, ev, false

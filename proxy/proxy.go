@@ -191,6 +191,7 @@ func New(opts Options) *Server {
 	if s.sink == nil {
 		s.sink = audit.Multi()
 	}
+	s.watchLive()
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
@@ -531,6 +532,7 @@ func event(proto, client, host string, port uint16, res egress.Result, dialed ne
 		Port:   port,
 		Reason: res.Decision.Reason,
 		Text:   res.Decision.Text,
+		Gen:    res.Gen,
 	}
 	if res.Target.Host != "" {
 		e.Host = res.Target.Host

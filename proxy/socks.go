@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/sandgate/sandgate/decide"
 	"io"
 	"net"
 	"net/netip"
@@ -315,7 +316,7 @@ func (s *Server) serveSOCKS(cc *clientConn) {
 	}
 	reply := func(rep byte, bind net.Addr) error { return writeSOCKSReply(c, rep, bind) }
 
-	upstream, res, dialed, err := s.connect(s.baseCtx, req.host, req.port)
+	upstream, res, dialed, err := s.connect(decide.WithRequest(s.baseCtx, "socks5", "", ""), req.host, req.port)
 	ev := event("socks5", client, req.host, req.port, res, dialed)
 	if !res.Decision.Allow {
 		if upstream != nil {

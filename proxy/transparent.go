@@ -8,6 +8,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"github.com/sandgate/sandgate/decide"
 	"net"
 	"net/netip"
 	"strings"
@@ -186,7 +187,7 @@ func (tc *transparentConn) decide() (upstream net.Conn, ev audit.Event, ok bool)
 
 // connect decides host:port with g and dials it; see decide.
 func (tc *transparentConn) connect(g *egress.Gate, host string, port uint16) (net.Conn, audit.Event, bool) {
-	upstream, res, dialed, err := g.Connect(tc.s.baseCtx, host, port)
+	upstream, res, dialed, err := g.Connect(decide.WithRequest(tc.s.baseCtx, ProtoTransparent, "", ""), host, port)
 	ev := event(ProtoTransparent, tc.client, host, port, res, dialed)
 	switch {
 	case !res.Decision.Allow:

@@ -1,0 +1,175 @@
+package egress
+
+import (
+	"context"
+
+	"errors"
+	"fmt"
+	"github.com/sandgate/sandgate/decide"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sandgate/sandgate/policy"
+)
+
+// Live is a run's policy that can be changed while the run goes on. Each
+// change compiles a new immutable *policy.Policy and swaps it in atomically
+// with a new generation number, which the gate puts in its Results (and so
+// in audit events). A Gate whose Live field is set decides with the Live's
+// current policy instead of Gate.Policy. Safe for concurrent use.
+type Live struct {
+	mu       sync.Mutex // serialises changes
+	cur      atomic.Pointer[liveState]
+	watchers map[int]func(*policy.Policy, uint64)
+	nextID   int
+}
+
+type liveState struct {
+	p   *policy.Policy
+	gen uint64
+}
+
+// NewLive returns a Live starting with p at generation 0 (a nil p refuses
+// everything until an Allow).
+func NewLive(p *policy.Policy) *Live {
+	l := &Live{}
+	if p == nil {
+		p, _ = policy.New(policy.Config{})
+	}
+	l.cur.Store(&liveState{p: p})
+	return l
+}
+
+// Current returns the policy in force and its generation.
+func (l *Live) Current() (*policy.Policy, uint64) {
+	s := l.cur.Load()
+	return s.p, s.gen
+}
+
+// Allow adds entry (an --allow value such as "example.com" or
+// "example.com:443") to the allow list and returns the new generation.
+func (l *Live) Allow(entry string) (uint64, error) {
+	return l.change(entry, (*policy.Policy).WithAllow)
+}
+
+// Deny adds entry (a --deny value) to the deny list and returns the new
+// generation. Watchers are told, so that open connections to a destination
+// that is now denied are cut.
+func (l *Live) Deny(entry string) (uint64, error) {
+	return l.change(entry, (*policy.Policy).WithDeny)
+}
+
+// Show returns the generation and the allow and deny entries in force.
+func (l *Live) Show() (gen uint64, allow, deny []string) {
+	p, gen := l.Current()
+	allow, deny = p.Entries()
+	return gen, allow, deny
+}
+
+// Watch calls f with each new policy after it is in force; the returned
+// function stops the calls.
+func (l *Live) Watch(f func(p *policy.Policy, gen uint64)) (stop func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.watchers == nil {
+		l.watchers = make(map[int]func(*policy.Policy, uint64))
+	}
+	id := l.nextID
+	l.nextID++
+	l.watchers[id] = f
+	return func() {
+		l.mu.Lock()
+		delete(l.watchers, id)
+		l.mu.Unlock()
+	}
+}
+
+// change applies one edit under the lock and tells the watchers.
+func (l *Live) change(entry string, edit func(*policy.Policy, string) (*policy.Policy, error)) (uint64, error) {
+	if entry == "" {
+		return 0, errors.New("empty entry: name a host, as in example.com or example.com:443")
+	}
+	l.mu.Lock()
+	old := l.cur.Load()
+	p, err := edit(old.p, entry)
+	if err != nil {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("live policy: %w", err)
+	}
+	s := &liveState{p: p, gen: old.gen + 1}
+	l.cur.Store(s)
+	ws := make([]func(*policy.Policy, uint64), 0, len(l.watchers))
+	for _, w := range l.watchers {
+		ws = append(ws, w)
+	}
+	l.mu.Unlock()
+	for _, w := range ws {
+		w(s.p, s.gen)
+	}
+	return s.gen, nil
+}
+
+// Reasons of refusals that came from asking.
+const (
+	ReasonDeciderDenied = "decider-denied" // the decider answered deny
+	ReasonDeciderFailed = "decider-failed" // the decider failed, timed out or answered malformed (a deny)
+)
+
+// EntryDecider is the Decision.Entry of a destination a decider allowed.
+const EntryDecider = "(decider)"
+
+// Asker puts destinations that are merely not on the allow list (never a
+// deny-list hit, an address-class or method/path refusal) to a Decider.
+// Concurrent identical questions share one ask. An allow of scope "run" is
+// added to the gate's Live policy (without a Live it counts once). A Gate
+// copied by value shares its Asker.
+type Asker struct {
+	Decider decide.Decider
+	Run     string // the run id put in each Question
+
+	group decide.Group
+}
+
+// ask returns the policy to go on with, the decision and the generation.
+// An allow yields a policy that allows exactly t, so the resolved-address
+// checks still run; any failure is a refusal.
+func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t policy.Target, gen uint64) (*policy.Policy, policy.Decision, uint64) {
+	refuse := func(reason, text string) (*policy.Policy, policy.Decision, uint64) {
+		return pol, policy.Decision{Block: policy.BlockAllowlist, Reason: reason, Text: text}, gen
+	}
+	if t.IsIP() {
+		// A literal in a special class is an address-class refusal, never a question.
+		if c := policy.Classify(t.Addr); c != "" {
+			return pol, pol.CheckTarget(t), gen
+		}
+	}
+	proto, method, path := decide.RequestFrom(ctx)
+	q := decide.Question{Run: a.Run, Protocol: proto, Host: t.Host, Port: t.Port, Method: method, Path: path}
+	if a.Decider == nil {
+		return refuse(ReasonDeciderFailed, t.String()+" is refused: no decider is configured")
+	}
+	ans, err := a.group.Do(ctx, a.Decider, q)
+	if err != nil {
+		return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
+	}
+	if !ans.Allow {
+		return refuse(ReasonDeciderDenied, t.String()+" is refused by the decider")
+	}
+	if ans.Scope == decide.ScopeRun && live != nil {
+		if _, err := live.Allow(t.String()); err != nil {
+			return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
+		}
+		pol, gen = live.Current()
+		d := pol.CheckTarget(t)
+		return pol, d, gen
+	}
+	once, err := pol.WithAllow(t.String())
+	if err != nil {
+		return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
+	}
+	d := once.CheckTarget(t)
+	if d.Allow {
+		d.Entry, d.Text = EntryDecider, t.String()+" is allowed once by the decider"
+	}
+	return once, d, gen
+}
