@@ -18,6 +18,8 @@ type Event struct {
 	BytesUp   int64     `json:"bytes_up"`         // client to remote
 	BytesDown int64     `json:"bytes_down"`       // remote to client
 	Duration  float64   `json:"duration_ms"`      // milliseconds from accept of the request to its end
+	Method    string    `json:"method,omitempty"` // request method, for requests inside inspected hosts
+	Path      string    `json:"path,omitempty"`   // request path, for requests inside inspected hosts
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.
