@@ -19,6 +19,8 @@ type Event struct {
 	BytesDown int64     `json:"bytes_down"`       // remote to client
 	Duration  float64   `json:"duration_ms"`      // milliseconds from accept of the request to its end
 	Gen       uint64    `json:"gen,omitempty"`    // generation of the live policy that decided (0: the run's first)
+	Method    string    `json:"method,omitempty"` // request method, for requests inside inspected hosts
+	Path      string    `json:"path,omitempty"`   // request path, for requests inside inspected hosts
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.
