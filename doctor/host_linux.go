@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/sandbox"
 	"github.com/sandgate/sandgate/setup"
 )
 
@@ -49,29 +50,12 @@ func usernsCheck() Check {
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 	}
 	if err := cmd.Run(); err != nil {
-		c.Detail = "cannot create user and network namespaces: " + err.Error() + "; " + usernsWhy()
+		c.Detail = "cannot create user and network namespaces: " + err.Error() + "; " + sandbox.UsernsDiagnosis()
 		c.Fix = "allow unprivileged user namespaces (see docs/containers.md), or set up the identity backend: `sudo sandgate setup`, then `sandgate run --backend identity`"
 		return c
 	}
 	c.OK, c.Detail = true, "new user, network, mount and pid namespaces can be created"
 	return c
-}
-
-func usernsWhy() string {
-	var why []string
-	if sysctl("kernel/unprivileged_userns_clone") == "0" {
-		why = append(why, "kernel.unprivileged_userns_clone is 0")
-	}
-	if sysctl("user/max_user_namespaces") == "0" {
-		why = append(why, "user.max_user_namespaces is 0")
-	}
-	if sysctl("kernel/apparmor_restrict_unprivileged_userns") == "1" {
-		why = append(why, "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)")
-	}
-	if len(why) == 0 {
-		return "no sysctl refuses them, so a seccomp policy or container runtime does (Docker's default profile refuses CLONE_NEWUSER)"
-	}
-	return strings.Join(why, "; ")
 }
 
 // landlockCheck asks the kernel for its Landlock ABI version.

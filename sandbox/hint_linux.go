@@ -38,6 +38,10 @@ func usernsDiagnosis() string {
 	return strings.Join(why, "; ")
 }
 
+// UsernsDiagnosis is usernsDiagnosis for `sandgate doctor`: the machine
+// settings that refuse unprivileged user namespaces, in plain words.
+func UsernsDiagnosis() string { return usernsDiagnosis() }
+
 // usernsOptions says what a user can do about it.
 const usernsOptions = "options: allow unprivileged user namespaces " +
 	"(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces=15000, " +
