@@ -166,7 +166,10 @@ func (f *fixture) snapshot(t *testing.T) map[string]string {
 	}
 	walk(f.base)
 	walk(f.ws)
-	for _, p := range []string{"/etc/hosts", "/etc/resolv.conf", "/etc/passwd"} {
+	// /etc/passwd is left out: other packages' tests add and remove
+	// users while this one runs, and the probe inside the view already
+	// proves the open for writing fails there.
+	for _, p := range []string{"/etc/hosts", "/etc/resolv.conf"} {
 		b, _ := os.ReadFile(p)
 		snap[p] = string(b)
 	}
