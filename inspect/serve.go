@@ -38,7 +38,8 @@ type Config struct {
 	// Host and Port are the tunnel's target.
 	Host string
 	Port uint16
-	// Check decides each request by method and path. Required.
+	// Check decides each request by method and path (escaped, as sent,
+	// with "?query" when there is one). Required.
 	Check func(method, path string) policy.Decision
 	// Rewrite, when set, may change an allowed request before it is
 	// forwarded; an error refuses it (403 secret-not-bound).

@@ -189,6 +189,14 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start tim
 	if !ok {
 		return
 	}
+	inspected := s.inspects(host, port)
+	if inspected && s.authority == nil {
+		upstream.Close()
+		ev = inspectUnavailable(ev)
+		plainError(w, http.StatusForbidden, ReasonInspectUnavailable, ev.Text)
+		s.record(ev, start)
+		return
+	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		upstream.Close()
@@ -218,6 +226,10 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start tim
 		upstream.Close()
 		ev.Reason, ev.Text = audit.ReasonClientGone, fmt.Sprintf("answering the client failed: %v", err)
 		s.record(ev, start)
+		return
+	}
+	if inspected {
+		s.startInspection(client, raw, upstream, initial, ev, start, s.gate)
 		return
 	}
 	s.startTunnel(client, raw, upstream, initial, ev, start)
@@ -284,9 +296,17 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "http", host, port, "refused: "+ferr.Error(), start)
 		return
 	}
+	path := requestPath(r) // as sent, before Secrets replaces anything
+	inspected, ok := s.decideForward(w, r, host, port, path, start)
+	if !ok {
+		return
+	}
 	upstream, ev, ok := s.openUpstream(w, r, "http", host, port, start)
 	if !ok {
 		return
+	}
+	if inspected {
+		ev.Method, ev.Path = r.Method, path
 	}
 	var err error
 	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
