@@ -213,3 +213,18 @@ func ruleList(rules []Entry) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// InspectsAny reports whether some host is inspected: an allow entry
+// carries methods or a path, or there is an inspect entry. A run then
+// needs a certificate authority. A nil Policy inspects nothing.
+func (p *Policy) InspectsAny() bool {
+	if p == nil {
+		return false
+	}
+	for _, e := range p.allow {
+		if e.hasRule() {
+			return true
+		}
+	}
+	return len(p.inspect) > 0
+}

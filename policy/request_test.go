@@ -220,3 +220,30 @@ func TestReadOnlyGit(t *testing.T) {
 		t.Error("a read-only git host is not allowed and inspected")
 	}
 }
+
+func TestInspectsAny(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{}, false},
+		{Config{Allow: []string{"a.test", "b.test:443"}}, false},
+		{Config{Allow: []string{"GET a.test"}}, true},
+		{Config{Allow: []string{"a.test/x/**"}}, true},
+		{Config{ReadOnly: []string{"a.test"}}, true},
+		{Config{ReadOnlyGit: []string{"git.test/acme/*"}}, true},
+		{Config{Allow: []string{"a.test"}, Inspect: []string{"a.test"}}, true},
+	} {
+		p, err := New(tc.cfg)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", tc.cfg, err)
+		}
+		if got := p.InspectsAny(); got != tc.want {
+			t.Errorf("InspectsAny(%+v) = %v, want %v", tc.cfg, got, tc.want)
+		}
+	}
+	var nilPolicy *Policy
+	if nilPolicy.InspectsAny() {
+		t.Error("a nil Policy inspects")
+	}
+}

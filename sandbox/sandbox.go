@@ -69,6 +69,7 @@
 package sandbox
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/fsview"
+	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/setup"
 )
@@ -170,6 +172,16 @@ type Spec struct {
 	Audit audit.Sink
 	// ProxyLimits bounds the proxy's resources (zero fields: defaults).
 	ProxyLimits proxy.Limits
+	// Authority is the run's CA for TLS inspection of the hosts whose
+	// requests the policy decides one by one (or Secrets binds); nil: a
+	// connection to such a host is refused, never passed uninspected.
+	Authority *inspect.Authority
+	// UpstreamRoots verifies inspected hosts' certificates (nil: the
+	// system pool).
+	UpstreamRoots *x509.CertPool
+	// Secrets rewrites or refuses requests that carry a secret's
+	// placeholder (nil: none).
+	Secrets proxy.Secrets
 	// AllowLocalBinding lets the command reach local (loopback) services.
 	// The netns backend's loopback is the sandbox's own and always open;
 	// the identity backend needs setup rules installed with
@@ -225,6 +237,17 @@ type Spec struct {
 	// holds too): CMD never runs with a weaker view than asked. Result
 	// says which never-writable paths changed during the run anyway.
 	View *fsview.Profile
+
+	// TrustPEM are extra CA certificates CMD must trust (PEM, certificates
+	// only: a block of another type, a private key in particular, fails
+	// the run). On Linux CMD sees the host's system trust bundles (and
+	// JVM trust stores) with them added, read-only, and its environment
+	// points the common tools at files holding them (package trustenv:
+	// SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, PIP_CERT,
+	// CURL_CA_BUNDLE, GIT_SSL_CAINFO, CARGO_HTTP_CAINFO, AWS_CA_BUNDLE and
+	// a trust store in JAVA_TOOL_OPTIONS), whatever the network mode.
+	// Other platforms refuse it (*UnavailableError).
+	TrustPEM []byte
 
 	// leaser, for tests, says where the identity backend's setup lives
 	// and how it is checked and reconciled (nil: the product's).

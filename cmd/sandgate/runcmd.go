@@ -86,6 +86,9 @@ executable; 127 CMD not found.`,
 				}
 			}
 			spec.Notify = notify
+			if err := setupInspection(&spec, pol); err != nil {
+				return err
+			}
 			res, err := sandbox.Run(context.Background(), spec)
 			warnViewChanged(res.ViewChanged)
 			if verr, ok := viewError(cf, err); ok {
