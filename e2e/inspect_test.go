@@ -1,0 +1,210 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Inside allowed hosts (issue 12): the real binary inspects hosts with
+// method/path rules and decides each request.
+//
+// CMD does not trust the run's CA by these tests' doing (the trust view is
+// another change's): curl runs with -k and git with http.sslVerify=false,
+// since the point here is the proxy's decisions. sandgate itself verifies
+// the fake internet's certificates against SSL_CERT_FILE, the test CA (the
+// system trust store as Go reads it), never weaker.
+
+// requestLog records what a test server was sent.
+type requestLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (l *requestLog) add(r *http.Request) {
+	l.mu.Lock()
+	l.seen = append(l.seen, r.Method+" "+r.URL.RequestURI())
+	l.mu.Unlock()
+}
+
+func (l *requestLog) has(sub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.seen {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// runInspected runs `sandgate run FLAGS -- /bin/sh -c SCRIPT sh ARGS...` in
+// the project directory of d, with sandgate trusting the world's CA.
+func runInspected(t *testing.T, w *world, d *clientDirs, flags []string, script string, args ...string) outcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c := w.hostCmd(ctx, nil, d.home, sandgateArgv(flags, append([]string{"/bin/sh", "-c", script, "sh"}, args...)...)...)
+	c.Env = append(c.Env, "SSL_CERT_FILE="+w.caFile)
+	c.Dir = d.project
+	return finish(t, c)
+}
+
+// requestEvent is the part of an audit line the inspection tests look at.
+type requestEvent struct {
+	Proto, Host, Decision, Reason, Method, Path, Text string
+	Port                                              uint16
+}
+
+// readRequestAudit reads the JSON Lines audit file at path.
+func readRequestAudit(t *testing.T, path string) []requestEvent {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("audit file: %v", err)
+	}
+	var evs []requestEvent
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e requestEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// findEvent returns the first event matching method, path prefix and
+// reason, or fails the test listing them all.
+func findEvent(t *testing.T, evs []requestEvent, method, path, reason string) requestEvent {
+	t.Helper()
+	for _, e := range evs {
+		if e.Method == method && strings.HasPrefix(e.Path, path) && e.Reason == reason {
+			return e
+		}
+	}
+	t.Errorf("no audit event %s %s (%s); have %+v", method, path, reason, evs)
+	return requestEvent{}
+}
+
+const inspectScript = `
+curl -sk --max-time 10 -o /dev/null -w 'T-GET=%{http_code}\n' "https://remote.test:$1/docs/a"
+curl -sk --max-time 10 -D hdr.txt -o body.txt -w 'T-POST=%{http_code}\n' -X POST -d leak=1 "https://remote.test:$1/docs/a"
+grep -i '^x-proxy-error: blocked-by-method' hdr.txt >/dev/null && echo T-POST-BLOCKED-BY-METHOD
+curl -sS --max-time 10 -o /dev/null -w 'T-PLAIN-POST=%{http_code}\n' -X POST -d leak=1 http://remote.test/form
+curl -sS --max-time 10 -o /dev/null -w 'T-PLAIN-GET=%{http_code}\n' http://remote.test/
+curl -sk --max-time 10 --noproxy '*' -o /dev/null -w 'T-TRANSPARENT-PUT=%{http_code}\n' -X PUT -d x "https://remote.test:$1/docs/b"
+curl -sS --max-time 10 --cacert "$2" -o /dev/null -w 'T-END-TO-END=%{http_code}\n' -X POST -d ok=1 "https://remote4.test:$1/other"
+exit 0
+`
+
+// TestRunReadOnlyHost: with --read-only remote.test, GET passes and POST
+// gets 403 blocked-by-method, over HTTPS (CONNECT, inspected), plain HTTP
+// and the transparent path; the refused requests never reach the server,
+// and are in the audit file with method and path. remote4.test, allowed
+// without rules, keeps its TLS end to end (curl verifies the server's own
+// certificate).
+func TestRunReadOnlyHost(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	needTools(t, "curl")
+	d := newClientDirs(t)
+	var log requestLog
+	port := serveRemoteTLS(t, w, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		log.add(r)
+		fmt.Fprintf(rw, "sgtest-inspect %s %s\n", r.Method, r.URL.Path)
+	}))
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{"--backend", "netns", "--audit", auditFile, "--read-only", "remote.test", "--allow", "remote4.test"}
+	o := runInspected(t, w, d, flags, inspectScript, port, w.caFile)
+	wantOutput(t, o, "T-GET=200", "T-POST=403", "T-POST-BLOCKED-BY-METHOD", "T-PLAIN-POST=403", "T-PLAIN-GET=200",
+		"T-TRANSPARENT-PUT=403", "T-END-TO-END=200")
+	if log.has("POST /docs") || log.has("PUT /docs") {
+		t.Errorf("a refused request reached the server: %v", log.seen)
+	}
+	if !log.has("GET /docs/a") || !log.has("POST /other") {
+		t.Errorf("the server did not get the allowed requests: %v", log.seen)
+	}
+	evs := readRequestAudit(t, auditFile)
+	if e := findEvent(t, evs, "POST", "/docs/a", "blocked-by-method"); e.Decision != "deny" || e.Proto != "connect" || !strings.Contains(e.Text, "--read-only remote.test") {
+		t.Errorf("CONNECT refusal event %+v", e)
+	}
+	findEvent(t, evs, "GET", "/docs/a", "allowed")
+	findEvent(t, evs, "POST", "/form", "blocked-by-method")
+	if e := findEvent(t, evs, "PUT", "/docs/b", "blocked-by-method"); e.Proto != "transparent" {
+		t.Errorf("transparent refusal event %+v", e)
+	}
+	for _, e := range evs {
+		if e.Host == "remote4.test" && e.Method != "" {
+			t.Errorf("the uninspected host's event has a method: %+v", e)
+		}
+	}
+	if !strings.Contains(o.stderr, "blocked-by-method") && !strings.Contains(o.stderr, "not allowed") {
+		t.Errorf("the exit summary does not mention the refusals:\n%s", o.stderr)
+	}
+}
+
+const gitReadOnlyScript = `
+git -c http.sslVerify=false clone -q "https://remote.test:$1/git/repo.git" clone && echo T-CLONE-OK
+cat clone/hello.txt
+cd clone
+echo more > more.txt
+git add more.txt
+git -c user.name=sgtest -c user.email=sgtest@example.test commit -q -m more
+if git -c http.sslVerify=false push -q origin HEAD:main 2>push.err; then echo T-PUSHED; else echo T-PUSH-REFUSED; fi
+cat push.err >&2
+grep -q 403 push.err && echo T-PUSH-403
+exit 0
+`
+
+// TestRunReadOnlyGit: with --read-only-git, real git clones over HTTPS
+// (git http-backend, inspected) and its push is refused (403 on
+// git-receive-pack), although the server would accept it: without the
+// rule (--allow, TLS end to end) the same push goes through.
+func TestRunReadOnlyGit(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	needTools(t, "git", gitHTTPBackend)
+	served := t.TempDir()
+	bare := newBareRepo(t, served, "sgtest read-only git\n")
+	hostRun(t, bare, "git", "config", "http.receivepack", "true")
+	var log requestLog
+	cgiH := &cgi.Handler{
+		Path: gitHTTPBackend,
+		Root: "/git",
+		Env:  []string{"GIT_PROJECT_ROOT=" + served, "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	port := serveRemoteTLS(t, w, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		log.add(r)
+		cgiH.ServeHTTP(rw, r)
+	}))
+
+	d := newClientDirs(t)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	o := runInspected(t, w, d, []string{"--backend", "netns", "--audit", auditFile, "--read-only-git", "remote.test/git/*"}, gitReadOnlyScript, port)
+	wantOutput(t, o, "T-CLONE-OK", "sgtest read-only git", "T-PUSH-REFUSED", "T-PUSH-403")
+	if log.has("git-receive-pack") {
+		t.Errorf("the push reached the server: %v", log.seen)
+	}
+	evs := readRequestAudit(t, auditFile)
+	findEvent(t, evs, "POST", "/git/repo.git/git-upload-pack", "allowed")
+	findEvent(t, evs, "GET", "/git/repo.git/info/refs?service=git-receive-pack", "blocked-by-path")
+
+	// The control: the same push without the rule reaches the server.
+	d2 := newClientDirs(t)
+	o = runInspected(t, w, d2, []string{"--backend", "netns", "--allow", "remote.test"}, gitReadOnlyScript, port)
+	wantOutput(t, o, "T-CLONE-OK", "T-PUSHED")
+	if !log.has("git-receive-pack") {
+		t.Errorf("the control push did not reach the server: %v", log.seen)
+	}
+}
