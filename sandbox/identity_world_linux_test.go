@@ -132,6 +132,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("FileSystemView", w.testFileSystemView)
 	t.Run("NetworkNone", w.testNetworkNone)
 	t.Run("NetworkFull", w.testNetworkFull)
+	t.Run("Inspect", w.testInspect)
 	t.Run("Ports", w.testPorts)
 	t.Run("DirGrant", w.testDirGrant)
 	t.Run("Drift", w.testDrift)
