@@ -178,10 +178,29 @@ func (p *Policy) CheckRequest(host string, port uint16, method, path string) Dec
 	}
 	if len(methodMiss) > 0 {
 		return Decision{Block: BlockMethod, Reason: ReasonBlockedByMethod, Entry: methodMiss[0].Raw,
-			Text: req + " is not allowed; allowed there: " + ruleList(methodMiss)}
+			Text: req + " is not allowed; allowed there: " + ruleList(methodMiss) + allowSuggestion(method, t, shown)}
 	}
 	return Decision{Block: BlockPath, Reason: ReasonBlockedByPath, Entry: rules[0].Raw,
-		Text: req + " is not allowed; allowed there: " + ruleList(rules)}
+		Text: req + " is not allowed; allowed there: " + ruleList(rules) + allowSuggestion(method, t, shown)}
+}
+
+// allowSuggestion names the rule that would allow exactly method on t and
+// path (escaped, without the query), as "; to allow it, add --allow
+// '...'", or "" when no such rule can be written (a path holding a quote or
+// a '*', or a rule that would not parse).
+func allowSuggestion(method string, t Target, path string) string {
+	host := t.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	rule := method + " " + host + ":" + strconv.Itoa(int(t.Port)) + path
+	if strings.ContainsAny(path, "'*") {
+		return ""
+	}
+	if _, err := parseEntry(rule); err != nil {
+		return ""
+	}
+	return "; to allow it, add --allow '" + rule + "'"
 }
 
 // requestHost is the host of a request as a Text shows it: the port only

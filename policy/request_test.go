@@ -247,3 +247,47 @@ func TestInspectsAny(t *testing.T) {
 		t.Error("a nil Policy inspects")
 	}
 }
+
+func TestRefusalSuggestsRule(t *testing.T) {
+	p, err := New(Config{ReadOnly: []string{"docs.example/pub/**"}, Allow: []string{"GET [2001:db8::1]:8080/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		host        string
+		port        uint16
+		method      string
+		path        string
+		want        string
+		noSuggestIs bool
+	}{
+		{"docs.example", 443, "POST", "/pub/a?x=1", "; to allow it, add --allow 'POST docs.example:443/pub/a'", false},
+		{"docs.example", 80, "GET", "/other", "; to allow it, add --allow 'GET docs.example:80/other'", false},
+		{"2001:db8::1", 8080, "PUT", "/x", "; to allow it, add --allow 'PUT [2001:db8::1]:8080/x'", false},
+		{"docs.example", 443, "GET", "/it's", "", true},
+		{"docs.example", 443, "GET", "/a*b", "", true},
+	} {
+		d := p.CheckRequest(tc.host, tc.port, tc.method, tc.path)
+		if d.Allow {
+			t.Fatalf("%s %s%s allowed", tc.method, tc.host, tc.path)
+		}
+		if tc.noSuggestIs {
+			if strings.Contains(d.Text, "to allow it") {
+				t.Errorf("%q suggests a rule", d.Text)
+			}
+			continue
+		}
+		if !strings.HasSuffix(d.Text, tc.want) {
+			t.Errorf("text %q does not end with %q", d.Text, tc.want)
+			continue
+		}
+		rule := strings.TrimSuffix(strings.TrimPrefix(tc.want, "; to allow it, add --allow '"), "'")
+		q, err := New(Config{Allow: []string{rule}})
+		if err != nil {
+			t.Fatalf("suggested rule %q: %v", rule, err)
+		}
+		if d := q.CheckRequest(tc.host, tc.port, tc.method, tc.path); !d.Allow {
+			t.Errorf("the suggested rule %q does not allow the request: %s", rule, d.Text)
+		}
+	}
+}

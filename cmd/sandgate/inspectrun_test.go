@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/sandbox"
 )
@@ -130,5 +131,13 @@ func TestRuleFlagsParse(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, args[1]) {
 			t.Errorf("%v: exit %d, stderr %q; want a usage error naming the entry", args, code, stderr)
 		}
+	}
+}
+
+func TestRefusalLineOfRequestRule(t *testing.T) {
+	text := "POST a.test/x is not allowed; allowed there: --read-only a.test; to allow it, add --allow 'POST a.test:443/x'"
+	line := refusalLine([]audit.Refusal{{Host: "a.test", Port: 443, Reason: "blocked-by-method", Text: text, Count: 2}})
+	if !strings.HasSuffix(line, "; "+text) || !strings.Contains(line, "a.test:443 (blocked-by-method) ×2") {
+		t.Errorf("refusal line %q", line)
 	}
 }
