@@ -21,9 +21,10 @@ const trustSupported = true
 // end) holding the system bundles with the extra certificates, the
 // extra certificates alone and the JVM trust store. The init binds them
 // read-only over the host's system bundles and trust stores that exist
-// (initproto.Config.Replace, applied before the file system view); the
-// view keeps the directory visible at its own path and never writable,
-// and CMD's environment names the files there. Only certificates are
+// (initproto.Config.Replace, applied before the file system view), and
+// the directory read-only over itself; the view keeps the directory
+// visible at its own path and never writable, and CMD's environment
+// names the files there. Only certificates are
 // ever written: the CA's key is not sandgate's run's to give.
 type trustRun struct {
 	dir     string
@@ -67,6 +68,9 @@ func newTrustRun(spec Spec, env []string) (_ *trustRun, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The directory read-only over itself first: without a view (--fs
+	// host) CMD, the caller's uid on the netns backend, owns it.
+	t.replace = []initproto.ReplaceFile{{Source: t.dir, Target: t.dir}}
 	for _, f := range res.Files {
 		src := filepath.Join(t.dir, f.Name)
 		if err := os.WriteFile(src, f.Data, 0o444); err != nil {

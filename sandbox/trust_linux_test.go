@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,10 +161,15 @@ echo "NODE: $(node -e 'require("https").get(process.argv[1], r => r.pipe(process
 echo "GO: $(SANDGATE_SANDBOX_TEST_HELPER=trust-get "$BIN" $u/go 2>&1)"
 echo "JAVA: $(java "$D/Client.java" $u/java 2>&1 | grep -v '^Picked up JAVA_TOOL_OPTIONS')"
 echo "GIT: $(git ls-remote https://127.0.0.1:8443/repo.git 2>&1 | tr '\n' ' ')"
+# The view alone: no variable.
+unset SSL_CERT_FILE CURL_CA_BUNDLE JAVA_TOOL_OPTIONS
+echo "CURL-VIEW: $(curl -sS $u/curl-view 2>&1)"
+echo "GO-VIEW: $(SANDGATE_SANDBOX_TEST_HELPER=trust-get "$BIN" $u/go-view 2>&1)"
+echo "JAVA-VIEW: $(java "$D/Client.java" $u/java-view 2>&1)"
 echo "BUNDLE-CERTS: $(grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt)"
 echo "WRITE-BUNDLE: $( (echo x >> /etc/ssl/certs/ca-certificates.crt) 2>&1 && echo written)"
-echo "WRITE-DIR: $( (touch "$(dirname "$SSL_CERT_FILE")/planted") 2>&1 && echo written)"
-echo "TRUST-FILE $SSL_CERT_FILE"
+echo "WRITE-DIR: $( (touch "$(dirname "$NODE_EXTRA_CA_CERTS")/planted") 2>&1 && echo written)"
+echo "TRUST-FILE $NODE_EXTRA_CA_CERTS"
 kill %%1
 `
 
@@ -205,7 +211,9 @@ func checkTrustClients(t *testing.T, spec Spec, dir, bin string) {
 	var env []string
 	for _, kv := range spec.Env {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasSuffix(strings.ToLower(k), "_proxy") || k == helperEnv || k == "JAVA_TOOL_OPTIONS" || k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR" {
+		// No trust setting of the test's environment: sandgate's alone.
+		if strings.HasSuffix(strings.ToLower(k), "_proxy") || k == helperEnv || slices.Contains(trustenv.BundleVars, k) ||
+			k == trustenv.NodeVar || k == trustenv.JavaVar || k == "SSL_CERT_DIR" || k == "NIX_SSL_CERT_FILE" {
 			continue
 		}
 		env = append(env, kv)
@@ -218,7 +226,7 @@ func checkTrustClients(t *testing.T, spec Spec, dir, bin string) {
 	if o.err != nil || o.res.ExitCode != 0 {
 		t.Fatalf("run: %+v %v", o.res, o.err)
 	}
-	for _, c := range []string{"CURL", "PYTHON", "NODE", "GO", "JAVA"} {
+	for _, c := range []string{"CURL", "PYTHON", "NODE", "GO", "JAVA", "CURL-VIEW", "GO-VIEW", "JAVA-VIEW"} {
 		path := "/" + strings.ToLower(c)
 		if !strings.Contains(o.stdout, c+": trusted-ok "+path+"\n") {
 			t.Errorf("%s did not trust the server: %s", c, line(o.stdout, c+":"))
@@ -243,7 +251,7 @@ func checkTrustClients(t *testing.T, spec Spec, dir, bin string) {
 	}
 	f := strings.TrimPrefix(line(o.stdout, "TRUST-FILE "), "TRUST-FILE ")
 	if f == "" || !strings.Contains(f, "sandgate-trust-") {
-		t.Fatalf("SSL_CERT_FILE in the run: %q", f)
+		t.Fatalf("NODE_EXTRA_CA_CERTS in the run: %q", f)
 	}
 	if _, err := os.Stat(filepath.Dir(f)); !os.IsNotExist(err) {
 		t.Errorf("the run's trust files are still there: %s: %v", filepath.Dir(f), err)
@@ -260,23 +268,37 @@ func line(s, prefix string) string {
 	return ""
 }
 
-// TestTrustClients: the netns backend, in the default view.
+// TestTrustClients: the netns backend, in the default view and with
+// --fs host.
 func TestTrustClients(t *testing.T) {
-	f := newViewFixture(t)
-	spec := Spec{Env: os.Environ(), Network: NetworkNone, Backend: BackendNetns, Dir: f.ws}
-	spec.View = f.profile(f.ws, testBinary())
-	checkTrustClients(t, spec, f.outside, testBinary())
+	for _, view := range []bool{true, false} {
+		t.Run(fmt.Sprintf("view=%v", view), func(t *testing.T) {
+			f := newViewFixture(t)
+			spec := Spec{Env: os.Environ(), Network: NetworkNone, Backend: BackendNetns, Dir: f.ws}
+			if view {
+				spec.View = f.profile(f.ws, testBinary())
+			}
+			checkTrustClients(t, spec, f.outside, testBinary())
+		})
+	}
 }
 
 // testTrustClients: the identity backend (the online user, whose
-// loopback is the test namespace's), in the default view.
+// loopback is the test namespace's), in the default view and with --fs
+// host.
 func (w *idWorld) testTrustClients(t *testing.T) {
-	f := newViewFixture(t)
-	spec := w.spec("")
-	spec.Network = NetworkFull
-	spec.View = f.profile(w.work, w.bin)
-	defer os.Remove(filepath.Join(w.work, "trust-ready"))
-	checkTrustClients(t, spec, f.outside, w.bin)
+	for _, view := range []bool{true, false} {
+		t.Run(fmt.Sprintf("view=%v", view), func(t *testing.T) {
+			f := newViewFixture(t)
+			spec := w.spec("")
+			spec.Network = NetworkFull
+			if view {
+				spec.View = f.profile(w.work, w.bin)
+			}
+			defer os.Remove(filepath.Join(w.work, "trust-ready"))
+			checkTrustClients(t, spec, f.outside, w.bin)
+		})
+	}
 }
 
 // TestTrustRefused: TrustPEM that is not only certificates fails the run
