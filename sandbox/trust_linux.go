@@ -4,9 +4,11 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
@@ -58,13 +60,7 @@ func newTrustRun(spec Spec, env []string) (_ *trustRun, err error) {
 	}
 	wd := runDir(spec)
 	res, err := trustenv.Build(trustenv.Input{Extra: spec.TrustPEM, Env: env, Dir: t.dir,
-		ReadFile: func(name string) ([]byte, error) {
-			// A caller's relative path is CMD's, from its directory.
-			if !filepath.IsAbs(name) && wd != "" {
-				name = filepath.Join(wd, name)
-			}
-			return os.ReadFile(name)
-		}})
+		ReadFile: func(name string) ([]byte, error) { return readTrustFile(wd, name) }})
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +81,37 @@ func newTrustRun(spec Spec, env []string) (_ *trustRun, err error) {
 	}
 	t.env = res.Env
 	return t, nil
+}
+
+// maxTrustFile bounds a bundle sandgate reads (the host's are about
+// 200 KiB).
+const maxTrustFile = 16 << 20
+
+// readTrustFile reads a system bundle or a file a caller's variable names
+// (relative: from CMD's directory wd): a regular file of at most
+// maxTrustFile bytes, so that a FIFO or a device named by a variable
+// cannot hold the run up.
+func readTrustFile(wd, name string) ([]byte, error) {
+	if !filepath.IsAbs(name) && wd != "" {
+		name = filepath.Join(wd, name)
+	}
+	// Non-blocking: opening a FIFO must not wait for a writer.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if fi.Size() > maxTrustFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, maxTrustFile)
+	}
+	return io.ReadAll(io.LimitReader(f, maxTrustFile))
 }
 
 // environ is CMD's environment: env, with the trust variables when the

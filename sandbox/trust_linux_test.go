@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -319,5 +320,38 @@ func TestTrustRefused(t *testing.T) {
 				t.Fatalf("err = %v, want %q", o.err, c.want)
 			}
 		})
+	}
+}
+
+// TestReadTrustFile: only regular files, relative ones from CMD's
+// directory; a FIFO does not block.
+func TestReadTrustFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("pem"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, want, err string
+	}{
+		{"ca.pem", "pem", ""},
+		{filepath.Join(dir, "ca.pem"), "pem", ""},
+		{fifo, "", "not a regular file"},
+		{dir, "", "not a regular file"},
+		{"absent", "", "no such file"},
+	} {
+		got, err := readTrustFile(dir, c.name)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: err = %v, want %q", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil || string(got) != c.want {
+			t.Errorf("%s: %q, %v", c.name, got, err)
+		}
 	}
 }
