@@ -162,6 +162,7 @@ echo "NODE: $(node -e 'require("https").get(process.argv[1], r => r.pipe(process
 echo "GO: $(SANDGATE_SANDBOX_TEST_HELPER=trust-get "$BIN" $u/go 2>&1)"
 echo "JAVA: $(java "$D/Client.java" $u/java 2>&1 | grep -v '^Picked up JAVA_TOOL_OPTIONS')"
 echo "GIT: $(git ls-remote https://127.0.0.1:8443/repo.git 2>&1 | tr '\n' ' ')"
+echo "JAVA-OPTS: $JAVA_TOOL_OPTIONS"
 # The view alone: no variable.
 unset SSL_CERT_FILE CURL_CA_BUNDLE JAVA_TOOL_OPTIONS
 echo "CURL-VIEW: $(curl -sS $u/curl-view 2>&1)"
@@ -233,6 +234,10 @@ func checkTrustClients(t *testing.T, spec Spec, dir, bin string) {
 			t.Errorf("%s did not trust the server: %s", c, line(o.stdout, c+":"))
 		}
 	}
+	opts := line(o.stdout, "JAVA-OPTS:")
+	if !strings.Contains(opts, "-Djavax.net.ssl.trustStore=") || spec.Network == NetworkProxy && !strings.Contains(opts, "-Dhttps.proxyHost=") {
+		t.Errorf("JAVA_TOOL_OPTIONS: %s", opts)
+	}
 	// git got past TLS: the server saw its request, and its error is not
 	// a certificate error.
 	gitLine := line(o.stdout, "GIT:")
@@ -270,14 +275,22 @@ func line(s, prefix string) string {
 }
 
 // TestTrustClients: the netns backend, in the default view and with
-// --fs host.
+// --fs host, and as an inspecting run would be: the proxy and the
+// transparent path (whose JAVA_TOOL_OPTIONS and views go with the trust
+// ones; the server is on the sandbox's loopback, which NO_PROXY names).
 func TestTrustClients(t *testing.T) {
-	for _, view := range []bool{true, false} {
-		t.Run(fmt.Sprintf("view=%v", view), func(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		view, proxy bool
+	}{{"view", true, false}, {"host", false, false}, {"proxy", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
 			f := newViewFixture(t)
 			spec := Spec{Env: os.Environ(), Network: NetworkNone, Backend: BackendNetns, Dir: f.ws}
-			if view {
+			if c.view {
 				spec.View = f.profile(f.ws, testBinary())
+			}
+			if c.proxy {
+				spec.Network, spec.Gate, spec.Transparent = NetworkProxy, denyAllGate(), true
 			}
 			checkTrustClients(t, spec, f.outside, testBinary())
 		})
