@@ -80,6 +80,7 @@ import (
 	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/setup"
+	"github.com/sandgate/sandgate/trustenv"
 )
 
 // Network selects what network the command gets.
@@ -303,6 +304,14 @@ func (spec Spec) check() error {
 	}
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return errors.New("no command given")
+	}
+	if len(spec.TrustPEM) > 0 {
+		if !trustSupported {
+			return &UnavailableError{Reason: "giving CMD extra CA certificates to trust (TLS inspection) is not supported on this platform yet", Fix: "inspect no host (no TLS inspection) on this platform"}
+		}
+		if _, err := trustenv.ParsePEM(spec.TrustPEM); err != nil {
+			return fmt.Errorf("the certificates CMD must trust (TrustPEM): %w", err)
+		}
 	}
 	if spec.View != nil && spec.View.Mode != fsview.ModeHost && !viewSupported {
 		return &UnavailableError{Reason: "the file system view (--fs " + spec.View.Mode.String() + ") is not supported on this platform yet", Fix: "use --fs host"}
