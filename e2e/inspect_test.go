@@ -19,11 +19,11 @@ import (
 // Inside allowed hosts (issue 12): the real binary inspects hosts with
 // method/path rules and decides each request.
 //
-// CMD does not trust the run's CA by these tests' doing (the trust view is
-// another change's): curl runs with -k and git with http.sslVerify=false,
-// since the point here is the proxy's decisions. sandgate itself verifies
-// the fake internet's certificates against SSL_CERT_FILE, the test CA (the
-// system trust store as Go reads it), never weaker.
+// CMD trusts the run's CA through the trust view (Spec.TrustPEM): curl and
+// git run with no certificate flag. sandgate itself verifies the fake
+// internet's certificates against SSL_CERT_FILE, the test CA (the system
+// trust store as Go reads it), never weaker; CMD inherits that variable, and
+// the trust view points it at a bundle of its certificates plus the run CA.
 
 // requestLog records what a test server was sent.
 type requestLog struct {
@@ -98,12 +98,12 @@ func findEvent(t *testing.T, evs []requestEvent, method, path, reason string) re
 }
 
 const inspectScript = `
-curl -sk --max-time 10 -o /dev/null -w 'T-GET=%{http_code}\n' "https://remote.test:$1/docs/a"
-curl -sk --max-time 10 -D hdr.txt -o body.txt -w 'T-POST=%{http_code}\n' -X POST -d leak=1 "https://remote.test:$1/docs/a"
+curl -sS --max-time 10 -o /dev/null -w 'T-GET=%{http_code}\n' "https://remote.test:$1/docs/a"
+curl -sS --max-time 10 -D hdr.txt -o body.txt -w 'T-POST=%{http_code}\n' -X POST -d leak=1 "https://remote.test:$1/docs/a"
 grep -i '^x-proxy-error: blocked-by-method' hdr.txt >/dev/null && echo T-POST-BLOCKED-BY-METHOD
 curl -sS --max-time 10 -o /dev/null -w 'T-PLAIN-POST=%{http_code}\n' -X POST -d leak=1 http://remote.test/form
 curl -sS --max-time 10 -o /dev/null -w 'T-PLAIN-GET=%{http_code}\n' http://remote.test/
-curl -sk --max-time 10 --noproxy '*' -o /dev/null -w 'T-TRANSPARENT-PUT=%{http_code}\n' -X PUT -d x "https://remote.test:$1/docs/b"
+curl -sS --max-time 10 --noproxy '*' -o /dev/null -w 'T-TRANSPARENT-PUT=%{http_code}\n' -X PUT -d x "https://remote.test:$1/docs/b"
 curl -sS --max-time 10 --cacert "$2" -o /dev/null -w 'T-END-TO-END=%{http_code}\n' -X POST -d ok=1 "https://remote4.test:$1/other"
 exit 0
 `
@@ -155,19 +155,21 @@ func TestRunReadOnlyHost(t *testing.T) {
 }
 
 const gitReadOnlyScript = `
-git -c http.sslVerify=false clone -q "https://remote.test:$1/git/repo.git" clone && echo T-CLONE-OK
+[ -n "$2" ] && export GIT_SSL_CAINFO="$2" # uninspected: the server's own CA
+git clone -q "https://remote.test:$1/git/repo.git" clone && echo T-CLONE-OK
 cat clone/hello.txt
 cd clone
 echo more > more.txt
 git add more.txt
 git -c user.name=sgtest -c user.email=sgtest@example.test commit -q -m more
-if git -c http.sslVerify=false push -q origin HEAD:main 2>push.err; then echo T-PUSHED; else echo T-PUSH-REFUSED; fi
+if git push -q origin HEAD:main 2>push.err; then echo T-PUSHED; else echo T-PUSH-REFUSED; fi
 cat push.err >&2
 grep -q 403 push.err && echo T-PUSH-403
 exit 0
 `
 
-// TestRunReadOnlyGit: with --read-only-git, real git clones over HTTPS
+// TestRunReadOnlyGit: with --read-only-git, real git (no certificate
+// option: it trusts the run CA through the trust view) clones over HTTPS
 // (git http-backend, inspected) and its push is refused (403 on
 // git-receive-pack), although the server would accept it: without the
 // rule (--allow, TLS end to end) the same push goes through.
@@ -191,7 +193,7 @@ func TestRunReadOnlyGit(t *testing.T) {
 
 	d := newClientDirs(t)
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
-	o := runInspected(t, w, d, []string{"--backend", "netns", "--audit", auditFile, "--read-only-git", "remote.test/git/*"}, gitReadOnlyScript, port)
+	o := runInspected(t, w, d, []string{"--backend", "netns", "--audit", auditFile, "--read-only-git", "remote.test/git/*"}, gitReadOnlyScript, port, "")
 	wantOutput(t, o, "T-CLONE-OK", "sgtest read-only git", "T-PUSH-REFUSED", "T-PUSH-403")
 	if log.has("git-receive-pack") {
 		t.Errorf("the push reached the server: %v", log.seen)
@@ -202,7 +204,7 @@ func TestRunReadOnlyGit(t *testing.T) {
 
 	// The control: the same push without the rule reaches the server.
 	d2 := newClientDirs(t)
-	o = runInspected(t, w, d2, []string{"--backend", "netns", "--allow", "remote.test"}, gitReadOnlyScript, port)
+	o = runInspected(t, w, d2, []string{"--backend", "netns", "--allow", "remote.test"}, gitReadOnlyScript, port, w.caFile)
 	wantOutput(t, o, "T-CLONE-OK", "T-PUSHED")
 	if !log.has("git-receive-pack") {
 		t.Errorf("the control push did not reach the server: %v", log.seen)

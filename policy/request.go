@@ -160,6 +160,13 @@ func (p *Policy) CheckRequest(host string, port uint16, method, path string) Dec
 	}
 	shown, _, _ := strings.Cut(path, "?")
 	req := method + " " + requestHost(t) + shown
+	for _, e := range rules {
+		if e.query != "" {
+			// A rule decides by the query too (git's service=): show it.
+			req = method + " " + requestHost(t) + path
+			break
+		}
+	}
 	segs, query, bad := cleanPath(path)
 	if bad != "" {
 		return Decision{Block: BlockPath, Reason: ReasonBlockedByPath,

@@ -216,6 +216,10 @@ func TestReadOnlyGit(t *testing.T) {
 	if !strings.Contains(d.Text, `allowed there: --read-only-git github.com/acme/*`) {
 		t.Errorf("push refusal text %q does not name the shortcut", d.Text)
 	}
+	d = p.CheckRequest("github.com", 443, "GET", "/acme/w/info/refs?service=git-receive-pack")
+	if d.Allow || !strings.HasPrefix(d.Text, "GET github.com/acme/w/info/refs?service=git-receive-pack is not allowed") {
+		t.Errorf("push discovery refusal text %q does not show the query a rule decides by", d.Text)
+	}
 	if !p.Inspects("github.com", 443) || p.CheckTarget(mustTarget("github.com", 443)).Allow != true {
 		t.Error("a read-only git host is not allowed and inspected")
 	}

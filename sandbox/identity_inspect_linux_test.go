@@ -26,13 +26,13 @@ import (
 	"github.com/sandgate/sandgate/policy"
 )
 
-// inspectScript runs curl in the sandbox against an inspected host; -k
-// because CMD's trust of the run CA is not this test's subject.
+// inspectScript runs curl in the sandbox against an inspected host; curl
+// trusts the run CA through the trust view (Spec.TrustPEM), no flag.
 const inspectScript = `
-curl -sk --max-time 10 -o /dev/null -w 'T-GET=%{http_code}\n' https://remote.test/docs
-curl -sk --max-time 10 -D hdr.txt -o /dev/null -w 'T-POST=%{http_code}\n' -X POST -d leak=1 https://remote.test/docs
+curl -sS --max-time 10 -o /dev/null -w 'T-GET=%{http_code}\n' https://remote.test/docs
+curl -sS --max-time 10 -D hdr.txt -o /dev/null -w 'T-POST=%{http_code}\n' -X POST -d leak=1 https://remote.test/docs
 grep -qi '^x-proxy-error: blocked-by-method' hdr.txt && echo T-BLOCKED-BY-METHOD
-curl -sk --max-time 10 --proxy "$ALL_PROXY" -o /dev/null -w 'T-SOCKS-DELETE=%{http_code}\n' -X DELETE https://remote.test/docs
+curl -sS --max-time 10 --proxy "$ALL_PROXY" -o /dev/null -w 'T-SOCKS-DELETE=%{http_code}\n' -X DELETE https://remote.test/docs
 exit 0
 `
 
@@ -85,7 +85,7 @@ func (w *idWorld) testInspect(t *testing.T) {
 	spec := w.spec("")
 	spec.Args = []string{"/bin/bash", "-c", inspectScript}
 	spec.Network, spec.Gate, spec.Audit = NetworkProxy, gate, sink
-	spec.Authority, spec.UpstreamRoots = auth, roots
+	spec.Authority, spec.UpstreamRoots, spec.TrustPEM = auth, roots, auth.CertPEM()
 	o := sandboxRun(t, spec)
 	if o.err != nil || o.res.ExitCode != 0 {
 		t.Fatalf("%+v %v %s", o.res, o.err, o.stderr)
