@@ -210,3 +210,70 @@ func TestRunReadOnlyGit(t *testing.T) {
 		t.Errorf("the control push did not reach the server: %v", log.seen)
 	}
 }
+
+// sniScript opens a CONNECT tunnel to remote.test through the proxy and
+// then sends a ClientHello naming remote4.test (domain fronting).
+const sniScript = `
+import os, socket, ssl, sys
+port = sys.argv[1]
+host, pport = os.environ["HTTPS_PROXY"].split("//", 1)[1].rstrip("/").rsplit(":", 1)
+s = socket.create_connection((host, int(pport)), timeout=10)
+s.sendall(("CONNECT remote.test:%s HTTP/1.1\r\nHost: remote.test:%s\r\n\r\n" % (port, port)).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+print("T-CONNECT", head.split(b"\r\n")[0].decode())
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+try:
+    ctx.wrap_socket(s, server_hostname="remote4.test")
+    print("T-FRONTING-ACCEPTED")
+except Exception as e:
+    print("T-FRONTING-REFUSED", type(e).__name__)
+`
+
+// TestRunInspectRefusals: a ClientHello naming another host than the
+// tunnel's is refused (no domain fronting through an inspected name), and
+// an upstream whose certificate sandgate cannot verify (no SSL_CERT_FILE:
+// the test CA is not in the system trust) is 502 upstream-tls, without the
+// request reaching it.
+func TestRunInspectRefusals(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	needTools(t, "curl", "python3")
+	var log requestLog
+	port := serveRemoteTLS(t, w, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		log.add(r)
+		fmt.Fprintln(rw, "sgtest-inspect")
+	}))
+	d := newClientDirs(t)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	o := runInspected(t, w, d, []string{"--backend", "netns", "--audit", auditFile, "--read-only", "remote.test", "--allow", "remote4.test"},
+		`exec python3 -c "$2" "$1"`, port, sniScript)
+	wantOutput(t, o, "T-CONNECT HTTP/1.1 200", "T-FRONTING-REFUSED")
+	if strings.Contains(o.stdout, "T-FRONTING-ACCEPTED") {
+		t.Errorf("a ClientHello naming another host was accepted")
+	}
+	found := false
+	for _, e := range readRequestAudit(t, auditFile) {
+		found = found || (e.Reason == "sni-mismatch" && e.Host == "remote.test" && e.Decision == "deny" && strings.Contains(e.Text, "remote4.test"))
+	}
+	if !found {
+		t.Errorf("no sni-mismatch refusal in the audit")
+	}
+
+	// Without SSL_CERT_FILE sandgate does not trust the test CA.
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	script := `curl -sS --max-time 10 -D hdr.txt -o body.txt -w 'T-CODE=%{http_code}\n' "https://remote.test:$1/docs"
+grep -qi '^x-proxy-error: upstream-tls' hdr.txt && echo T-UPSTREAM-TLS
+cat body.txt`
+	c := w.hostCmd(ctx, nil, d.home, sandgateArgv([]string{"--backend", "netns", "--read-only", "remote.test"}, "/bin/sh", "-c", script, "sh", port)...)
+	c.Dir = d.project
+	o = finish(t, c)
+	wantOutput(t, o, "T-CODE=502", "T-UPSTREAM-TLS", "unknown authority")
+	if log.has("/docs") {
+		t.Errorf("a request reached an upstream whose certificate did not verify: %v", log.seen)
+	}
+}
