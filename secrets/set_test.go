@@ -84,7 +84,7 @@ func TestApplyShapes(t *testing.T) {
 			wantHeader: basic("x-access-token", ghValue)},
 		{name: "Basic unpadded, lower-case scheme", url: "https://github.com/",
 			header: [2]string{"Authorization", "basic  " + base64.RawStdEncoding.EncodeToString([]byte(gh+":x-oauth-basic"))},
-			host: "github.com", port: 443, wantHeader: "basic  " + base64.StdEncoding.EncodeToString([]byte(ghValue+":x-oauth-basic"))},
+			host:   "github.com", port: 443, wantHeader: "basic  " + base64.StdEncoding.EncodeToString([]byte(ghValue+":x-oauth-basic"))},
 		{name: "x-api-key", url: "https://v1.api.example.com/messages", header: [2]string{"X-Api-Key", key},
 			host: "v1.api.example.com", port: 443, wantHeader: keyValue},
 		{name: "any header, inside text", url: "https://api.example.com/", header: [2]string{"Cookie", "a=1; k=" + key + "; b=2"},
