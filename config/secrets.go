@@ -106,4 +106,3 @@ func (f *File) SecretSpecs() ([]secrets.Spec, error) {
 	}
 	return out, nil
 }
-
