@@ -40,6 +40,7 @@ type Set struct {
 	list     []secret
 	toReal   *strings.Replacer // placeholders → real values
 	toQuery  *strings.Replacer // placeholders → query-escaped real values
+	conceal  *strings.Replacer // real values → placeholders
 	redactor *strings.Replacer // real values and placeholders → "[secret:NAME]"
 }
 
@@ -133,10 +134,15 @@ func (s *Set) clashes(p string) bool {
 }
 
 func (s *Set) buildReplacers() {
-	var real, query, redact []string
+	var real, query, redact, conceal []string
 	for _, x := range s.list {
 		real = append(real, x.placeholder, x.value)
 		query = append(query, x.placeholder, x.queryValue)
+	}
+	byLen := append([]secret(nil), s.list...)
+	sort.SliceStable(byLen, func(i, j int) bool { return len(byLen[i].value) > len(byLen[j].value) })
+	for _, x := range byLen {
+		conceal = append(conceal, x.value, x.placeholder)
 	}
 	type pair struct{ old, new string }
 	var pairs []pair
@@ -155,6 +161,7 @@ func (s *Set) buildReplacers() {
 	s.toReal = strings.NewReplacer(real...)
 	s.toQuery = strings.NewReplacer(query...)
 	s.redactor = strings.NewReplacer(redact...)
+	s.conceal = strings.NewReplacer(conceal...)
 }
 
 // Len is the number of secrets.
@@ -200,7 +207,7 @@ func (s *Set) Notes() []string {
 	var out []string
 	for _, x := range s.list {
 		if x.bits < WantBits {
-			out = append(out, fmt.Sprintf("secret %s: its value is short, so its placeholder has only %.0f bits of randomness (%d wanted); it still works, but text in a request could match it by chance", x.name, x.bits, WantBits))
+			out = append(out, fmt.Sprintf("secret %s: its value is short, so its placeholder has %.0f bits of randomness, fewer than the %d sandgate aims for", x.name, x.bits, WantBits))
 		}
 	}
 	return out
@@ -214,6 +221,16 @@ func (s *Set) Redact(text string) string {
 		return text
 	}
 	return s.redactor.Replace(text)
+}
+
+// Conceal returns text with every real value replaced by its
+// placeholder: what CMD may see of text that holds a real value (another
+// variable of its environment, a response that echoes a request).
+func (s *Set) Conceal(text string) string {
+	if s == nil || len(s.list) == 0 {
+		return text
+	}
+	return s.conceal.Replace(text)
 }
 
 // Binds reports whether any secret is bound to host and port (host as a

@@ -405,3 +405,18 @@ func TestEnvAndNames(t *testing.T) {
 		t.Errorf("Names = %q", n)
 	}
 }
+
+func TestConceal(t *testing.T) {
+	s := testSet(t)
+	gh := placeholderOf(t, s, "GITHUB_TOKEN")
+	key := placeholderOf(t, s, "API_KEY")
+	in := "GH_TOKEN=" + ghValue + " both " + keyValue + ghValue
+	want := "GH_TOKEN=" + gh + " both " + key + gh
+	if got := s.Conceal(in); got != want {
+		t.Errorf("Conceal = %q, want %q", got, want)
+	}
+	var nilSet *Set
+	if nilSet.Conceal(in) != in || nilSet.Redact(in) != in {
+		t.Error("a nil Set changed text")
+	}
+}
