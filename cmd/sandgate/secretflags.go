@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,7 +103,7 @@ func (s *secretFlags) apply(cf *config.File, spec *sandbox.Spec, env []string) e
 		specs[i].File = p
 		spec.View.Hide = append(spec.View.Hide, p)
 	}
-	set, err := secrets.Load(specs, env, os.ReadFile)
+	set, err := secrets.Load(specs, env, readSecretFile)
 	if err != nil {
 		return usageErr("%w", err)
 	}
@@ -135,6 +136,35 @@ func secretEnv(env []string, set *secrets.Set) []string {
 		}
 	}
 	return append(out, set.Env()...)
+}
+
+// maxSecretFile bounds a value file: a token file is small, and a device
+// or a huge file given by mistake must not stall or exhaust sandgate.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a secret's value file: a regular file of at most
+// maxSecretFile bytes.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Errorf("%s is larger than %d KiB; a secret's value file holds just the value", path, maxSecretFile>>10)
+	}
+	return b, nil
 }
 
 // secretFile resolves a secret's value file ("~/" is the home directory)

@@ -125,6 +125,12 @@ func TestSecretApplyErrors(t *testing.T) {
 		{name: "missing file", flags: func(dir string) []string {
 			return []string{"--secret", "T@" + filepath.Join(dir, "keys", "none") + "=github.com"}
 		}, want: "no such file"},
+		{name: "not a regular file", flags: func(dir string) []string {
+			return []string{"--secret", "T@" + filepath.Join(dir, "keys") + "=github.com"}
+		}, want: "not a regular file"},
+		{name: "too large", flags: func(dir string) []string {
+			return []string{"--secret", "T@" + filepath.Join(dir, "keys", "big") + "=github.com"}
+		}, want: "larger than 64 KiB"},
 		{name: "fs host", flags: func(dir string) []string {
 			return []string{"--secret", "T@" + filepath.Join(dir, "keys", "tok") + "=github.com"}
 		}, modify: func(spec *sandbox.Spec, _ string) { spec.View = &fsview.Profile{Mode: fsview.ModeHost} }, want: "--fs host"},
@@ -147,6 +153,9 @@ func TestSecretApplyErrors(t *testing.T) {
 				}
 			}
 			if err := os.Symlink(filepath.Join(dir, "ws", "tok"), filepath.Join(dir, "keys", "ln")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "keys", "big"), make([]byte, maxSecretFile+1), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if tt.modify != nil {
