@@ -24,7 +24,7 @@ func parts(r *http.Request) []part {
 	var ps []part
 	addHeader := func(kind string, h http.Header) {
 		for k, vs := range h {
-			ps = append(ps, part{kind + " name", k, true})
+			ps = append(ps, part{where: kind + " name", text: k, fold: true})
 			for _, v := range vs {
 				ps = append(ps, part{where: kind + " " + k, text: v})
 				if dec, _, ok := basicCredentials(v); ok {
@@ -57,7 +57,7 @@ func parts(r *http.Request) []part {
 	return ps
 }
 
-// basicCredentials decodes the credentials of an "Basic <base64>" header
+// basicCredentials decodes the credentials of a "Basic <base64>" header
 // value (scheme in any case; padded or not), returning them and the value's
 // text before the base64 (the scheme and its spaces). ok is false for any
 // other value.
