@@ -83,9 +83,9 @@ func basicCredentials(v string) (creds, head string, ok bool) {
 // replaced by the real value in the header values (Basic credentials
 // decoded and encoded again), the URL's userinfo and its query string.
 // When any placeholder of a secret not bound to the target is found (see
-// parts), r is left as it was and the error wraps ErrNotBound and names
-// the secret and where its placeholder was; the placeholder itself is not
-// in the error. The body, the trailers and the path are never rewritten;
+// parts), r is left as it was and the error is a *NotBoundError (wrapping
+// ErrNotBound) naming the secret and where its placeholder was; the
+// placeholder itself is not in the error. The body, the trailers and the path are never rewritten;
 // r.RequestURI is left as it is (a client request must have it empty).
 func (s *Set) Apply(host string, port uint16, r *http.Request) error {
 	if s == nil || len(s.list) == 0 || r == nil {
@@ -94,8 +94,7 @@ func (s *Set) Apply(host string, port uint16, r *http.Request) error {
 	bound := s.boundTo(host, port)
 	for _, p := range parts(r) {
 		if i := s.findUnbound(p, bound); i >= 0 {
-			return fmt.Errorf("%w: the placeholder of secret %s is in the %s of a request to %s, which the secret is not bound to (it is bound to %s)",
-				ErrNotBound, s.list[i].name, p.where, hostPortString(host, port), s.list[i].hostList())
+			return &NotBoundError{Name: s.list[i].name, Where: p.where, Target: hostPortString(host, port), Bound: s.list[i].hostList()}
 		}
 	}
 	s.substitute(r)

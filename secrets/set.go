@@ -12,10 +12,29 @@ import (
 	"github.com/sandgate/sandgate/policy"
 )
 
-// ErrNotBound is wrapped by Apply's error when a request to a host carries
-// the placeholder of a secret that is not bound to that host. The proxy
-// answers such a request with 403 and "X-Proxy-Error: secret-not-bound".
-var ErrNotBound = errors.New("secret-not-bound")
+// ErrNotBound is wrapped by Apply's error (a *NotBoundError) when a
+// request to a host carries the placeholder of a secret that is not bound
+// to that host. The proxy answers such a request with 403 and
+// "X-Proxy-Error: secret-not-bound".
+var ErrNotBound = errors.New("a secret's placeholder in a request to a host the secret is not bound to")
+
+// NotBoundError is Apply's refusal of a request: which secret's
+// placeholder was where, on a request to which target. It never holds the
+// placeholder or the value.
+type NotBoundError struct {
+	Name   string // the secret
+	Where  string // the part of the request ("header X-Api-Key", "URL query")
+	Target string // host:port of the request
+	Bound  string // the secret's host patterns, comma-separated
+}
+
+func (e *NotBoundError) Error() string {
+	return fmt.Sprintf("the placeholder of secret %s is in the %s of a request to %s, which the secret is not bound to (it is bound to %s)",
+		e.Name, e.Where, e.Target, e.Bound)
+}
+
+// Unwrap makes errors.Is(err, ErrNotBound) true.
+func (e *NotBoundError) Unwrap() error { return ErrNotBound }
 
 // Binding is one secret with its real value, as New takes it.
 type Binding struct {

@@ -200,6 +200,10 @@ func TestApplyRefusals(t *testing.T) {
 			if !strings.Contains(err.Error(), "secret "+tt.secret) || !strings.Contains(err.Error(), tt.where) {
 				t.Errorf("error %q does not name secret %s and %q", err, tt.secret, tt.where)
 			}
+			var nb *NotBoundError
+			if !errors.As(err, &nb) || nb.Name != tt.secret || !strings.HasPrefix(nb.Where, strings.Fields(tt.where)[0]) {
+				t.Errorf("error %#v is not a *NotBoundError for %s", err, tt.secret)
+			}
 			for k, vs := range r.Header {
 				if strings.Join(vs, ",") != strings.Join(before[k], ",") {
 					t.Errorf("header %s changed on a refused request", k)
