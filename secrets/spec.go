@@ -20,6 +20,12 @@
 // placeholder in a body, or encoded some other way, is not seen); what
 // does not depend on it is that the real value is only ever written into
 // requests to bound hosts.
+//
+// Apply leaves responses alone. A bound host that echoes a request (an
+// error page quoting the URL, a redirect keeping the query) would show CMD
+// the real value; ConcealHeader and ConcealReader put the placeholders
+// back into a response's header and body, and the proxy must use them on
+// responses from bound hosts for the value to stay out of CMD's reach.
 package secrets
 
 import (
