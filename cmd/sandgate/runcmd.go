@@ -27,6 +27,7 @@ func newRunCmd() *cobra.Command {
 		unixPaths []string
 		keepGrant bool
 		host      hostFlags
+		secret    secretFlags
 		noTransp  bool
 	)
 	cmd := &cobra.Command{
@@ -63,11 +64,15 @@ executable; 127 CMD not found.`,
 			defer closeAudit()
 
 			spec.Args = args
+			host.env = append(host.env, secret.names(cf)...) // CMD gets their placeholders
 			envLine, err := host.filterEnv(cf, &spec)
 			if err != nil {
 				return err
 			}
 			if err := host.view(cf, &spec, auditPath); err != nil {
+				return err
+			}
+			if err := secret.apply(cf, &spec, os.Environ()); err != nil {
 				return err
 			}
 			spec.Gate = newGate(cf, pol)
@@ -116,6 +121,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
+	secret.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
