@@ -283,12 +283,14 @@ echo "T-PLACEHOLDER=$TOKEN"
 curl -sS --max-time 10 -o /dev/null -w 'T-BOUND=%{http_code}\n' -H "Authorization: Bearer $TOKEN" "https://remote.test:$1/api"
 curl -sS --max-time 10 -D hdr.txt -o /dev/null -w 'T-UNBOUND=%{http_code}\n' -H "Authorization: Bearer $TOKEN" "https://remote4.test:$1/leak"
 grep -qi '^x-proxy-error: secret-not-bound' hdr.txt && echo T-SECRET-NOT-BOUND
+echo "T-ECHO=$(curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" "https://remote.test:$1/echo")"
 curl -sS --max-time 10 -o /dev/null -w 'T-UNBOUND-PLAIN=%{http_code}\n' "http://remote4.test/leak?access_token=$TOKEN"
 exit 0
 `
 
 // TestRunSecretBound: CMD gets a placeholder in $TOKEN; the bound host
-// (inspected for it) receives the real value, another host (inspected, or
+// (inspected for it) receives the real value (and when it echoes it, CMD
+// reads the placeholder), another host (inspected, or
 // plain HTTP) gets nothing and CMD gets 403 secret-not-bound; neither the
 // value nor the placeholder is in the audit file.
 func TestRunSecretBound(t *testing.T) {
@@ -302,6 +304,10 @@ func TestRunSecretBound(t *testing.T) {
 		mu.Lock()
 		auths = append(auths, r.Host+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
 		mu.Unlock()
+		if r.URL.Path == "/echo" {
+			fmt.Fprint(rw, r.Header.Get("Authorization")) // a server that echoes the request
+			return
+		}
 		fmt.Fprintln(rw, "sgtest-secret")
 	}))
 	d := newClientDirs(t)
@@ -327,10 +333,13 @@ func TestRunSecretBound(t *testing.T) {
 	if strings.Contains(o.stdout+o.stderr, real) {
 		t.Errorf("the real value reached CMD's output or sandgate's stderr")
 	}
+	if !strings.Contains(o.stdout, "T-ECHO=Bearer "+placeholder+"\n") {
+		t.Errorf("the bound host's echo did not come back to CMD with the placeholder")
+	}
 	mu.Lock()
 	got := strings.Join(auths, "\n")
 	mu.Unlock()
-	if got != "remote.test:"+port+" /api Bearer "+real {
+	if got != "remote.test:"+port+" /api Bearer "+real+"\nremote.test:"+port+" /echo Bearer "+real {
 		t.Errorf("the servers saw:\n%s\nwant only the bound request, with the real value", got)
 	}
 	audit, err := os.ReadFile(auditFile)

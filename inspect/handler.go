@@ -69,6 +69,9 @@ func newInterceptor(cfg Config) *interceptor {
 		ErrorHandler: it.upstreamError,
 		ErrorLog:     log.New(io.Discard, "", 0),
 	}
+	if cfg.Response != nil {
+		it.proxy.ModifyResponse = cfg.Response
+	}
 	return it
 }
 

@@ -44,6 +44,10 @@ type Config struct {
 	// Rewrite, when set, may change an allowed request before it is
 	// forwarded; an error refuses it (403 secret-not-bound).
 	Rewrite func(host string, r *http.Request) error
+	// Response, when set, may change an upstream's response (its header
+	// and body; not a 101's) before the client gets it; an error answers
+	// 502 instead.
+	Response func(resp *http.Response) error
 	// First is an upstream connection already dialled to the target (by
 	// the egress gate); it carries the first upstream exchange. May be nil.
 	First net.Conn

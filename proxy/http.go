@@ -309,7 +309,7 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 		ev.Method, ev.Path = r.Method, path
 	}
 	var err error
-	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
+	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream, s.concealResponse(host, port))
 	var ferr *framingError
 	switch {
 	case errors.As(err, &ferr):
@@ -338,8 +338,9 @@ func (e *abortError) Error() string { return e.err.Error() }
 func (e *abortError) Unwrap() error { return e.err }
 
 // forward sends r to the already dialled upstream connection and copies the
-// response back. It returns the body bytes moved each way.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Conn) (up, down int64, err error) {
+// response back, through conceal when it is not nil. It returns the body
+// bytes moved each way.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Conn, conceal func(*http.Response) error) (up, down int64, err error) {
 	ic := &idleConn{Conn: upstream, idle: s.lim.IdleTimeout}
 	pc := &preparedConn{c: ic}
 	defer pc.closeUnused()
@@ -388,6 +389,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Co
 		err = fmt.Errorf("forwarding to %s failed: %w", r.URL.Host, err)
 		plainError(w, code, tag, "sandgate: "+err.Error())
 		return body.n.Load(), 0, err
+	}
+	if conceal != nil {
+		conceal(resp)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {

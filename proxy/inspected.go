@@ -101,6 +101,7 @@ func (s *Server) startInspection(client net.Conn, closer io.Closer, upstream net
 	}
 	if sec := s.secrets; sec != nil {
 		cfg.Rewrite = func(_ string, r *http.Request) error { return sec.Apply(host, port, r) }
+		cfg.Response = s.concealResponse(host, port)
 	}
 	go func() {
 		defer func() {

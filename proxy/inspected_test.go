@@ -144,7 +144,11 @@ func newInspectEnv(t *testing.T, cfg policy.Config, opts ...inspectOption) *insp
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ie.upstream.add(r)
 		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Echo-Auth", r.Header.Get("Authorization"))
 		fmt.Fprintf(w, "%s %s %s %d", r.Proto, r.Method, r.URL.Path, len(body))
+		if strings.HasPrefix(r.URL.Path, "/echo") {
+			fmt.Fprintf(w, " %s", r.Header.Get("Authorization"))
+		}
 	})
 	cert := ie.ca.leaf(t, "svc.test", "other.test")
 	tlsAddr := serveHTTP(t, &cert, h)
@@ -470,7 +474,7 @@ type fakeSecrets struct{}
 
 const (
 	fakePlaceholder = "PLACEHOLDER-0123456789"
-	fakeReal        = "real-value-9876543210"
+	fakeReal        = "real-value-09876543210" // as long as the placeholder, as real ones are
 )
 
 func (fakeSecrets) Binds(host string, port uint16) bool {
@@ -489,6 +493,29 @@ func (f fakeSecrets) Apply(host string, port uint16, r *http.Request) error {
 	r.URL.RawQuery = strings.ReplaceAll(r.URL.RawQuery, fakePlaceholder, fakeReal)
 	return nil
 }
+
+func (fakeSecrets) ConcealHeader(h http.Header) {
+	for k, vs := range h {
+		for i, v := range vs {
+			vs[i] = strings.ReplaceAll(v, fakeReal, fakePlaceholder)
+		}
+		h[k] = vs
+	}
+}
+
+// ConcealReader conceals whole reads only: enough for the tests' short
+// bodies.
+func (fakeSecrets) ConcealReader(src io.Reader) io.Reader {
+	b, err := io.ReadAll(src)
+	if err != nil {
+		return io.MultiReader(strings.NewReader(strings.ReplaceAll(string(b), fakeReal, fakePlaceholder)), errReader{err})
+	}
+	return strings.NewReader(strings.ReplaceAll(string(b), fakeReal, fakePlaceholder))
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func (fakeSecrets) Redact(s string) string {
 	s = strings.ReplaceAll(s, fakePlaceholder, "[TOKEN]")
@@ -509,12 +536,20 @@ func TestInspectionSecrets(t *testing.T) {
 	if len(got) != 1 || got[0] != "GET svc.test /user?access_token="+fakeReal+" Bearer "+fakeReal {
 		t.Fatalf("upstream saw %q", got)
 	}
+	// A bound host echoing the value hands CMD the placeholder back.
+	resp, body = do(t, c, "GET", "https://svc.test/echo", "Bearer "+fakePlaceholder)
+	if resp.StatusCode != 200 || body != "HTTP/2.0 GET /echo 0 Bearer "+fakePlaceholder || resp.Header.Get("X-Echo-Auth") != "Bearer "+fakePlaceholder {
+		t.Fatalf("echo from the bound host: %d %q %q", resp.StatusCode, body, resp.Header.Get("X-Echo-Auth"))
+	}
 	// Plain HTTP to a bound host is rewritten too.
 	cp := httpClient(t, "http://"+ie.httpAddr, nil)
-	if resp, body := do(t, cp, "GET", "http://plain.test/x", "token "+fakePlaceholder); resp.StatusCode != 200 {
-		t.Fatalf("plain bound host: %d %s", resp.StatusCode, body)
+	if resp, body := do(t, cp, "GET", "http://plain.test/x", "token "+fakePlaceholder); resp.StatusCode != 200 || resp.Header.Get("X-Echo-Auth") != "token "+fakePlaceholder {
+		t.Fatalf("plain bound host: %d %s %q", resp.StatusCode, body, resp.Header.Get("X-Echo-Auth"))
 	}
-	if got := ie.upstream.all(); len(got) != 2 || got[1] != "GET plain.test /x token "+fakeReal {
+	if _, body := do(t, cp, "GET", "http://plain.test/echo", "token "+fakePlaceholder); body != "HTTP/1.1 GET /echo 0 token "+fakePlaceholder {
+		t.Fatalf("plain echo from the bound host: %q", body)
+	}
+	if got := ie.upstream.all(); len(got) != 4 || got[2] != "GET plain.test /x token "+fakeReal {
 		t.Fatalf("upstream saw %q", got)
 	}
 	// A placeholder to any other host is refused before anything is dialled.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/netip"
 	"time"
@@ -139,4 +140,37 @@ func (s *Server) redact(e audit.Event) audit.Event {
 		e.Text = rd.Redact(e.Text)
 	}
 	return e
+}
+
+// concealer is what Secrets may also implement: it puts placeholders back
+// in place of real values in a bound host's responses, so that a server
+// echoing a request does not hand CMD the value.
+type concealer interface {
+	ConcealHeader(h http.Header)
+	ConcealReader(src io.Reader) io.Reader
+}
+
+// concealResponse returns what hides real values in the responses of
+// host:port (header and body; a 101's body is the upgraded connection and
+// is left alone, and so are trailers), or nil when no secret is bound
+// there or Secrets cannot conceal.
+func (s *Server) concealResponse(host string, port uint16) func(*http.Response) error {
+	c, ok := s.secrets.(concealer)
+	if !ok || !s.secrets.Binds(host, port) {
+		return nil
+	}
+	return func(resp *http.Response) error {
+		c.ConcealHeader(resp.Header)
+		if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+			resp.Body = concealedBody{Reader: c.ConcealReader(resp.Body), Closer: resp.Body}
+		}
+		return nil
+	}
+}
+
+// concealedBody reads through a concealing reader and closes the original
+// body.
+type concealedBody struct {
+	io.Reader
+	io.Closer
 }
