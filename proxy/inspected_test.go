@@ -129,6 +129,13 @@ func withSecrets(s Secrets) inspectOption {
 
 func newInspectEnv(t *testing.T, cfg policy.Config, opts ...inspectOption) *inspectEnv {
 	t.Helper()
+	return newInspectEnvWith(t, cfg, nil, opts...)
+}
+
+// newInspectEnvWith is newInspectEnv with the upstreams serving h (nil:
+// the recording echo handler).
+func newInspectEnvWith(t *testing.T, cfg policy.Config, h http.Handler, opts ...inspectOption) *inspectEnv {
+	t.Helper()
 	pol, err := policy.New(cfg)
 	if err != nil {
 		t.Fatalf("policy: %v", err)
@@ -141,7 +148,7 @@ func newInspectEnv(t *testing.T, cfg policy.Config, opts ...inspectOption) *insp
 	ie.client = x509.NewCertPool()
 	ie.client.AddCert(ie.auth.Certificate())
 
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ie.upstream.add(r)
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Echo-Auth", r.Header.Get("Authorization"))
@@ -150,6 +157,9 @@ func newInspectEnv(t *testing.T, cfg policy.Config, opts ...inspectOption) *insp
 			fmt.Fprintf(w, " %s", r.Header.Get("Authorization"))
 		}
 	})
+	if h == nil {
+		h = echo
+	}
 	cert := ie.ca.leaf(t, "svc.test", "other.test")
 	tlsAddr := serveHTTP(t, &cert, h)
 	plainAddr := serveHTTP(t, nil, h)
@@ -654,5 +664,60 @@ func TestTransparentInspection(t *testing.T) {
 	}
 	if r := got.all(); len(r) != 1 || !strings.HasPrefix(r[0], "GET svc.test /x") {
 		t.Errorf("upstream saw %q", r)
+	}
+}
+
+func TestConnectInspectionWebSocket(t *testing.T) {
+	ws := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "no upgrade", 400)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		if line, err := brw.ReadString('\n'); err == nil {
+			conn.Write([]byte("echo:" + line))
+		}
+	})
+	ie := newInspectEnvWith(t, policy.Config{Allow: []string{"GET svc.test/ws"}}, ws)
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{{"/ws", 101}, {"/other", 403}} {
+		conn := dial(t, ie.httpAddr)
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "CONNECT svc.test:443 HTTP/1.1\r\nHost: svc.test:443\r\n\r\n")
+		if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		tc2 := tls.Client(&bufConn{Conn: conn, r: br}, &tls.Config{ServerName: "svc.test", RootCAs: ie.client, NextProtos: []string{"http/1.1"}})
+		fmt.Fprintf(tc2, "GET %s HTTP/1.1\r\nHost: svc.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", tc.path)
+		tbr := bufio.NewReader(tc2)
+		resp, err := http.ReadResponse(tbr, nil)
+		if err != nil {
+			t.Fatalf("upgrade %s: %v", tc.path, err)
+		}
+		if resp.StatusCode != tc.status {
+			t.Fatalf("upgrade %s: %d, want %d", tc.path, resp.StatusCode, tc.status)
+		}
+		if tc.status != 101 {
+			if resp.Header.Get("X-Proxy-Error") != "blocked-by-path" {
+				t.Errorf("refused upgrade: X-Proxy-Error %q", resp.Header.Get("X-Proxy-Error"))
+			}
+			continue
+		}
+		io.WriteString(tc2, "hello\n")
+		if got, err := tbr.ReadString('\n'); err != nil || got != "echo:hello\n" {
+			t.Fatalf("after the upgrade: %q %v", got, err)
+		}
+		conn.Close()
+		if ev := ie.log.eventFor(t, "svc.test", "GET", "/ws"); ev.Decision != audit.DecisionAllow {
+			t.Errorf("upgrade event %+v", ev)
+		}
 	}
 }
