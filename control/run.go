@@ -11,6 +11,10 @@ import (
 // sandgate cannot check a unix socket peer's uid yet.
 var ErrUnsupported = errors.New("the control socket (sandgate run --control, sandgate ctl) is supported on Linux only")
 
+// ErrRunInUse is wrapped by Listen's error for a run id whose socket a
+// running sandbox answers on.
+var ErrRunInUse = errors.New("is in use")
+
 // MaxRunID bounds the length of a run id, so that the socket's path stays
 // well inside the kernel's limit for unix socket addresses.
 const MaxRunID = 40

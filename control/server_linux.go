@@ -101,7 +101,7 @@ func removeStale(path, run string) error {
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("run id %q is in use by a running sandbox: choose another (--control=ID) or let sandgate pick one (--control)", run)
+		return fmt.Errorf("run id %q %w by a running sandbox: choose another, or let sandgate pick one (--control without --control-id)", run, ErrRunInUse)
 	}
 	if !errors.Is(err, unix.ECONNREFUSED) {
 		return fmt.Errorf("control socket %s exists and does not answer: %w; remove it", path, err)

@@ -275,7 +275,7 @@ func TestListenRefusesUnsafeDirectories(t *testing.T) {
 func TestRunIDsInUseAndStale(t *testing.T) {
 	live := newLive(t)
 	s, dir := serve(t, live, "busy", nil, nil)
-	if _, err := Listen(Options{Dir: dir, Run: "busy", Live: live}); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := Listen(Options{Dir: dir, Run: "busy", Live: live}); !errors.Is(err, ErrRunInUse) || !strings.Contains(err.Error(), `run id "busy" is in use by a running sandbox`) {
 		t.Errorf("a second Listen of busy: %v, want in use", err)
 	}
 	// A socket left by a run that died: nobody listens on it.
