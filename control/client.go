@@ -55,6 +55,9 @@ func Dial(dir, run string) (*Client, error) {
 			known, _ := List(dir)
 			return nil, &UnknownRunError{Run: run, Known: known}
 		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("connecting to run %s: %w (only the user who started a run, and root, may control it)", run, err)
+		}
 		return nil, fmt.Errorf("connecting to run %s: %w", run, err)
 	}
 	return &Client{c: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
@@ -104,6 +107,9 @@ func List(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("listing runs: %w (only the user who started a run, and root, may list it)", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listing runs: %w", err)

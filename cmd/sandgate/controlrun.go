@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -37,6 +38,9 @@ func (c *controlFlags) register(fs *pflag.FlagSet) {
 func (c *controlFlags) start(spec *sandbox.Spec, sink audit.Sink) (func(), error) {
 	if !c.on && c.id == "" {
 		return func() {}, nil
+	}
+	if runtime.GOOS != "linux" {
+		return nil, usageErr("--control: %w", control.ErrUnsupported)
 	}
 	if c.id != "" {
 		if err := control.CheckRunID(c.id); err != nil {

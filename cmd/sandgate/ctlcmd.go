@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -142,14 +143,14 @@ func ctlList(out io.Writer, asJSON bool) error {
 		return printJSON(out, shows)
 	}
 	for _, r := range shows {
-		fmt.Fprintf(out, "%s\tpid %d\tgen %d\t%s\n", r.Run, r.PID, r.Gen, strings.Join(r.Command, " "))
+		fmt.Fprintf(out, "%s\tpid %d\tgen %d\t%s\n", r.Run, r.PID, r.Gen, shortLine(commandLine(r.Command), 100))
 	}
 	return nil
 }
 
 // printShow prints a show answer for people.
 func printShow(out io.Writer, r control.Response) {
-	fmt.Fprintf(out, "run %s (pid %d): %s\n", r.Run, r.PID, strings.Join(r.Command, " "))
+	fmt.Fprintf(out, "run %s (pid %d): %s\n", r.Run, r.PID, commandLine(r.Command))
 	fmt.Fprintf(out, "generation %d\n", r.Gen)
 	list := func(name string, es []string) {
 		if len(es) == 0 {
@@ -160,6 +161,28 @@ func printShow(out io.Writer, r control.Response) {
 	}
 	list("allow", r.Allow)
 	list("deny", r.Deny)
+}
+
+// commandLine shows a command on one line: arguments with spaces, quotes
+// or control characters are quoted (Go syntax).
+func commandLine(args []string) string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == 0x7f }) {
+			a = strconv.Quote(a)
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
+}
+
+// shortLine cuts s to at most n runes, marking the cut.
+func shortLine(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func printJSON(out io.Writer, v any) error {

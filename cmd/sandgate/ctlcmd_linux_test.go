@@ -209,3 +209,26 @@ func isExit(err error, code int) bool {
 	var ee *exitError
 	return errors.As(err, &ee) && ee.code == code
 }
+
+func TestCommandLine(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"make", "test"}, "make test"},
+		{[]string{"sh", "-c", "echo a\nb"}, `sh -c "echo a\nb"`},
+		{[]string{"x", ""}, `x ""`},
+		{[]string{"it's"}, `"it's"`},
+	}
+	for _, c := range cases {
+		if got := commandLine(c.args); got != c.want {
+			t.Errorf("commandLine(%q) = %q, want %q", c.args, got, c.want)
+		}
+	}
+	if got := shortLine("abcdef", 4); got != "abc…" {
+		t.Errorf("shortLine = %q", got)
+	}
+	if got := shortLine("abc", 4); got != "abc" {
+		t.Errorf("shortLine = %q", got)
+	}
+}
