@@ -22,6 +22,25 @@ import (
 type controlFlags struct {
 	on bool   // --control
 	id string // --control-id (implies --control)
+
+	picked string // the random id runID chose, used by start too
+}
+
+// runID returns the run's id: --control-id, or a random one chosen once
+// (and used by start), so that everything of the run that names it (a
+// decider's questions, the control socket) says the same.
+func (c *controlFlags) runID() (string, error) {
+	if c.id != "" {
+		return c.id, nil
+	}
+	if c.picked == "" {
+		id, err := control.NewRunID()
+		if err != nil {
+			return "", err
+		}
+		c.picked = id
+	}
+	return c.picked, nil
 }
 
 func (c *controlFlags) register(fs *pflag.FlagSet) {
@@ -60,7 +79,11 @@ func (c *controlFlags) start(spec *sandbox.Spec, sink audit.Sink) (func(), error
 	if spec.Gate.Live == nil {
 		spec.Gate.Live = egress.NewLive(spec.Gate.Policy)
 	}
-	srv, err := control.Listen(control.Options{Dir: dir, Run: c.id, Live: spec.Gate.Live, Command: spec.Args, Audit: sink,
+	id, err := c.runID()
+	if err != nil {
+		return nil, &exitError{code: exitFailure, err: fmt.Errorf("--control: %w", err)}
+	}
+	srv, err := control.Listen(control.Options{Dir: dir, Run: id, Live: spec.Gate.Live, Command: spec.Args, Audit: sink,
 		Logf: func(format string, a ...any) { notify(fmt.Sprintf(format, a...)) }})
 	if err != nil {
 		if errors.Is(err, control.ErrRunInUse) {

@@ -150,16 +150,28 @@ func TestControlFlagsStart(t *testing.T) {
 		t.Errorf("runs %v after stop", ids)
 	}
 
-	// A live policy set already (a decider's) is the one controlled.
+	// A live policy set already (a decider's) is the one controlled, and
+	// the random id chosen beforehand is the socket's.
 	spec = newSpec()
 	own := egress.NewLive(pol)
 	spec.Gate.Live = own
-	stop, err = (&controlFlags{on: true}).start(spec, nil)
+	cf := &controlFlags{on: true}
+	id, err := cf.runID()
+	if again, _ := cf.runID(); err != nil || control.CheckRunID(id) != nil || again != id {
+		t.Fatalf("runID = %q, %v, then %q", id, err, again)
+	}
+	stop, err = cf.start(spec, nil)
 	if err != nil || spec.Gate.Live != own {
 		t.Errorf("start with a live policy already: %v, replaced: %v", err, spec.Gate.Live != own)
 	}
+	if ids, _ := control.List(dir); strings.Join(ids, ",") != id {
+		t.Errorf("runs %v, want [%s]", ids, id)
+	}
 	if stop != nil {
 		stop()
+	}
+	if id, _ := (&controlFlags{id: "given"}).runID(); id != "given" {
+		t.Errorf("runID with --control-id given = %q", id)
 	}
 
 	refused := []struct {
