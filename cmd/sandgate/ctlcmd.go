@@ -49,7 +49,7 @@ reached or refused.`,
 // runCtl does one sandgate ctl command.
 func runCtl(out, errw io.Writer, args []string, asJSON bool) error {
 	if len(args) == 1 && args[0] == "list" {
-		return ctlList(out, asJSON)
+		return ctlList(out, errw, asJSON)
 	}
 	if len(args) < 2 {
 		return ctlUsageErr(errw, "give a run id and what to do, e.g. sandgate ctl RUN allow example.com:443")
@@ -126,7 +126,7 @@ func ctlDo(run string, req control.Request) (control.Response, error) {
 
 // ctlList prints the running runs, one line each (or their show answers as
 // a JSON array).
-func ctlList(out io.Writer, asJSON bool) error {
+func ctlList(out, errw io.Writer, asJSON bool) error {
 	ids, err := control.List("")
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
@@ -141,6 +141,9 @@ func ctlList(out io.Writer, asJSON bool) error {
 	}
 	if asJSON {
 		return printJSON(out, shows)
+	}
+	if len(shows) == 0 {
+		fmt.Fprintln(errw, "sandgate: no run with a control socket is running (start one with sandgate run --control)")
 	}
 	for _, r := range shows {
 		fmt.Fprintf(out, "%s\tpid %d\tgen %d\t%s\n", r.Run, r.PID, r.Gen, shortLine(commandLine(r.Command), 100))

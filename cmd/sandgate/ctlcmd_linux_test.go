@@ -99,6 +99,9 @@ func TestCtlCommand(t *testing.T) {
 	}
 
 	srv.Close()
+	if code, out, errs := ctlOutcome(t, "list"); code != 0 || out != "" || !strings.Contains(errs, "no run with a control socket is running") {
+		t.Errorf("ctl list with no run: exit %d, %q, %q", code, out, errs)
+	}
 	code, _, errs := ctlOutcome(t, "job", "show")
 	if code != 2 || !strings.Contains(errs, "none has a control socket") {
 		t.Errorf("ctl show after the run ended: exit %d, %q", code, errs)
