@@ -721,3 +721,27 @@ func TestConnectInspectionWebSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveRuleInspects: a rule added to the live policy while the server
+// runs makes its host inspected for the next connections.
+func TestLiveRuleInspects(t *testing.T) {
+	var live *egress.Live
+	ie := newInspectEnv(t, policy.Config{Allow: []string{"svc.test"}}, func(o *Options, _ *inspectEnv) {
+		live = egress.NewLive(o.Gate.Policy)
+		o.Gate.Live = live
+	})
+	spliced := httpClient(t, "http://"+ie.httpAddr, ie.ca.pool)
+	if resp, _ := do(t, spliced, "POST", "https://svc.test/x", ""); resp.StatusCode != 200 {
+		t.Fatalf("before the rule: %d", resp.StatusCode)
+	}
+	if _, err := live.Allow("GET svc.test/ok/**"); err != nil {
+		t.Fatal(err)
+	}
+	c := httpClient(t, "http://"+ie.httpAddr, ie.client)
+	if resp, _ := do(t, c, "GET", "https://svc.test/ok/x", ""); resp.StatusCode != 200 {
+		t.Errorf("GET after the rule: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, "POST", "https://svc.test/ok/x", ""); resp.StatusCode != 403 || resp.Header.Get("X-Proxy-Error") != "blocked-by-method" {
+		t.Errorf("POST after the rule: %d %q", resp.StatusCode, resp.Header.Get("X-Proxy-Error"))
+	}
+}

@@ -168,6 +168,18 @@ type Spec struct {
 	// Backend selects the enforcement mechanism.
 	Backend Backend
 	// Gate decides and dials for the proxy (required for NetworkProxy).
+	//
+	// For a policy that changes while the run goes on, set Gate.Live (an
+	// egress.NewLive of the starting policy; Gate.Policy is then unused)
+	// and keep it: its Allow and Deny are in force at once for every new
+	// connection and DNS answer of the run, each change has a new
+	// generation that later audit events carry (Event.Gen), and a Deny
+	// cuts the run's open tunnels to what it now denies (audit reason
+	// "cut-denied"). For a decision by the caller about destinations that
+	// are merely not on the allow list, set Gate.Ask (an egress.Asker
+	// whose Decider may be a decide.Func); an allow of scope "run" is
+	// added to Gate.Live. `sandgate run --control` serves the same Live
+	// on a control socket (package control). See ExampleRun_livePolicy.
 	Gate *egress.Gate
 	// Audit receives every proxy event (nil: none are recorded).
 	Audit audit.Sink

@@ -16,9 +16,12 @@ import (
 // (spec.Secrets), it makes the run's CA, in memory only (its key never
 // leaves this process, so never reaches CMD's view), and sets
 // spec.Authority and spec.TrustPEM, the CA certificate CMD must trust.
-// Runs without the proxy (--network none or full) need none.
+// A run whose policy can change while it runs (--control: spec.Gate.Live)
+// gets them too, so that a rule added later is inspected rather than
+// refused. Runs without the proxy (--network none or full) need none.
 func setupInspection(spec *sandbox.Spec, pol *policy.Policy) error {
-	if spec.Network != sandbox.NetworkProxy || (!pol.InspectsAny() && spec.Secrets == nil) {
+	live := spec.Gate != nil && spec.Gate.Live != nil
+	if spec.Network != sandbox.NetworkProxy || (!pol.InspectsAny() && spec.Secrets == nil && !live) {
 		return nil
 	}
 	a, err := inspect.NewAuthority()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/sandbox"
 )
@@ -36,9 +37,13 @@ func TestSetupInspection(t *testing.T) {
 		{"read-only", ro, sandbox.NetworkProxy, true},
 		{"read-only, no network", ro, sandbox.NetworkNone, false},
 		{"read-only, full network", ro, sandbox.NetworkFull, false},
+		{"no rules, live policy", plain, sandbox.NetworkProxy, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := sandbox.Spec{Network: tc.network}
+			if strings.Contains(tc.name, "live") {
+				spec.Gate = &egress.Gate{Live: egress.NewLive(tc.pol)}
+			}
 			if err := setupInspection(&spec, tc.pol); err != nil {
 				t.Fatal(err)
 			}

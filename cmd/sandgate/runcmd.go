@@ -29,6 +29,7 @@ func newRunCmd() *cobra.Command {
 		host      hostFlags
 		secret    secretFlags
 		noTransp  bool
+		ctl       controlFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -91,10 +92,16 @@ executable; 127 CMD not found.`,
 				}
 			}
 			spec.Notify = notify
+			stopControl, err := ctl.start(&spec, sink)
+			if err != nil {
+				return err
+			}
 			if err := setupInspection(&spec, pol); err != nil {
+				stopControl()
 				return err
 			}
 			res, err := sandbox.Run(context.Background(), spec)
+			stopControl()
 			warnViewChanged(res.ViewChanged)
 			if verr, ok := viewError(cf, err); ok {
 				return verr
@@ -125,6 +132,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
+	ctl.register(fs)
 	return cmd
 }
 
