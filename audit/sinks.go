@@ -344,6 +344,26 @@ func ReasonPhrase(reason string) string {
 		return "too many names at once"
 	case "dns-type-not-served":
 		return "DNS record type not served"
+	case "blocked-by-method":
+		return "method not allowed by the host's rules"
+	case "blocked-by-path":
+		return "path not allowed by the host's rules"
+	case "secret-not-bound":
+		return "a secret's placeholder sent to a host it is not bound to"
+	case "sni-mismatch":
+		return "TLS server name of another host"
+	case "host-mismatch":
+		return "request for another host"
+	case "inspect-unavailable":
+		return "host must be inspected, and this proxy cannot"
+	case "upstream-tls":
+		return "host's certificate did not verify"
+	case "bad-path":
+		return "path not in its normal form"
+	case "tls-handshake-failed":
+		return "TLS handshake with the client failed"
+	case "inspect-unknown-protocol":
+		return "neither TLS nor HTTP on an inspected host"
 	}
 	if class, ok := strings.CutPrefix(reason, "address-class:"); ok && class != "" {
 		switch class {
