@@ -122,7 +122,7 @@ func TestRuleFlagsParse(t *testing.T) {
 		{"--read-only-git", "ro.example.invalid/acme/*"},
 		{"--allow", "GET,HEAD ro.example.invalid/x/**"},
 	} {
-		code, out, _ := runCLI(t, append(append([]string{"check"}, args...), "https://ro.example.invalid/")...)
+		code, out, _ := runCLI(t, append(append([]string{"check"}, args...), "ro.example.invalid")...)
 		if code != exitUnresolved || !strings.Contains(out, "ro.example.invalid") {
 			t.Errorf("%v: exit %d, stdout %q; want the host allowed (exit %d)", args, code, out, exitUnresolved)
 		}
