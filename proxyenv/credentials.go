@@ -79,7 +79,10 @@ func (r CredentialedRun) check() error {
 // function) for its two URLs, with the credentials in the URLs and in
 // RSYNC_PROXY (user:password@host:port, userinfo escaped as in the URLs),
 // NO_PROXY and its kin set empty unless AllowLocalBinding, and
-// SOCKSUserEnv and SOCKSPasswordEnv (unescaped).
+// SOCKSUserEnv and SOCKSPasswordEnv (unescaped). JAVA_TOOL_OPTIONS gets no
+// proxy properties: the JVM cannot give a proxy credentials from its
+// options (HttpClient answers 407 with an error unless the program sets an
+// Authenticator), so Java goes by the transparent path instead.
 func (r CredentialedRun) Vars() ([]string, error) {
 	if err := r.check(); err != nil {
 		return nil, err
@@ -89,13 +92,17 @@ func (r CredentialedRun) Vars() ([]string, error) {
 	if r.AllowLocalBinding {
 		c.NoProxy = DefaultNoProxy
 	}
-	vars := Vars(c)
+	var vars []string
 	rsync := "RSYNC_PROXY=" + url.UserPassword(r.User, r.Password).String() + "@" + r.httpHost()
-	for i, kv := range vars {
-		// rsync takes the credentials as user:password@host:port.
-		if strings.HasPrefix(kv, "RSYNC_PROXY=") {
-			vars[i] = rsync
+	for _, kv := range Vars(c) {
+		switch {
+		case strings.HasPrefix(kv, "RSYNC_PROXY="):
+			// rsync takes the credentials as user:password@host:port.
+			kv = rsync
+		case strings.HasPrefix(kv, "JAVA_TOOL_OPTIONS="):
+			continue
 		}
+		vars = append(vars, kv)
 	}
 	if !r.AllowLocalBinding {
 		for _, n := range noProxyNames {

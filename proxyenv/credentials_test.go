@@ -39,6 +39,9 @@ func TestWithCredentialsPlain(t *testing.T) {
 	if v, _ := lastValue(env, "GIT_SSH_COMMAND"); !strings.Contains(v, "socks-connect 127.0.0.1:47101 %h %p") {
 		t.Errorf("GIT_SSH_COMMAND = %q", v)
 	}
+	if v, ok := lastValue(env, "JAVA_TOOL_OPTIONS"); ok {
+		t.Errorf("JAVA_TOOL_OPTIONS = %q: the JVM cannot authenticate to the proxy, it goes by the transparent path", v)
+	}
 	seen := map[string]bool{}
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -127,5 +130,29 @@ func TestNewPassword(t *testing.T) {
 	b, _ := NewPassword()
 	if len(a) != 32 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
 		t.Errorf("NewPassword = %q, then %q", a, b)
+	}
+}
+
+// A credentialed run's JVM keeps the caller's own options, loses the
+// caller's proxy properties and gets none of the run's (it cannot give
+// the proxy the credentials; the transparent path takes its connections).
+func TestWithCredentialsJava(t *testing.T) {
+	r := CredentialedRun{HTTPPort: 47100, SOCKSPort: 47101, User: "u", Password: "p"}
+	for _, tt := range []struct {
+		base []string
+		want string // "" = unset
+	}{
+		{nil, ""},
+		{[]string{"JAVA_TOOL_OPTIONS=-Xmx1g -Dhttps.proxyHost=corp -Dhttps.proxyPort=8080"}, "-Xmx1g"},
+		{[]string{"JAVA_TOOL_OPTIONS=-Dhttp.proxyHost=corp"}, ""},
+	} {
+		env, err := WithCredentials(tt.base, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := lastValue(env, "JAVA_TOOL_OPTIONS")
+		if v != tt.want || ok != (tt.want != "") {
+			t.Errorf("base %q: JAVA_TOOL_OPTIONS = %q (set %v), want %q", tt.base, v, ok, tt.want)
+		}
 	}
 }

@@ -145,6 +145,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("ParentKilled", w.testParentKilled)
 	t.Run("Transparent", w.testTransparent) // late: it gives the namespace a default route
 	t.Run("TransparentClients", w.testTransparentClients)
+	t.Run("InspectClients", w.testInspectClients) // after Transparent too
 }
 
 func newIDWorld(t *testing.T) *idWorld {
