@@ -286,3 +286,33 @@ func TestInspectRealClients(t *testing.T) {
 	}
 	d.homeUnchanged(t)
 }
+
+// TestInspectUpstreamTLSRefusal: an inspected upstream whose certificate
+// sandgate cannot verify (the world's CA in no trust store of sandgate's)
+// is a refusal: 502 upstream-tls for CMD, a deny in the audit, and the
+// exit summary says so in plain words and names why.
+func TestInspectUpstreamTLSRefusal(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	needTools(t, "curl")
+	var log seenLog
+	port := serveRemoteH2(t, w, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		log.add(r)
+		fmt.Fprintln(rw, "sgtest-untrusted")
+	}))
+	d := newClientDirs(t)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	o := d.run(t, w, []string{"--backend", "netns", "--audit", auditFile, "--read-only", "remote.test"},
+		"curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "T-CODE=%{http_code}\n", "https://remote.test:"+port+"/docs")
+	wantOutput(t, o, "T-CODE=502")
+	want := "sandgate: refused 1 connection: remote.test:" + port + " (host's certificate did not verify); the certificate of remote.test did not verify: signed by an unknown authority"
+	if !strings.Contains(o.stderr, want) {
+		t.Errorf("the exit summary:\n%s\nwant %q", o.stderr, want)
+	}
+	if e := findEvent(t, readRequestAudit(t, auditFile), "GET", "/docs", "upstream-tls"); e.Decision != "deny" {
+		t.Errorf("the upstream-tls event is not a refusal: %+v", e)
+	}
+	if _, ok := log.find("GET", "/docs"); ok {
+		t.Errorf("the request reached an upstream that did not verify")
+	}
+}
