@@ -234,6 +234,40 @@ func TestSandboxTransparent(t *testing.T) {
 	}
 }
 
+// TestApplySandboxCounters checks the socket ApplySandboxCounters keeps:
+// the table is in force, the socket is blocking and close-on-exec (as
+// OpenCounterSocket's), reads the table's counters, and its close is the
+// one that ends it (the library's own descriptor is closed already).
+func TestApplySandboxCounters(t *testing.T) {
+	ns := testnet.NewAnonymous(t)
+	if err := netroute.DefaultViaLoopback(ns.Path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ApplySandboxCounters(ns.Path, SandboxPlan{TCPPort: 40001, DNSPort: 40002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fd := int(f.Fd())
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("file status flags %#x, %v: want blocking", fl, err)
+	}
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+		t.Errorf("descriptor flags %#x, %v: want close-on-exec", fl, err)
+	}
+	if _, _, err := udpExchange(ns, "192.0.2.10:443"); !refused(err) {
+		t.Errorf("UDP to 192.0.2.10:443: %v, want a refusal (the table in force)", err)
+	}
+	r, err := ReadSandboxRefusals(f)
+	if err != nil || r.UDP != 1 {
+		t.Errorf("refusals through the kept socket: %+v, %v; want one UDP", r, err)
+	}
+	// Twice: the first dump left nothing behind that confuses the next.
+	if r, err := ReadSandboxRefusals(f); err != nil || r.UDP != 1 {
+		t.Errorf("refusals read again: %+v, %v", r, err)
+	}
+}
+
 // identityRun is one test run: its cgroup, its transparent listener and
 // DNS stand-in in the host namespace, each answering with the run's name.
 type identityRun struct {

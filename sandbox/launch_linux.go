@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/internal/starttrace"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
 
@@ -73,7 +74,9 @@ func (b *initSandbox) start(st streams) (<-chan startReport, error) {
 			return
 		}
 		started <- nil
+		starttrace.Mark("init started")
 		b.waitErr = b.cmd.Wait()
+		starttrace.Mark("init reaped")
 		close(b.exited)
 	}()
 	if err := <-started; err != nil {
@@ -96,7 +99,11 @@ func (b *initSandbox) start(st streams) (<-chan startReport, error) {
 		b.term.start()
 	}
 	reports := make(chan startReport, 1)
-	go func() { reports <- b.report(initproto.Recv(b.statusR)) }()
+	go func() {
+		r := b.report(initproto.Recv(b.statusR))
+		starttrace.Mark("init's report read")
+		reports <- r
+	}()
 	return reports, nil
 }
 
@@ -277,6 +284,7 @@ func (b *initSandbox) finish(grace time.Duration) {
 		b.term.stop(grace)
 	}
 	b.statusR.Close()
+	starttrace.Mark("sandbox finished")
 }
 
 // isTerminalWriter reports whether w is a terminal *os.File.

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/internal/starttrace"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
@@ -77,10 +78,12 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 // runNetns runs spec with the netns backend. Failures before CMD ran in
 // which the kernel refused the namespaces are notStartedErrors.
 func runNetns(ctx context.Context, spec Spec) (Result, error) {
+	starttrace.Mark("CLI parsed")
 	view, err := planView(spec, "", nil)
 	if err != nil {
 		return Result{}, err
 	}
+	starttrace.Mark("view planned")
 	exe, self := initExecutable(spec)
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: spec.Dir, Executable: self}
 	if cfg.View, err = viewConfig(view); err != nil {
@@ -115,11 +118,13 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 		} else {
 			cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
 		}
+		starttrace.Mark("transparent path prepared")
 	}
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}
 	res, err := supervise(ctx, spec, sb, plan)
 	res.ViewChanged = viewChanged(view)
+	starttrace.Mark("run done")
 	return res, err
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/dnsstub"
+	"github.com/sandgate/sandgate/internal/starttrace"
 	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
@@ -271,6 +272,7 @@ func (t *transparentRun) stop() {
 	if t.dir != "" {
 		_ = os.RemoveAll(t.dir)
 	}
+	starttrace.Mark("transparent path stopped")
 }
 
 // recordRefusals records one audit event per kind of packet refused.

@@ -25,7 +25,7 @@ const (
 	FileDNSTCP4         // the DNS stub's TCP listener on 127.0.0.1
 	FileDNSUDP6         // the DNS stub's UDP socket on [::1]
 	FileDNSTCP6         // the DNS stub's TCP listener on [::1]
-	FileCounters        // a netlink socket to the sandbox's nftables (nftfw.OpenCounterSocket)
+	FileCounters        // a netlink socket to the sandbox's nftables (nftfw.ApplySandboxCounters)
 	TransparentFiles
 )
 
