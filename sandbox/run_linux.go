@@ -13,7 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/internal/starttrace"
+	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 )
@@ -79,16 +81,8 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 // which the kernel refused the namespaces are notStartedErrors.
 func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	starttrace.Mark("CLI parsed")
-	view, err := planView(spec, "", nil)
-	if err != nil {
-		return Result{}, err
-	}
-	starttrace.Mark("view planned")
 	exe, self := initExecutable(spec)
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: spec.Dir, Executable: self}
-	if cfg.View, err = viewConfig(view); err != nil {
-		return Result{}, err
-	}
 	env := spec.Env
 	if env == nil {
 		env = os.Environ()
@@ -110,22 +104,89 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 		attr.Cloneflags &^= unix.CLONE_NEWNET
 	}
 	var plan runPlan
+	pc := &netnsConfig{spec: spec}
 	if spec.Network == NetworkProxy && spec.Transparent {
-		// Without it CMD is confined no less: only proxy-aware programs
-		// can connect.
-		if tr, it, replace, err := newTransparentRun(spec); err != nil {
-			spec.notifier()("running without the transparent path (only programs that use the proxy variables can connect): " + err.Error())
-		} else {
-			cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
+		pc.transparent = &lateTransparent{}
+		plan.transparent = pc.transparent
+	}
+	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
+		initListens: spec.Network == NetworkProxy, configure: pc.configure}
+	res, err := supervise(ctx, spec, sb, plan)
+	res.ViewChanged = viewChanged(pc.view)
+	starttrace.Mark("run done")
+	return res, err
+}
+
+// netnsConfig is the part of a netns run's init configuration that is made
+// while the init starts (initSandbox.configure): the file system view's
+// plan and the transparent path, planned concurrently.
+type netnsConfig struct {
+	spec        Spec
+	view        *fsview.Plan     // set by configure
+	transparent *lateTransparent // nil: the run has no transparent path
+}
+
+// configure plans the view and prepares the transparent path (when the
+// run has one) and adds them to cfg.
+func (pc *netnsConfig) configure(cfg *initproto.Config) error {
+	type prepared struct {
+		tr      *transparentRun
+		it      *initproto.Transparent
+		replace []initproto.ReplaceFile
+		err     error
+	}
+	ready := make(chan prepared, 1)
+	if pc.transparent != nil {
+		go func() {
+			var p prepared
+			p.tr, p.it, p.replace, p.err = newTransparentRun(pc.spec)
+			ready <- p
+		}()
+	}
+	view, verr := planView(pc.spec, "", nil)
+	var raw []byte
+	if verr == nil {
+		raw, verr = viewConfig(view)
+	}
+	starttrace.Mark("view planned")
+	if pc.transparent != nil {
+		p := <-ready
+		switch {
+		case p.err != nil:
+			// Without it CMD is confined no less: only proxy-aware
+			// programs can connect.
+			pc.spec.notifier()("running without the transparent path (only programs that use the proxy variables can connect): " + p.err.Error())
+		case verr != nil:
+			p.tr.stop()
+		default:
+			cfg.Transparent, cfg.Replace, pc.transparent.t = p.it, p.replace, p.tr
 		}
 		starttrace.Mark("transparent path prepared")
 	}
-	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
-		initListens: spec.Network == NetworkProxy}
-	res, err := supervise(ctx, spec, sb, plan)
-	res.ViewChanged = viewChanged(view)
-	starttrace.Mark("run done")
-	return res, err
+	if verr != nil {
+		return verr
+	}
+	pc.view, cfg.View = view, raw
+	return nil
+}
+
+// lateTransparent is a run's transparent path that configure makes once
+// the supervisor holds the run's plan: nil t (not made, or failed) serves
+// nothing.
+type lateTransparent struct{ t *transparentRun }
+
+func (l *lateTransparent) serve(srv *proxy.Server, files []*os.File) error {
+	if l.t == nil {
+		closeFiles(files)
+		return nil
+	}
+	return l.t.serve(srv, files)
+}
+
+func (l *lateTransparent) stop() {
+	if l.t != nil {
+		l.t.stop()
+	}
 }
 
 // initExecutable returns the binary to re-execute as the init and

@@ -45,7 +45,10 @@ func Main(args []string) int {
 		report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: marking inherited descriptors close-on-exec: " + err.Error()})
 		return 125
 	}
-	cfg, command, err := initproto.ParseArgs(args)
+	cfg, command, err := initproto.ReadConfig(args, initproto.StatusFD)
+	if errors.Is(err, initproto.ErrNoConfig) {
+		return 125 // the parent is gone; CMD never ran
+	}
 	if err != nil {
 		report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: " + err.Error()})
 		return 125
