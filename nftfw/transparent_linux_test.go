@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,6 +267,60 @@ func TestApplySandboxCounters(t *testing.T) {
 	if r, err := ReadSandboxRefusals(f); err != nil || r.UDP != 1 {
 		t.Errorf("refusals read again: %+v, %v", r, err)
 	}
+}
+
+// TestCloseCounterSocket checks that CloseCounterSocket closes the
+// descriptor at once and that the kernel then releases the socket (it is
+// gone from the namespace's netlink sockets), right after a transaction
+// whose cleanup a plain close would wait for.
+func TestCloseCounterSocket(t *testing.T) {
+	ns := testnet.NewAnonymous(t)
+	f, err := ApplySandboxCounters(ns.Path, SandboxPlan{TCPPort: 40001, DNSPort: 40002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	fd := int(f.Fd())
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	inode := strconv.FormatUint(st.Ino, 10)
+	if !netlinkSocketListed(t, ns, inode) {
+		t.Fatalf("socket inode %s is not among the namespace's netlink sockets to begin with", inode)
+	}
+	CloseCounterSocket(f)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+		t.Errorf("descriptor %d after CloseCounterSocket: %v, want EBADF", fd, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for netlinkSocketListed(t, ns, inode) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the kernel did not release socket inode %s within 10 s", inode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// netlinkSocketListed reports whether a netlink socket with inode is open
+// in the network namespace ns (/proc/net/netlink as seen from there).
+func netlinkSocketListed(t *testing.T, ns *testnet.NS, inode string) bool {
+	t.Helper()
+	var found bool
+	if err := ns.Do(func() error {
+		data, err := os.ReadFile("/proc/thread-self/net/netlink")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == inode {
+				found = true
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // identityRun is one test run: its cgroup, its transparent listener and

@@ -153,7 +153,9 @@ func (t *transparentRun) serve(srv *proxy.Server, files []*os.File) error {
 	}
 	counters := files[initproto.FileCounters]
 	t.refusals = func() (nftfw.Refusals, error) {
-		defer counters.Close()
+		// Closed without waiting for the kernel's cleanup of the
+		// sandbox's nftables transaction (see nftfw.CloseCounterSocket).
+		defer nftfw.CloseCounterSocket(counters)
 		return nftfw.ReadSandboxRefusals(counters)
 	}
 	var lns []net.Listener
