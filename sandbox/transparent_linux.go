@@ -259,6 +259,15 @@ func (t *transparentRun) stop() {
 	}
 	t.stopped = true
 	t.stopc()
+	// The views are no longer read (the sandbox is gone, or never ran):
+	// they are removed while the stub stops and the counters are read.
+	removed := make(chan struct{})
+	go func() {
+		defer close(removed)
+		if t.dir != "" {
+			_ = os.RemoveAll(t.dir)
+		}
+	}()
 	t.wg.Wait()
 	if t.refusals != nil {
 		r, err := t.refusals()
@@ -271,9 +280,7 @@ func (t *transparentRun) stop() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		t.undo[i]()
 	}
-	if t.dir != "" {
-		_ = os.RemoveAll(t.dir)
-	}
+	<-removed
 	starttrace.Mark("transparent path stopped")
 }
 
