@@ -70,10 +70,12 @@ func (b *initSandbox) start(st streams) (<-chan startReport, error) {
 		return nil, err
 	}
 	started := make(chan error, 1)
+	starting := make(chan struct{})
 	b.exited = make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		close(starting)
 		if err := b.cmd.Start(); err != nil {
 			started <- err
 			return
@@ -83,7 +85,10 @@ func (b *initSandbox) start(st streams) (<-chan startReport, error) {
 		starttrace.Mark("init reaped")
 		close(b.exited)
 	}()
-	// The kernel makes the namespaces and the init starts Go meanwhile.
+	// The kernel makes the namespaces and the init starts Go meanwhile;
+	// the start goes first (left to the scheduler, it came 0.4-2 ms
+	// after configure began, on a busy machine).
+	<-starting
 	var cerr error
 	if b.configure != nil {
 		cerr = b.configure(&b.cfg)
