@@ -81,12 +81,18 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 // which the kernel refused the namespaces are notStartedErrors.
 func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	starttrace.Mark("CLI parsed")
-	exe, self := initExecutable(spec)
-	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: spec.Dir, Executable: self}
 	env := spec.Env
 	if env == nil {
 		env = os.Environ()
 	}
+	trust, err := newTrustRun(spec, env)
+	if err != nil {
+		return Result{}, err
+	}
+	defer trust.remove()
+	env, spec.View = trust.environ(env), trust.view(spec.View)
+	exe, self := initExecutable(spec)
+	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: spec.Dir, Executable: self}
 	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWPID |
 			unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
@@ -104,7 +110,7 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 		attr.Cloneflags &^= unix.CLONE_NEWNET
 	}
 	var plan runPlan
-	pc := &netnsConfig{spec: spec}
+	pc := &netnsConfig{spec: spec, binds: trust.binds()}
 	if spec.Network == NetworkProxy && spec.Transparent {
 		pc.transparent = &lateTransparent{}
 		plan.transparent = pc.transparent
@@ -124,12 +130,13 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 // on two CPUs the two made concurrently came out about 0.7 ms slower.
 type netnsConfig struct {
 	spec        Spec
-	view        *fsview.Plan     // set by configure
-	transparent *lateTransparent // nil: the run has no transparent path
+	binds       []initproto.ReplaceFile // made before: the trust bundles' binds
+	view        *fsview.Plan            // set by configure
+	transparent *lateTransparent        // nil: the run has no transparent path
 }
 
 // configure plans the view and prepares the transparent path (when the
-// run has one) and adds them to cfg.
+// run has one) and adds them to cfg, with the binds made before.
 func (pc *netnsConfig) configure(cfg *initproto.Config) error {
 	view, err := planView(pc.spec, "", nil)
 	if err != nil {
@@ -141,18 +148,18 @@ func (pc *netnsConfig) configure(cfg *initproto.Config) error {
 	}
 	pc.view, cfg.View = view, raw
 	starttrace.Mark("view planned")
-	if pc.transparent == nil {
-		return nil
+	if pc.transparent != nil {
+		tr, it, replace, err := newTransparentRun(pc.spec)
+		if err != nil {
+			// Without it CMD is confined no less: only proxy-aware
+			// programs can connect.
+			pc.spec.notifier()("running without the transparent path (only programs that use the proxy variables can connect): " + err.Error())
+		} else {
+			cfg.Transparent, cfg.Replace, pc.transparent.t = it, replace, tr
+		}
+		starttrace.Mark("transparent path prepared")
 	}
-	tr, it, replace, err := newTransparentRun(pc.spec)
-	if err != nil {
-		// Without it CMD is confined no less: only proxy-aware programs
-		// can connect.
-		pc.spec.notifier()("running without the transparent path (only programs that use the proxy variables can connect): " + err.Error())
-	} else {
-		cfg.Transparent, cfg.Replace, pc.transparent.t = it, replace, tr
-	}
-	starttrace.Mark("transparent path prepared")
+	cfg.Replace = append(cfg.Replace, pc.binds...)
 	return nil
 }
 
