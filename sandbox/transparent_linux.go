@@ -132,7 +132,7 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 			t.stop()
 			return nil, nil, fmt.Errorf("transparent path: %w", err)
 		}
-		replace = append(replace, initproto.ReplaceFile{Source: src, Target: f.target})
+		replace = append(replace, initproto.ReplaceFile{Source: src, Target: f.target, Transparent: true})
 	}
 	return t, replace, nil
 }

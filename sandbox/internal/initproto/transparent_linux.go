@@ -34,4 +34,7 @@ const (
 type ReplaceFile struct {
 	Source string `json:"src"`
 	Target string `json:"dst"`
+	// Transparent marks the transparent path's views (hosts, resolv.conf):
+	// without the path, the init does not bind them.
+	Transparent bool `json:"transparent,omitempty"`
 }
