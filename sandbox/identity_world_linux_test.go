@@ -133,6 +133,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("TrustClients", w.testTrustClients)
 	t.Run("NetworkNone", w.testNetworkNone)
 	t.Run("NetworkFull", w.testNetworkFull)
+	t.Run("Inspect", w.testInspect)
 	t.Run("Ports", w.testPorts)
 	t.Run("DirGrant", w.testDirGrant)
 	t.Run("Drift", w.testDrift)

@@ -96,6 +96,10 @@ executable; 127 CMD not found.`,
 			if err != nil {
 				return err
 			}
+			if err := setupInspection(&spec, pol); err != nil {
+				stopControl()
+				return err
+			}
 			res, err := sandbox.Run(context.Background(), spec)
 			stopControl()
 			warnViewChanged(res.ViewChanged)
@@ -167,6 +171,8 @@ func allowHint(r audit.Refusal) string {
 		return ""
 	}
 	switch {
+	case r.Reason == "blocked-by-method" || r.Reason == "blocked-by-path":
+		return r.Text // the request, the rules there and the rule that would allow it
 	case r.Reason == "not-allowed":
 		return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))
 	case r.Reason == "address-class:private":
