@@ -1,0 +1,256 @@
+//go:build linux
+
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// `bench inspect` (issue 12): HTTPS through sandgate's TLS inspection
+// against direct TLS, a plain CONNECT tunnel through sandgate's proxy, and
+// mitmproxy (mitmdump), interleaved round by round in one run.
+//
+// Layout: the upstream HTTPS server (its own CA) and the clients are in
+// this process; sandgate's tunnel and inspection are the `_inspect-proxy`
+// child; mitmdump is its own process. Every path goes to 127.0.0.1.
+
+// inspectOpts are the flags of `bench inspect`.
+type inspectOpts struct {
+	rounds    int
+	bytes     byteSize
+	freshTime time.Duration
+	clients   int
+	mitmdump  string
+}
+
+var inspectFlags = inspectOpts{bytes: 256 << 20}
+
+// addInspectFlags registers the flags of `bench inspect` on fs.
+func addInspectFlags(fs *flag.FlagSet) {
+	fs.IntVar(&inspectFlags.rounds, "inspect-rounds", 4, "`inspect`: interleaved rounds (each measures every path once)")
+	fs.Var(&inspectFlags.bytes, "inspect-bytes", "`inspect`: size of the one GET of the bulk download (e.g. 256MiB, 1GiB)")
+	fs.DurationVar(&inspectFlags.freshTime, "inspect-fresh-time", time.Second, "`inspect`: duration of one new-connection-rate measurement")
+	fs.IntVar(&inspectFlags.clients, "inspect-clients", 16, "`inspect`: parallel clients of the parallel new-connection rate")
+	fs.StringVar(&inspectFlags.mitmdump, "mitmdump", "mitmdump", "`inspect`: the mitmdump to compare with (\"\" leaves mitmproxy out)")
+}
+
+// inspectTest is one measurement of `bench inspect`.
+type inspectTest struct {
+	name    string
+	perOp   bool
+	measure func(p tlsPath) result
+}
+
+// inspectWorld is everything `bench inspect` starts.
+type inspectWorld struct {
+	dir  string
+	up   *tlsUpstream
+	sg   *sandgateProxies
+	mitm *mitmdump
+}
+
+func (w *inspectWorld) stop() {
+	if w.mitm != nil {
+		w.mitm.stop()
+	}
+	if w.sg != nil {
+		w.sg.stop()
+	}
+	if w.up != nil {
+		w.up.close()
+	}
+	os.RemoveAll(w.dir)
+}
+
+// benchInspect is `bench inspect`.
+func benchInspect(cfg *config, out io.Writer, s *score) {
+	o := inspectFlags
+	t := &table{
+		title: "inspect (issue 12): HTTPS through sandgate's TLS inspection vs direct, a plain CONNECT tunnel and mitmproxy",
+		header: []string{"measurement", "direct", "tunnel", "inspect", "mitmproxy",
+			"insp/direct", "insp/tunnel", "insp/mitm", "per-round", "goal", "result"},
+	}
+	defer t.print(out)
+	if o.rounds < 1 || o.clients < 1 || o.bytes < 1<<20 {
+		t.note("-inspect-rounds and -inspect-clients must be at least 1, -inspect-bytes at least 1MiB")
+		s.failed += 4
+		return
+	}
+	w, paths, err := startInspectWorld(o)
+	if w != nil {
+		defer w.stop()
+	}
+	if err != nil {
+		t.note("cannot start: %v", err)
+		s.failed += 4
+		return
+	}
+	upstream := w.up.addr()
+	timeout := max(cfg.bulkTimeout, 2*time.Minute)
+	tests := []inspectTest{
+		{"bulk GET " + formatBytes(int64(o.bytes)) + ", HTTP/1.1", false, func(p tlsPath) result { return bulkGET(p, upstream, false, int64(o.bytes), timeout) }},
+		{"bulk GET " + formatBytes(int64(o.bytes)) + ", h2", false, func(p tlsPath) result { return bulkGET(p, upstream, true, int64(o.bytes), timeout) }},
+		{"new connections, 1 client", true, func(p tlsPath) result { return freshTLS(p, upstream, 1, o.freshTime) }},
+		{fmt.Sprintf("new connections, %d clients", o.clients), true, func(p tlsPath) result { return freshTLS(p, upstream, o.clients, o.freshTime) }},
+	}
+	for _, p := range paths { // warm-up: leaf certificates, first connections
+		for _, r := range []result{bulkGET(p, upstream, false, 1<<20, timeout), bulkGET(p, upstream, true, 1<<20, timeout), freshTLS(p, upstream, 1, 50*time.Millisecond)} {
+			if !r.ok() {
+				t.note("warm-up through %s failed: %s", p.name, r.FirstErr)
+			}
+		}
+	}
+	res := make([]map[string][]result, len(tests))
+	for i := range res {
+		res[i] = map[string][]result{}
+	}
+	for round := range o.rounds {
+		for i, tc := range tests {
+			for k := range paths {
+				p := paths[(k+round)%len(paths)]
+				cpu0 := cpuOf(p.pid)
+				r := tc.measure(p)
+				if p.pid != 0 {
+					r.ProxyCPU = cpuOf(p.pid) - cpu0
+				}
+				verbose(cfg, out, r)
+				res[i][p.name] = append(res[i][p.name], r)
+				if tc.perOp {
+					time.Sleep(100 * time.Millisecond) // let closing sockets settle
+				}
+			}
+		}
+	}
+	for i, tc := range tests {
+		inspectRow(t, s, tc, res[i], w.mitm != nil)
+	}
+	inspectNotes(t, w, tests, res, o)
+}
+
+// startInspectWorld starts the upstream, sandgate's helper and mitmdump,
+// and returns the paths to measure (mitmproxy's only when it started).
+func startInspectWorld(o inspectOpts) (*inspectWorld, []tlsPath, error) {
+	dir, err := os.MkdirTemp("", "sandgate-bench-inspect-")
+	if err != nil {
+		return nil, nil, err
+	}
+	w := &inspectWorld{dir: dir}
+	if w.up, err = startTLSUpstream(); err != nil {
+		return w, nil, err
+	}
+	caFile := filepath.Join(dir, "upstream-ca.pem")
+	if err := os.WriteFile(caFile, w.up.caPEM, 0o644); err != nil {
+		return w, nil, err
+	}
+	if w.sg, err = startSandgateProxies(dir, w.up.addr(), caFile); err != nil {
+		return w, nil, err
+	}
+	paths := []tlsPath{
+		{name: "direct", roots: w.up.pool},
+		{name: "tunnel", proxy: w.sg.tunnel, roots: w.up.pool, pid: w.sg.pid()},
+		{name: "inspect", proxy: w.sg.inspect, roots: w.sg.runCA, pid: w.sg.pid()},
+	}
+	if o.mitmdump != "" {
+		if w.mitm, err = startMitmdump(o.mitmdump, dir, caFile); err != nil {
+			return w, nil, err
+		}
+		paths = append(paths, tlsPath{name: "mitmproxy", proxy: w.mitm.addr, roots: w.mitm.ca, pid: w.mitm.pid()})
+	}
+	return w, paths, nil
+}
+
+// inspectRow adds one measurement's row: the totals of each path, the
+// medians over the rounds of inspect / direct, tunnel and mitmproxy, and
+// the goal (inspection at least as fast as mitmproxy).
+func inspectRow(t *table, s *score, tc inspectTest, rs map[string][]result, judged bool) {
+	format := fmtMBps
+	if tc.perOp {
+		format = fmtRate
+	}
+	cols := []string{tc.name}
+	ok := true
+	for _, name := range []string{"direct", "tunnel", "inspect", "mitmproxy"} {
+		if _, have := rs[name]; !have {
+			cols = append(cols, "-")
+			continue
+		}
+		v, pathOK, firstErr, limit := agg(rs[name], tc.perOp)
+		cols = append(cols, format(v))
+		if !pathOK || v <= 0 {
+			ok = false
+			if name == "mitmproxy" && !judged {
+				continue
+			}
+		}
+		if firstErr != "" {
+			t.note("%s through %s failed: %s", tc.name, name, firstErr)
+		}
+		if limit != "" {
+			t.note("LIMIT HIT in %s through %s: %s", tc.name, name, limit)
+		}
+	}
+	var vsMitm []float64
+	for _, base := range []string{"direct", "tunnel", "mitmproxy"} {
+		rr := pairs{direct: rs[base], proxied: rs["inspect"]}.roundRatios(tc.perOp)
+		if len(rr) == 0 {
+			cols = append(cols, "-")
+			continue
+		}
+		cols = append(cols, fmt.Sprintf("%.2f×", median(rr)))
+		if base == "mitmproxy" {
+			vsMitm = rr
+		}
+	}
+	spread := ""
+	if len(vsMitm) > 1 {
+		spread = fmt.Sprintf("%.2f–%.2f", vsMitm[0], vsMitm[len(vsMitm)-1])
+	}
+	if !judged {
+		t.add(append(cols, spread, "", "")...)
+		return
+	}
+	t.add(append(cols, spread, "≥ 1.0× mitm", s.judge(ok && len(vsMitm) > 0, median(vsMitm) >= 1))...)
+}
+
+// inspectNotes explains the layout and gives the proxies' CPU.
+func inspectNotes(t *table, w *inspectWorld, tests []inspectTest, res []map[string][]result, o inspectOpts) {
+	t.note("upstream https://%s (HTTP/1.1 and h2, ECDSA P-256 certificate from the bench's own CA) and the clients in this process; sandgate's tunnel (proxy.Server, no inspection) and inspection (a CONNECT front handing the connection to inspect.Serve, every request allowed) in the _inspect-proxy child (pid %d)", w.up.addr(), w.sg.pid())
+	if w.mitm != nil {
+		t.note("mitmproxy: %s (pid %d): mitmdump %s", w.mitm.version, w.mitm.pid(), strings.Join(mitmdumpArgs("DIR", "CA", 0)[:4], " ")+" … "+strings.Join(mitmdumpArgs("DIR", "CA", 0)[8:], " "))
+	} else {
+		t.note("mitmproxy left out (-mitmdump \"\"); no goal judged")
+	}
+	t.note("ratios: median over the %d interleaved rounds (each path once per round, the order rotating); the path columns are totals over all rounds; per-round: lowest–highest inspect/mitm", o.rounds)
+	t.note("bulk: one GET per measurement, timed from the request to the last byte, read 256 KiB at a time; new connections: TCP (+CONNECT), a full TLS 1.3 handshake offering http/1.1 (no resumption), GET of %d B with Connection: close, read to EOF; %s per measurement", smallBody, o.freshTime)
+	for i, tc := range tests {
+		var parts []string
+		for _, name := range []string{"tunnel", "inspect", "mitmproxy"} {
+			var cpu, units float64
+			for _, r := range res[i][name] {
+				cpu += r.ProxyCPU
+				if tc.perOp {
+					units += float64(r.Ops)
+				} else {
+					units += float64(r.Bytes) / 1e9
+				}
+			}
+			if units <= 0 {
+				continue
+			}
+			if tc.perOp {
+				parts = append(parts, fmt.Sprintf("%s %.0f µs/conn", name, cpu/units*1e6))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s %.2f s/GB", name, cpu/units))
+			}
+		}
+		t.note("CPU of the proxy process, %s: %s", tc.name, strings.Join(parts, ", "))
+	}
+}
+
+func fmtMBps(v float64) string { return fmt.Sprintf("%.0f MB/s", v/1e6) }

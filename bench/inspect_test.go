@@ -1,0 +1,169 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"crypto/x509"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSplitTarget(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		host string
+		port uint16
+		ok   bool
+	}{
+		{"127.0.0.1:443", "127.0.0.1", 443, true},
+		{"example.test:8443", "example.test", 8443, true},
+		{"[2001:db8::1]:443", "2001:db8::1", 443, true},
+		{"127.0.0.1:0", "", 0, false},
+		{"127.0.0.1:65536", "", 0, false},
+		{"127.0.0.1", "", 0, false},
+		{":443", "", 0, false},
+		{"127.0.0.1:-1", "", 0, false},
+		{"", "", 0, false},
+	} {
+		host, port, err := splitTarget(c.in)
+		if (err == nil) != c.ok || host != c.host || port != c.port {
+			t.Errorf("splitTarget(%q) = %q, %d, %v; want %q, %d, ok=%v", c.in, host, port, err, c.host, c.port, c.ok)
+		}
+	}
+}
+
+func TestParseHarnessLine(t *testing.T) {
+	tun, insp, err := parseHarnessLine("tunnel 127.0.0.1:1000 inspect 127.0.0.1:1001")
+	if err != nil || tun != "127.0.0.1:1000" || insp != "127.0.0.1:1001" {
+		t.Errorf("got %q %q %v", tun, insp, err)
+	}
+	for _, bad := range []string{"", "tunnel 127.0.0.1:1000", "inspect 127.0.0.1:1 tunnel 127.0.0.1:2", "tunnel x inspect 127.0.0.1:1", "tunnel 127.0.0.1:1 inspect 127.0.0.1:2 extra"} {
+		if _, _, err := parseHarnessLine(bad); err == nil {
+			t.Errorf("parseHarnessLine(%q) accepted", bad)
+		}
+	}
+}
+
+func TestConnectTarget(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want string
+		ok   bool
+	}{
+		{"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n", "127.0.0.1:443", true},
+		{"GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "", false},
+		{"CONNECT 127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "", false},
+	} {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(c.raw)))
+		if err != nil {
+			t.Fatalf("%q: %v", c.raw, err)
+		}
+		host, port, err := connectTarget(req)
+		got := ""
+		if err == nil {
+			got = host + ":" + strconv.Itoa(int(port))
+		}
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("connectTarget(%q) = %q, %v; want %q ok=%v", c.raw, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzConnectTarget: whatever a client sends as its first request, the
+// harness's reading of it either fails or yields a host and a non-zero
+// port, and never panics.
+func FuzzConnectTarget(f *testing.F) {
+	f.Add("CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n")
+	f.Add("CONNECT [::1]:8443 HTTP/1.1\r\n\r\n")
+	f.Add("GET / HTTP/1.1\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		host, port, err := connectTarget(req)
+		if err == nil && (host == "" || port == 0 || req.Method != http.MethodConnect) {
+			t.Fatalf("accepted %q as %q:%d", raw, host, port)
+		}
+	})
+}
+
+// FuzzParseHarnessLine: the helper's first line is accepted only in its
+// one shape.
+func FuzzParseHarnessLine(f *testing.F) {
+	f.Add("tunnel 127.0.0.1:1000 inspect 127.0.0.1:1001")
+	f.Add("tunnel  inspect ")
+	f.Fuzz(func(t *testing.T, line string) {
+		tun, insp, err := parseHarnessLine(line)
+		if err != nil {
+			return
+		}
+		if _, _, e := splitTarget(tun); e != nil {
+			t.Fatalf("accepted tunnel %q from %q", tun, line)
+		}
+		if _, _, e := splitTarget(insp); e != nil {
+			t.Fatalf("accepted inspect %q from %q", insp, line)
+		}
+	})
+}
+
+// TestInspectHarnessPaths runs the bench's own harness in this process and
+// checks that every sandgate path really carries HTTPS: a bulk GET over
+// HTTP/1.1 and h2, and new connections, direct, tunnelled and inspected;
+// and that the inspected path presents the run CA's certificate (a client
+// trusting only the upstream's CA fails there).
+func TestInspectHarnessPaths(t *testing.T) {
+	up, err := startTLSUpstream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, up.caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := startInspectHarness(up.addr(), caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.stop)
+	runCA, err := poolFromFileBytes(t, h.auth.CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []tlsPath{
+		{name: "direct", roots: up.pool},
+		{name: "tunnel", proxy: h.tunnelLn.Addr().String(), roots: up.pool},
+		{name: "inspect", proxy: h.inspectLn.Addr().String(), roots: runCA},
+	}
+	for _, p := range paths {
+		for _, h2 := range []bool{false, true} {
+			if r := bulkGET(p, up.addr(), h2, 3<<20, 20*time.Second); !r.ok() || r.Bytes != 3<<20 {
+				t.Errorf("%s bulk (h2=%v): %+v", p.name, h2, r)
+			}
+		}
+		if r := freshTLS(p, up.addr(), 2, 100*time.Millisecond); !r.ok() || r.Ops == 0 {
+			t.Errorf("%s fresh: %+v", p.name, r)
+		}
+	}
+	wrong := tlsPath{name: "inspect-untrusted", proxy: h.inspectLn.Addr().String(), roots: up.pool}
+	if err := freshTLSOnce(wrong, up.addr(), make([]byte, 4096)); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("inspected path with only the upstream CA trusted: %v, want a certificate error", err)
+	}
+}
+
+// poolFromFileBytes writes pem to a file and reads it back as a pool.
+func poolFromFileBytes(t *testing.T, pem []byte) (*x509.CertPool, error) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "run-ca.pem")
+	if err := os.WriteFile(file, pem, 0o644); err != nil {
+		return nil, err
+	}
+	return poolFromFile(file)
+}
