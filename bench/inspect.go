@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +29,8 @@ type inspectOpts struct {
 	freshTime time.Duration
 	clients   int
 	mitmdump  string
+	srt       string
+	node      string
 }
 
 var inspectFlags = inspectOpts{bytes: 256 << 20}
@@ -38,6 +42,8 @@ func addInspectFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&inspectFlags.freshTime, "inspect-fresh-time", time.Second, "`inspect`: duration of one new-connection-rate measurement")
 	fs.IntVar(&inspectFlags.clients, "inspect-clients", 16, "`inspect`: parallel clients of the parallel new-connection rate")
 	fs.StringVar(&inspectFlags.mitmdump, "mitmdump", "mitmdump", "`inspect`: the mitmdump to compare with (\"\" leaves mitmproxy out)")
+	fs.StringVar(&inspectFlags.srt, "srt", defaultSrtDir(), "`inspect`: directory of the npm package @anthropic-ai/sandbox-runtime to compare with (its proxy-only mode; scripts/install-bench-deps.sh installs it there); \"\" leaves srt out")
+	fs.StringVar(&inspectFlags.node, "node", "node", "`inspect`: the node that runs -srt")
 }
 
 // inspectTest is one measurement of `bench inspect`.
@@ -53,9 +59,13 @@ type inspectWorld struct {
 	up   *tlsUpstream
 	sg   *sandgateProxies
 	mitm *mitmdump
+	srt  *srtProxy
 }
 
 func (w *inspectWorld) stop() {
+	if w.srt != nil {
+		w.srt.stop()
+	}
 	if w.mitm != nil {
 		w.mitm.stop()
 	}
@@ -71,11 +81,7 @@ func (w *inspectWorld) stop() {
 // benchInspect is `bench inspect`.
 func benchInspect(cfg *config, out io.Writer, s *score) {
 	o := inspectFlags
-	t := &table{
-		title: "inspect (issue 12): HTTPS through sandgate's TLS inspection vs direct, a plain CONNECT tunnel and mitmproxy",
-		header: []string{"measurement", "direct", "tunnel", "inspect", "mitmproxy",
-			"insp/direct", "insp/tunnel", "insp/mitm", "per-round", "goal", "result"},
-	}
+	t := &table{title: "inspect (issue 12): HTTPS through sandgate's TLS inspection vs direct, a plain CONNECT tunnel and the peers that terminate TLS", header: []string{"measurement"}}
 	defer t.print(out)
 	if o.rounds < 1 || o.clients < 1 || o.bytes < 1<<20 {
 		t.note("-inspect-rounds and -inspect-clients must be at least 1, -inspect-bytes at least 1MiB")
@@ -91,6 +97,18 @@ func benchInspect(cfg *config, out io.Writer, s *score) {
 		s.failed += 4
 		return
 	}
+	var names, peers []string
+	for _, p := range paths {
+		names = append(names, p.name)
+		if p.name != "direct" && p.name != "tunnel" && p.name != "inspect" {
+			peers = append(peers, p.name)
+		}
+	}
+	t.header = append([]string{"measurement"}, names...)
+	for _, base := range append([]string{"direct", "tunnel"}, peers...) {
+		t.header = append(t.header, "insp/"+base)
+	}
+	t.header = append(t.header, "per-round (vs peers)", "goal", "result")
 	upstream := w.up.addr()
 	timeout := max(cfg.bulkTimeout, 2*time.Minute)
 	tests := []inspectTest{
@@ -128,7 +146,7 @@ func benchInspect(cfg *config, out io.Writer, s *score) {
 		}
 	}
 	for i, tc := range tests {
-		inspectRow(t, s, tc, res[i], w.mitm != nil)
+		inspectRow(t, s, tc, res[i], names, peers)
 	}
 	inspectNotes(t, w, tests, res, o)
 }
@@ -162,31 +180,33 @@ func startInspectWorld(o inspectOpts) (*inspectWorld, []tlsPath, error) {
 		}
 		paths = append(paths, tlsPath{name: "mitmproxy", proxy: w.mitm.addr, roots: w.mitm.ca, pid: w.mitm.pid()})
 	}
+	if _, err := os.Stat(o.srt); err != nil && o.srt == defaultSrtDir() {
+		o.srt = "" // not installed where the script puts it: left out, with a note
+	}
+	if o.srt != "" {
+		if w.srt, err = startSrt(o.node, o.srt, dir, caFile); err != nil {
+			return w, nil, err
+		}
+		paths = append(paths, tlsPath{name: "srt", proxy: w.srt.addr, roots: w.srt.ca, pid: w.srt.pid(), noH2: true})
+	}
 	return w, paths, nil
 }
 
 // inspectRow adds one measurement's row: the totals of each path, the
-// medians over the rounds of inspect / direct, tunnel and mitmproxy, and
-// the goal (inspection at least as fast as mitmproxy).
-func inspectRow(t *table, s *score, tc inspectTest, rs map[string][]result, judged bool) {
+// medians over the rounds of inspect / direct, tunnel and each peer, and
+// the goal (inspection at least as fast as every peer).
+func inspectRow(t *table, s *score, tc inspectTest, rs map[string][]result, names, peers []string) {
 	format := fmtMBps
 	if tc.perOp {
 		format = fmtRate
 	}
 	cols := []string{tc.name}
 	ok := true
-	for _, name := range []string{"direct", "tunnel", "inspect", "mitmproxy"} {
-		if _, have := rs[name]; !have {
-			cols = append(cols, "-")
-			continue
-		}
+	for _, name := range names {
 		v, pathOK, firstErr, limit := agg(rs[name], tc.perOp)
 		cols = append(cols, format(v))
 		if !pathOK || v <= 0 {
 			ok = false
-			if name == "mitmproxy" && !judged {
-				continue
-			}
 		}
 		if firstErr != "" {
 			t.note("%s through %s failed: %s", tc.name, name, firstErr)
@@ -195,27 +215,28 @@ func inspectRow(t *table, s *score, tc inspectTest, rs map[string][]result, judg
 			t.note("LIMIT HIT in %s through %s: %s", tc.name, name, limit)
 		}
 	}
-	var vsMitm []float64
-	for _, base := range []string{"direct", "tunnel", "mitmproxy"} {
+	worst := math.Inf(1)
+	var spreads []string
+	for _, base := range append([]string{"direct", "tunnel"}, peers...) {
 		rr := pairs{direct: rs[base], proxied: rs["inspect"]}.roundRatios(tc.perOp)
 		if len(rr) == 0 {
 			cols = append(cols, "-")
+			ok = false
 			continue
 		}
-		cols = append(cols, fmt.Sprintf("%.2f×", median(rr)))
-		if base == "mitmproxy" {
-			vsMitm = rr
+		m := median(rr)
+		cols = append(cols, fmt.Sprintf("%.2f×", m))
+		if base != "direct" && base != "tunnel" {
+			worst = min(worst, m)
+			spreads = append(spreads, fmt.Sprintf("%.2f–%.2f", rr[0], rr[len(rr)-1]))
 		}
 	}
-	spread := ""
-	if len(vsMitm) > 1 {
-		spread = fmt.Sprintf("%.2f–%.2f", vsMitm[0], vsMitm[len(vsMitm)-1])
-	}
-	if !judged {
-		t.add(append(cols, spread, "", "")...)
+	cols = append(cols, strings.Join(spreads, ", "))
+	if len(peers) == 0 {
+		t.add(append(cols, "", "")...)
 		return
 	}
-	t.add(append(cols, spread, "≥ 1.0× mitm", s.judge(ok && len(vsMitm) > 0, median(vsMitm) >= 1))...)
+	t.add(append(cols, "≥ 1.0× each peer", s.judge(ok, worst >= 1))...)
 }
 
 // inspectNotes explains the layout and gives the proxies' CPU.
@@ -223,14 +244,20 @@ func inspectNotes(t *table, w *inspectWorld, tests []inspectTest, res []map[stri
 	t.note("upstream https://%s (HTTP/1.1 and h2, ECDSA P-256 certificate from the bench's own CA) and the clients in this process; sandgate's tunnel (proxy.Server, no inspection) and inspection (a CONNECT front handing the connection to inspect.Serve, every request allowed) in the _inspect-proxy child (pid %d)", w.up.addr(), w.sg.pid())
 	if w.mitm != nil {
 		t.note("mitmproxy: %s (pid %d): mitmdump %s", w.mitm.version, w.mitm.pid(), strings.Join(mitmdumpArgs("DIR", "CA", 0)[:4], " ")+" … "+strings.Join(mitmdumpArgs("DIR", "CA", 0)[8:], " "))
-	} else {
-		t.note("mitmproxy left out (-mitmdump \"\"); no goal judged")
 	}
-	t.note("ratios: median over the %d interleaved rounds (each path once per round, the order rotating); the path columns are totals over all rounds; per-round: lowest–highest inspect/mitm", o.rounds)
+	if w.srt != nil {
+		t.note("srt: %s (pid %d), node %s, its proxy-only mode with TLS termination (an RSA 2048 CA from the bench on --ca-fd; the bench is its decider on --decider-fd and allows every request; the upstream CA through NODE_EXTRA_CA_CERTS); it speaks HTTP/1.1 only, so its h2 row is the h2-offering client answered over HTTP/1.1", w.srt.version, w.srt.pid(), nodeVersion(inspectFlags.node))
+	} else {
+		t.note("srt left out: no package at -srt (scripts/install-bench-deps.sh installs it in %s)", defaultSrtDir())
+	}
+	if w.mitm == nil && w.srt == nil {
+		t.note("no peer (-mitmdump \"\" and no -srt): no goal judged")
+	}
+	t.note("ratios: median over the %d interleaved rounds (each path once per round, the order rotating); the path columns are totals over all rounds; per-round: lowest–highest inspect/peer", o.rounds)
 	t.note("bulk: one GET per measurement, timed from the request to the last byte, read 256 KiB at a time; new connections: TCP (+CONNECT), a full TLS 1.3 handshake offering http/1.1 (no resumption), GET of %d B with Connection: close, read to EOF; %s per measurement", smallBody, o.freshTime)
 	for i, tc := range tests {
 		var parts []string
-		for _, name := range []string{"tunnel", "inspect", "mitmproxy"} {
+		for _, name := range []string{"tunnel", "inspect", "mitmproxy", "srt"} {
 			var cpu, units float64
 			for _, r := range res[i][name] {
 				cpu += r.ProxyCPU
@@ -254,3 +281,26 @@ func inspectNotes(t *table, w *inspectWorld, tests []inspectTest, res []map[stri
 }
 
 func fmtMBps(v float64) string { return fmt.Sprintf("%.0f MB/s", v/1e6) }
+
+// defaultSrtDir is where scripts/install-bench-deps.sh puts srt:
+// $SANDGATE_BENCH_PEERS (default ~/.cache/sandgate-bench)/srt.
+func defaultSrtDir() string {
+	base := os.Getenv("SANDGATE_BENCH_PEERS")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache", "sandgate-bench")
+	}
+	return filepath.Join(base, "srt", "node_modules", "@anthropic-ai", "sandbox-runtime")
+}
+
+// nodeVersion is `node --version`, or "unknown".
+func nodeVersion(node string) string {
+	out, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -4,7 +4,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -166,4 +172,75 @@ func poolFromFileBytes(t *testing.T, pem []byte) (*x509.CertPool, error) {
 		return nil, err
 	}
 	return poolFromFile(file)
+}
+
+// TestSrtDecider speaks srt's decider protocol to the bench's decider: the
+// hello gets the allowed list (and an empty denied list, which srt
+// requires), every request an allow for its id.
+func TestSrtDecider(t *testing.T) {
+	ours, theirs := net.Pipe()
+	t.Cleanup(func() { ours.Close(); theirs.Close() })
+	go serveSrtDecider(theirs, []string{"127.0.0.1"})
+	ours.SetDeadline(time.Now().Add(5 * time.Second))
+	read := func() map[string]any {
+		t.Helper()
+		var hdr [4]byte
+		if _, err := io.ReadFull(ours, hdr[:]); err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(ours, body); err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if err := writeDeciderFrame(ours, map[string]any{"t": "hello", "proto": 1}); err != nil {
+		t.Fatal(err)
+	}
+	hello := read()
+	if hello["t"] != "hello" || hello["proto"] != 1.0 || fmt.Sprint(hello["allowedDomains"]) != "[127.0.0.1]" || fmt.Sprint(hello["deniedDomains"]) != "[]" {
+		t.Errorf("hello reply %v", hello)
+	}
+	for _, id := range []int{1, 2, 7} {
+		if err := writeDeciderFrame(ours, map[string]any{"t": "req", "id": id, "method": "GET", "host": "127.0.0.1", "port": 443, "path": "/"}); err != nil {
+			t.Fatal(err)
+		}
+		v := read()
+		if v["t"] != "verdict" || v["action"] != "allow" || v["id"] != float64(id) || len(v) != 3 {
+			t.Errorf("verdict for %d: %v", id, v)
+		}
+	}
+}
+
+func TestReadDeciderFrameRefuses(t *testing.T) {
+	for name, raw := range map[string][]byte{
+		"empty frame": {0, 0, 0, 0},
+		"over 1 MiB":  {0, 0x10, 0, 1},
+		"short":       {0, 0, 0, 9, '{'},
+		"not JSON":    append([]byte{0, 0, 0, 3}, "abc"...),
+	} {
+		if m, err := readDeciderFrame(bytes.NewReader(raw)); err == nil {
+			t.Errorf("%s: accepted as %+v", name, m)
+		}
+	}
+}
+
+// FuzzReadDeciderFrame: a frame from srt is read or refused, never more
+// than its declared length consumed.
+func FuzzReadDeciderFrame(f *testing.F) {
+	f.Add([]byte("\x00\x00\x00\x16{\"t\":\"req\",\"id\":1}xxxx"))
+	f.Add([]byte("\x00\x00\x00\x02{}"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r := bytes.NewReader(raw)
+		if _, err := readDeciderFrame(r); err == nil {
+			n := int(binary.BigEndian.Uint32(raw[:4]))
+			if used := len(raw) - r.Len(); used != 4+n {
+				t.Fatalf("consumed %d bytes of a %d-byte frame", used, n)
+			}
+		}
+	})
 }
