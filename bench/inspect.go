@@ -31,6 +31,7 @@ type inspectOpts struct {
 	mitmdump  string
 	srt       string
 	node      string
+	profile   string
 }
 
 var inspectFlags = inspectOpts{bytes: 256 << 20}
@@ -44,6 +45,7 @@ func addInspectFlags(fs *flag.FlagSet) {
 	fs.StringVar(&inspectFlags.mitmdump, "mitmdump", "mitmdump", "`inspect`: the mitmdump to compare with (\"\" leaves mitmproxy out)")
 	fs.StringVar(&inspectFlags.srt, "srt", defaultSrtDir(), "`inspect`: directory of the npm package @anthropic-ai/sandbox-runtime to compare with (its proxy-only mode; scripts/install-bench-deps.sh installs it there); \"\" leaves srt out")
 	fs.StringVar(&inspectFlags.node, "node", "node", "`inspect`: the node that runs -srt")
+	fs.StringVar(&inspectFlags.profile, "inspect-cpuprofile", "", "`inspect`: write a Go CPU profile of sandgate's proxy helper (tunnel and inspection) to FILE")
 }
 
 // inspectTest is one measurement of `bench inspect`.
@@ -166,7 +168,7 @@ func startInspectWorld(o inspectOpts) (*inspectWorld, []tlsPath, error) {
 	if err := os.WriteFile(caFile, w.up.caPEM, 0o644); err != nil {
 		return w, nil, err
 	}
-	if w.sg, err = startSandgateProxies(dir, w.up.addr(), caFile); err != nil {
+	if w.sg, err = startSandgateProxies(dir, w.up.addr(), caFile, o.profile); err != nil {
 		return w, nil, err
 	}
 	paths := []tlsPath{

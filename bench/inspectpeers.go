@@ -76,14 +76,15 @@ type sandgateProxies struct {
 	runCA           *x509.CertPool
 }
 
-// startSandgateProxies starts the helper for upstream (its CA in caFile).
-func startSandgateProxies(dir, upstream, caFile string) (*sandgateProxies, error) {
+// startSandgateProxies starts the helper for upstream (its CA in caFile),
+// writing a CPU profile of it to profile unless that is "".
+func startSandgateProxies(dir, upstream, caFile, profile string) (*sandgateProxies, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	runCA := filepath.Join(dir, "sandgate-run-ca.pem")
-	cmd := exec.Command(self, "_inspect-proxy", "-target", upstream, "-roots", caFile, "-ca-out", runCA)
+	cmd := exec.Command(self, "_inspect-proxy", "-target", upstream, "-roots", caFile, "-ca-out", runCA, "-cpuprofile", profile)
 	sp := &sandgateProxies{proc: proc{cmd: cmd, stderr: &limitedBuf{}}}
 	cmd.Stderr = sp.stderr
 	if sp.stdin, err = cmd.StdinPipe(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -44,8 +45,20 @@ func inspectProxyMain(args []string) int {
 	target := fs.String("target", "", "the one allowed target, host:port")
 	roots := fs.String("roots", "", "PEM file of the CA the upstream's certificate is signed by")
 	caOut := fs.String("ca-out", "", "write the run CA's certificate (PEM) here")
+	profile := fs.String("cpuprofile", "", "write a Go CPU profile of this helper to FILE")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "_inspect-proxy: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	h, err := startInspectHarness(*target, *roots)
 	if err == nil {
