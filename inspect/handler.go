@@ -124,10 +124,11 @@ func (it *interceptor) dialTLS(ctx context.Context, alpn []string) (net.Conn, er
 		return nil, err
 	}
 	tc := tls.Client(raw, &tls.Config{
-		ServerName: normalHost(it.cfg.Host),
-		RootCAs:    it.cfg.RootCAs,
-		NextProtos: alpn,
-		MinVersion: tls.VersionTLS12,
+		ServerName:         normalHost(it.cfg.Host),
+		RootCAs:            it.cfg.RootCAs,
+		NextProtos:         alpn,
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: it.cfg.Authority.upstreamSessions(it.cfg.RootCAs, it.cfg.Port),
 	})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
