@@ -3,6 +3,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -87,7 +88,7 @@ func benchInspect(cfg *config, out io.Writer, s *score) {
 	defer t.print(out)
 	if o.rounds < 1 || o.clients < 1 || o.bytes < 1<<20 {
 		t.note("-inspect-rounds and -inspect-clients must be at least 1, -inspect-bytes at least 1MiB")
-		s.failed += 4
+		s.failed += 5
 		return
 	}
 	w, paths, err := startInspectWorld(o)
@@ -96,7 +97,7 @@ func benchInspect(cfg *config, out io.Writer, s *score) {
 	}
 	if err != nil {
 		t.note("cannot start: %v", err)
-		s.failed += 4
+		s.failed += 5
 		return
 	}
 	var names, peers []string
@@ -112,15 +113,24 @@ func benchInspect(cfg *config, out io.Writer, s *score) {
 	}
 	t.header = append(t.header, "per-round (vs peers)", "goal", "result")
 	upstream := w.up.addr()
+	resumed := map[string]int64{} // resumed handshakes of the resuming test, per path
 	timeout := max(cfg.bulkTimeout, 2*time.Minute)
 	tests := []inspectTest{
 		{"bulk GET " + formatBytes(int64(o.bytes)) + ", HTTP/1.1", false, func(p tlsPath) result { return bulkGET(p, upstream, false, int64(o.bytes), timeout) }},
 		{"bulk GET " + formatBytes(int64(o.bytes)) + ", h2", false, func(p tlsPath) result { return bulkGET(p, upstream, true, int64(o.bytes), timeout) }},
-		{"new connections, 1 client", true, func(p tlsPath) result { return freshTLS(p, upstream, 1, o.freshTime) }},
-		{fmt.Sprintf("new connections, %d clients", o.clients), true, func(p tlsPath) result { return freshTLS(p, upstream, o.clients, o.freshTime) }},
+		{"new connections, 1 client", true, func(p tlsPath) result { r, _ := freshTLS(p, upstream, 1, o.freshTime, nil); return r }},
+		{fmt.Sprintf("new connections, %d clients", o.clients), true, func(p tlsPath) result {
+			r, _ := freshTLS(p, upstream, o.clients, o.freshTime, nil)
+			return r
+		}},
+		{fmt.Sprintf("new connections, %d clients, resuming", o.clients), true, func(p tlsPath) result {
+			r, n := freshTLS(p, upstream, o.clients, o.freshTime, tls.NewLRUClientSessionCache(64))
+			resumed[p.name] += n
+			return r
+		}},
 	}
 	for _, p := range paths { // warm-up: leaf certificates, first connections
-		for _, r := range []result{bulkGET(p, upstream, false, 1<<20, timeout), bulkGET(p, upstream, true, 1<<20, timeout), freshTLS(p, upstream, 1, 50*time.Millisecond)} {
+		for _, r := range []result{bulkGET(p, upstream, false, 16<<20, timeout), bulkGET(p, upstream, true, 16<<20, timeout), first(freshTLS(p, upstream, 1, 50*time.Millisecond, nil))} {
 			if !r.ok() {
 				t.note("warm-up through %s failed: %s", p.name, r.FirstErr)
 			}
@@ -151,7 +161,21 @@ func benchInspect(cfg *config, out io.Writer, s *score) {
 		inspectRow(t, s, tc, res[i], names, peers)
 	}
 	inspectNotes(t, w, tests, res, o)
+	var shares []string
+	for _, p := range paths {
+		var ops int64
+		for _, r := range res[len(tests)-1][p.name] {
+			ops += r.Ops
+		}
+		if ops > 0 {
+			shares = append(shares, fmt.Sprintf("%s %.0f%%", p.name, 100*float64(resumed[p.name])/float64(ops)))
+		}
+	}
+	t.note("resuming: each measurement's clients share one session cache (the first handshake is full); handshakes that resumed: %s", strings.Join(shares, ", "))
 }
+
+// first returns its first argument.
+func first[T, U any](t T, _ U) T { return t }
 
 // startInspectWorld starts the upstream, sandgate's helper and mitmdump,
 // and returns the paths to measure (mitmproxy's only when it started).
@@ -256,7 +280,8 @@ func inspectNotes(t *table, w *inspectWorld, tests []inspectTest, res []map[stri
 		t.note("no peer (-mitmdump \"\" and no -srt): no goal judged")
 	}
 	t.note("ratios: median over the %d interleaved rounds (each path once per round, the order rotating); the path columns are totals over all rounds; per-round: lowest–highest inspect/peer", o.rounds)
-	t.note("bulk: one GET per measurement, timed from the request to the last byte, read 256 KiB at a time; new connections: TCP (+CONNECT), a full TLS 1.3 handshake offering http/1.1 (no resumption), GET of %d B with Connection: close, read to EOF; %s per measurement", smallBody, o.freshTime)
+	t.note("warm-up: a 16 MiB GET over HTTP/1.1 and h2 and 50 ms of new connections through each path before the first round")
+	t.note("bulk: one GET per measurement, timed from the request to the last byte, read 256 KiB at a time; new connections: TCP (+CONNECT), a TLS 1.3 handshake offering http/1.1 (full, with no session to resume, except in the resuming row), GET of %d B with Connection: close, read to EOF; %s per measurement", smallBody, o.freshTime)
 	for i, tc := range tests {
 		var parts []string
 		for _, name := range []string{"tunnel", "inspect", "mitmproxy", "srt"} {

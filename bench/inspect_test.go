@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
@@ -154,12 +155,15 @@ func TestInspectHarnessPaths(t *testing.T) {
 				t.Errorf("%s bulk (h2=%v): %+v", p.name, h2, r)
 			}
 		}
-		if r := freshTLS(p, up.addr(), 2, 100*time.Millisecond); !r.ok() || r.Ops == 0 {
-			t.Errorf("%s fresh: %+v", p.name, r)
+		if r, n := freshTLS(p, up.addr(), 2, 100*time.Millisecond, nil); !r.ok() || r.Ops == 0 || n != 0 {
+			t.Errorf("%s fresh: %+v, %d resumed", p.name, r, n)
+		}
+		if r, n := freshTLS(p, up.addr(), 1, 100*time.Millisecond, tls.NewLRUClientSessionCache(4)); !r.ok() || r.Ops < 2 || n != r.Ops-1 {
+			t.Errorf("%s fresh, resuming: %+v, %d resumed (want all but the first)", p.name, r, n)
 		}
 	}
 	wrong := tlsPath{name: "inspect-untrusted", proxy: h.inspectLn.Addr().String(), roots: up.pool}
-	if err := freshTLSOnce(wrong, up.addr(), make([]byte, 4096)); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := freshTLSOnce(wrong, up.addr(), make([]byte, 4096), nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("inspected path with only the upstream CA trusted: %v, want a certificate error", err)
 	}
 }

@@ -97,10 +97,11 @@ func bulkGET(p tlsPath, upstream string, h2 bool, n int64, timeout time.Duration
 }
 
 // freshTLS runs clients loops of one new connection each for dur and
-// counts the completed ones.
-func freshTLS(p tlsPath, upstream string, clients int, dur time.Duration) result {
-	r := result{Test: "fresh-tls", Via: p.name}
-	var ops atomic.Int64
+// counts the completed ones. With sessions, the clients keep their TLS
+// sessions there and resume them; resumed counts the handshakes that did.
+func freshTLS(p tlsPath, upstream string, clients int, dur time.Duration, sessions tls.ClientSessionCache) (r result, resumed int64) {
+	r = result{Test: "fresh-tls", Via: p.name}
+	var ops, res atomic.Int64
 	var mu sync.Mutex
 	var errs int64
 	var first string
@@ -113,7 +114,8 @@ func freshTLS(p tlsPath, upstream string, clients int, dur time.Duration) result
 			defer wg.Done()
 			buf := make([]byte, 4096)
 			for time.Now().Before(deadline) {
-				if err := freshTLSOnce(p, upstream, buf); err != nil {
+				did, err := freshTLSOnce(p, upstream, buf, sessions)
+				if err != nil {
 					mu.Lock()
 					errs++
 					if first == "" {
@@ -123,6 +125,9 @@ func freshTLS(p tlsPath, upstream string, clients int, dur time.Duration) result
 					return
 				}
 				ops.Add(1)
+				if did {
+					res.Add(1)
+				}
 			}
 		}()
 	}
@@ -130,46 +135,47 @@ func freshTLS(p tlsPath, upstream string, clients int, dur time.Duration) result
 	r.Seconds = time.Since(start).Seconds()
 	r.Ops = ops.Load()
 	r.Errors, r.FirstErr = errs, first
-	return r
+	return r, res.Load()
 }
 
 // freshTLSOnce makes one new connection: TCP to the proxy (then CONNECT)
-// or the upstream, a TLS handshake offering http/1.1 with no session to
-// resume, GET /small with Connection: close, the whole response, close.
-func freshTLSOnce(p tlsPath, upstream string, buf []byte) error {
+// or the upstream, a TLS handshake offering http/1.1 (resuming a session
+// from sessions when that is not nil), GET /small with Connection: close,
+// the whole response, close. It reports whether the handshake resumed.
+func freshTLSOnce(p tlsPath, upstream string, buf []byte, sessions tls.ClientSessionCache) (bool, error) {
 	to := upstream
 	if p.proxy != "" {
 		to = p.proxy
 	}
 	raw, err := net.DialTimeout("tcp", to, 10*time.Second)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(10 * time.Second))
 	if p.proxy != "" {
 		if err := connectTunnel(raw, upstream, 10*time.Second); err != nil {
-			return err
+			return false, err
 		}
 	}
 	host, _, _ := net.SplitHostPort(upstream)
-	tc := tls.Client(raw, &tls.Config{ServerName: host, RootCAs: p.roots, NextProtos: []string{"http/1.1"}})
+	tc := tls.Client(raw, &tls.Config{ServerName: host, RootCAs: p.roots, NextProtos: []string{"http/1.1"}, ClientSessionCache: sessions})
 	if _, err := io.WriteString(tc, "GET /small HTTP/1.1\r\nHost: "+upstream+"\r\nConnection: close\r\n\r\n"); err != nil {
-		return fmt.Errorf("TLS and request: %w", err)
+		return false, fmt.Errorf("TLS and request: %w", err)
 	}
 	br := bufio.NewReaderSize(tc, 4096)
 	status, err := br.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("reading the response: %w", err)
+		return false, fmt.Errorf("reading the response: %w", err)
 	}
 	if !strings.HasPrefix(status, "HTTP/1.1 200") {
-		return fmt.Errorf("response %q", strings.TrimSpace(status))
+		return false, fmt.Errorf("response %q", strings.TrimSpace(status))
 	}
 	var body int
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return fmt.Errorf("reading the response head: %w", err)
+			return false, fmt.Errorf("reading the response head: %w", err)
 		}
 		if line == "\r\n" {
 			break
@@ -182,11 +188,11 @@ func freshTLSOnce(p tlsPath, upstream string, buf []byte) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("reading the body: %w", err)
+			return false, fmt.Errorf("reading the body: %w", err)
 		}
 	}
 	if body != smallBody {
-		return fmt.Errorf("body of %d bytes, want %d", body, smallBody)
+		return false, fmt.Errorf("body of %d bytes, want %d", body, smallBody)
 	}
-	return nil
+	return tc.ConnectionState().DidResume, nil
 }
