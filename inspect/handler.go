@@ -68,8 +68,33 @@ func newInterceptor(cfg Config) *interceptor {
 		Transport:    roundTripFunc(it.roundTrip),
 		ErrorHandler: it.upstreamError,
 		ErrorLog:     log.New(io.Discard, "", 0),
+		BufferPool:   copyBuffers{},
 	}
 	return it
+}
+
+// copyBufferSize is the size of the buffers bodies are copied through.
+// A read from an h2 upstream returns as much as its stream has buffered,
+// and each write to an h2 client becomes one DATA frame: ReverseProxy's
+// 32 KiB default makes many small frames (each split into TLS records
+// with a 9-byte frame header left over) and a hand-off between goroutines
+// per frame.
+const copyBufferSize = 128 << 10
+
+// copyBufferPool holds the copy buffers (as pointers, so that Put does not
+// allocate).
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// copyBuffers is ReverseProxy's BufferPool.
+type copyBuffers struct{}
+
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == copyBufferSize {
+		b = b[:copyBufferSize]
+		copyBufferPool.Put(&b)
+	}
 }
 
 // roundTripFunc makes a function an http.RoundTripper.
