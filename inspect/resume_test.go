@@ -129,3 +129,21 @@ func TestUpstreamBadCertificateNotResumed(t *testing.T) {
 		t.Errorf("bad upstream after a good session: %d %q %s", resp.StatusCode, resp.Header.Get("X-Proxy-Error"), body)
 	}
 }
+
+// TestCopyBuffers: the copy buffers are copyBufferSize long, and a buffer
+// of another size is not kept.
+func TestCopyBuffers(t *testing.T) {
+	var p copyBuffers
+	b := p.Get()
+	if len(b) != copyBufferSize {
+		t.Fatalf("Get: %d bytes, want %d", len(b), copyBufferSize)
+	}
+	p.Put(b[:10])
+	if b2 := p.Get(); len(b2) != copyBufferSize {
+		t.Fatalf("Get after Put of a resliced buffer: %d bytes", len(b2))
+	}
+	p.Put(make([]byte, 100)) // dropped: any later Get still gets a full buffer
+	if b3 := p.Get(); len(b3) != copyBufferSize {
+		t.Fatalf("Get after Put of a foreign buffer: %d bytes", len(b3))
+	}
+}
