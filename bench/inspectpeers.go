@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -27,8 +28,10 @@ type proc struct {
 	exited chan struct{} // closed once the process has been waited for
 }
 
-// start starts cmd and waits for it in the background.
+// start starts cmd and waits for it in the background. The process is
+// killed if the benchmark dies first (mitmdump would otherwise stay).
 func (p *proc) start() error {
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		return err
 	}
