@@ -27,6 +27,11 @@ type Network struct {
 	// AllowUnixSockets are unix socket paths the command may connect to
 	// (see filesystem.go).
 	AllowUnixSockets []string `toml:"allow_unix_sockets"`
+	// ReadOnly, ReadOnlyGit and Inspect are policy.Config's entries of
+	// the same names: hosts whose requests are decided one by one.
+	ReadOnly    []string `toml:"read_only"`
+	ReadOnlyGit []string `toml:"read_only_git"`
+	Inspect     []string `toml:"inspect"`
 }
 
 // Proxy is the [proxy] table: resource bounds of the proxy servers.
@@ -46,6 +51,9 @@ type File struct {
 	Proxy       Proxy       `toml:"proxy"`
 	Filesystem  Filesystem  `toml:"filesystem"`
 	Environment Environment `toml:"environment"`
+	// Secrets is the [secrets] table (see secrets.go): NAME = [hosts] or
+	// NAME = { hosts = [...], file = "..." }.
+	Secrets map[string]Secret `toml:"secrets"`
 
 	// Path is where the file was read from ("" when no file was read).
 	Path string `toml:"-"`
@@ -175,6 +183,9 @@ func (f *File) validate() error {
 			_, err := policy.New(policy.Config{DeniedResolvedAddresses: []string{s}})
 			return err
 		}},
+		{"network.read_only", f.Network.ReadOnly, func(s string) error { _, err := policy.New(policy.Config{ReadOnly: []string{s}}); return err }},
+		{"network.read_only_git", f.Network.ReadOnlyGit, func(s string) error { _, err := policy.New(policy.Config{ReadOnlyGit: []string{s}}); return err }},
+		{"network.inspect", f.Network.Inspect, func(s string) error { _, err := policy.New(policy.Config{Inspect: []string{s}}); return err }},
 	}
 	for _, c := range checks {
 		for _, e := range c.entries {
@@ -184,6 +195,9 @@ func (f *File) validate() error {
 		}
 	}
 	if err := f.validateFilesystem(); err != nil {
+		return err
+	}
+	if err := f.validateSecrets(); err != nil {
 		return err
 	}
 	p := f.Proxy
@@ -228,6 +242,9 @@ type Overrides struct {
 	Deny                     []string
 	AllowLocalBinding        bool
 	AllowPrivateDestinations bool
+	ReadOnly                 []string // --read-only
+	ReadOnlyGit              []string // --read-only-git
+	Inspect                  []string // --inspect
 }
 
 // PolicyConfig merges the file with flag overrides: flags add entries to the
@@ -238,6 +255,9 @@ func (f *File) PolicyConfig(o Overrides) policy.Config {
 		Deny:                     append(append([]string(nil), f.Network.DeniedDomains...), o.Deny...),
 		AllowPrivateDestinations: f.Network.AllowPrivateDestinations || o.AllowPrivateDestinations,
 		DeniedResolvedAddresses:  append([]string(nil), f.Network.DeniedResolvedAddresses...),
+		ReadOnly:                 append(append([]string(nil), f.Network.ReadOnly...), o.ReadOnly...),
+		ReadOnlyGit:              append(append([]string(nil), f.Network.ReadOnlyGit...), o.ReadOnlyGit...),
+		Inspect:                  append(append([]string(nil), f.Network.Inspect...), o.Inspect...),
 	}
 }
 

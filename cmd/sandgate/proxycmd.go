@@ -27,6 +27,7 @@ func newProxyCmd() *cobra.Command {
 		openProxy bool
 		drain     time.Duration
 		quiet     bool
+		caOut     string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy [flags]",
@@ -37,6 +38,10 @@ until SIGINT or SIGTERM, then drain open connections.
 Each refusal is one line on stderr (at most 10 a second, then one line
 counting the rest); --quiet silences them, --audit FILE records every
 decision.
+
+Hosts with method/path rules (--read-only, --read-only-git, --inspect,
+--allow 'METHODS HOST/PATH') are inspected: the proxy terminates their TLS
+with a CA made at start, whose certificate clients must trust (--ca-out).
 
 Listening on a non-loopback address is refused unless credentials are set
 (--credentials-file) or --allow-open-proxy says you want an open proxy.`,
@@ -74,11 +79,17 @@ Listening on a non-loopback address is refused unless credentials are set
 				return err
 			}
 			defer closeAudit()
+			authority, removeCA, err := proxyInspection(pol, caOut, os.Stderr)
+			if err != nil {
+				return err
+			}
+			defer removeCA()
 			srv := proxy.New(proxy.Options{
 				Gate:        newGate(cf, pol),
 				Audit:       sink,
 				Credentials: creds,
 				Limits:      cf.Limits(),
+				Authority:   authority,
 				Logf: func(format string, args ...any) {
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", args...)
 				},
@@ -113,6 +124,7 @@ Listening on a non-loopback address is refused unless credentials are set
 	fs.StringVar(&credsFile, "credentials-file", "", "require clients to authenticate with the USER:PASSWORD on the first line of FILE")
 	fs.BoolVar(&openProxy, "allow-open-proxy", false, "allow listening on a non-loopback address without credentials")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "do not print a line on stderr for each refusal")
+	fs.StringVar(&caOut, "ca-out", "", "write the TLS inspection CA certificate (for clients to trust) to FILE; default: a temporary file, named on stderr, when the policy inspects a host")
 	fs.DurationVar(&drain, "drain-timeout", 10*time.Second, "how long to wait for open connections at shutdown")
 	return cmd
 }
