@@ -267,7 +267,7 @@ func inspectRow(t *table, s *score, tc inspectTest, rs map[string][]result, name
 
 // inspectNotes explains the layout and gives the proxies' CPU.
 func inspectNotes(t *table, w *inspectWorld, tests []inspectTest, res []map[string][]result, o inspectOpts) {
-	t.note("upstream https://%s (HTTP/1.1 and h2, ECDSA P-256 certificate from the bench's own CA) and the clients in this process; sandgate's tunnel (proxy.Server, no inspection) and inspection (a CONNECT front handing the connection to inspect.Serve, every request allowed) in the _inspect-proxy child (pid %d)", w.up.addr(), w.sg.pid())
+	t.note("upstream https://%s (HTTP/1.1 and h2, ECDSA P-256 certificate from the bench's own CA) and the clients in this process; sandgate's tunnel (proxy.Server, policy --allow TARGET) and inspection (proxy.Server with Options.Authority, policy --allow TARGET --inspect TARGET: every request allowed, decided and audited by method and path) in the _inspect-proxy child (pid %d)", w.up.addr(), w.sg.pid())
 	if w.mitm != nil {
 		t.note("mitmproxy: %s (pid %d): mitmdump %s", w.mitm.version, w.mitm.pid(), strings.Join(mitmdumpArgs("DIR", "CA", 0)[:4], " ")+" … "+strings.Join(mitmdumpArgs("DIR", "CA", 0)[8:], " "))
 	}

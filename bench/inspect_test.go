@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,10 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,50 +52,6 @@ func TestParseHarnessLine(t *testing.T) {
 			t.Errorf("parseHarnessLine(%q) accepted", bad)
 		}
 	}
-}
-
-func TestConnectTarget(t *testing.T) {
-	for _, c := range []struct {
-		raw  string
-		want string
-		ok   bool
-	}{
-		{"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n", "127.0.0.1:443", true},
-		{"GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "", false},
-		{"CONNECT 127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "", false},
-	} {
-		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(c.raw)))
-		if err != nil {
-			t.Fatalf("%q: %v", c.raw, err)
-		}
-		host, port, err := connectTarget(req)
-		got := ""
-		if err == nil {
-			got = host + ":" + strconv.Itoa(int(port))
-		}
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("connectTarget(%q) = %q, %v; want %q ok=%v", c.raw, got, err, c.want, c.ok)
-		}
-	}
-}
-
-// FuzzConnectTarget: whatever a client sends as its first request, the
-// harness's reading of it either fails or yields a host and a non-zero
-// port, and never panics.
-func FuzzConnectTarget(f *testing.F) {
-	f.Add("CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n")
-	f.Add("CONNECT [::1]:8443 HTTP/1.1\r\n\r\n")
-	f.Add("GET / HTTP/1.1\r\n\r\n")
-	f.Fuzz(func(t *testing.T, raw string) {
-		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
-		if err != nil {
-			return
-		}
-		host, port, err := connectTarget(req)
-		if err == nil && (host == "" || port == 0 || req.Method != http.MethodConnect) {
-			t.Fatalf("accepted %q as %q:%d", raw, host, port)
-		}
-	})
 }
 
 // FuzzParseHarnessLine: the helper's first line is accepted only in its

@@ -3,22 +3,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"runtime/pprof"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/policy"
@@ -29,12 +24,12 @@ import (
 // process of its own (as mitmdump is), so that its CPU is its own. It
 // serves two loopback listeners for one target:
 //
-//   - tunnel: sandgate's proxy.Server (HTTP CONNECT, splice), no inspection;
-//   - inspect: a small CONNECT front that decides the target with the same
-//     egress gate, answers 200 and hands the client connection (and the
-//     already dialled upstream) to inspect.Serve, with a Check that allows
-//     every request. It stands for the proxy's wiring of inspection, which
-//     is not in main yet.
+//   - tunnel: sandgate's proxy.Server with the target allowed (HTTP
+//     CONNECT, splice), no inspection;
+//   - inspect: another proxy.Server whose policy also inspects the target
+//     (as `--inspect HOST:PORT` does: every request allowed, each decided
+//     and audited by method and path), with the run's inspect.Authority and
+//     the upstream's CA as Options.Authority and Options.UpstreamRoots.
 //
 // It writes the run CA (PEM) to -ca-out, prints "tunnel ADDR inspect ADDR"
 // on stdout and serves until stdin closes (the driver's end of the pipe).
@@ -74,20 +69,12 @@ func inspectProxyMain(args []string) int {
 	return 0
 }
 
-// inspectHarness is the tunnel proxy and the inspecting CONNECT front.
+// inspectHarness is the two proxies.
 type inspectHarness struct {
-	gate      *egress.Gate
 	auth      *inspect.Authority
-	roots     *x509.CertPool
-	host      string
-	port      uint16
-	srv       *proxy.Server
+	srv, isrv *proxy.Server
 	tunnelLn  net.Listener
 	inspectLn net.Listener
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
 }
 
 // startInspectHarness listens on two loopback ports for target, trusting
@@ -109,12 +96,18 @@ func startInspectHarness(target, rootsFile string) (*inspectHarness, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	ipol, err := policy.New(policy.Config{Allow: []string{target}, Inspect: []string{target}})
+	if err != nil {
+		return nil, fmt.Errorf("inspecting policy: %w", err)
+	}
+	if !ipol.Inspects(host, port) {
+		return nil, fmt.Errorf("the policy --inspect %s does not inspect it", target)
+	}
 	auth, err := inspect.NewAuthority()
 	if err != nil {
 		return nil, err
 	}
-	h := &inspectHarness{gate: &egress.Gate{Policy: pol, DialTimeout: 10 * time.Second}, auth: auth, roots: pool,
-		host: host, port: port, conns: make(map[net.Conn]struct{})}
+	h := &inspectHarness{auth: auth}
 	if h.tunnelLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, err
 	}
@@ -122,9 +115,11 @@ func startInspectHarness(target, rootsFile string) (*inspectHarness, error) {
 		h.tunnelLn.Close()
 		return nil, err
 	}
-	h.srv = proxy.New(proxy.Options{Gate: h.gate, Limits: proxy.Limits{MaxConns: 4096}})
+	lim := proxy.Limits{MaxConns: 4096}
+	h.srv = proxy.New(proxy.Options{Gate: &egress.Gate{Policy: pol}, Limits: lim})
+	h.isrv = proxy.New(proxy.Options{Gate: &egress.Gate{Policy: ipol}, Limits: lim, Authority: auth, UpstreamRoots: pool})
 	go h.srv.ServeHTTP(h.tunnelLn)
-	go h.serveInspect()
+	go h.isrv.ServeHTTP(h.inspectLn)
 	return h, nil
 }
 
@@ -145,99 +140,7 @@ func (h *inspectHarness) stop() {
 	h.tunnelLn.Close()
 	h.inspectLn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
 	_ = h.srv.Shutdown(ctx)
-	cancel()
-	h.mu.Lock()
-	for c := range h.conns {
-		c.Close()
-	}
-	h.mu.Unlock()
-	h.wg.Wait()
-}
-
-// serveInspect accepts the inspecting front's connections.
-func (h *inspectHarness) serveInspect() {
-	for {
-		c, err := h.inspectLn.Accept()
-		if err != nil {
-			return
-		}
-		h.mu.Lock()
-		h.conns[c] = struct{}{}
-		h.mu.Unlock()
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			h.handleInspect(c)
-			h.mu.Lock()
-			delete(h.conns, c)
-			h.mu.Unlock()
-		}()
-	}
-}
-
-// handleInspect reads one CONNECT, decides and dials its target with the
-// gate, answers 200 and serves the rest of the connection with inspection.
-func (h *inspectHarness) handleInspect(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReaderSize(c, 4096)
-	req, err := http.ReadRequest(br)
-	if err != nil {
-		c.Close()
-		return
-	}
-	c.SetReadDeadline(time.Time{})
-	host, port, err := connectTarget(req)
-	if err != nil || !sameTarget(host, port, h.host, h.port) {
-		io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-		c.Close()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	up, _, dialed, err := h.gate.Connect(ctx, host, port)
-	cancel()
-	if err != nil || up == nil {
-		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-		c.Close()
-		return
-	}
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		c.Close()
-		up.Close()
-		return
-	}
-	// Bytes the client sent after the CONNECT head are already buffered.
-	initial, _ := br.Peek(br.Buffered())
-	initial = append([]byte(nil), initial...)
-	_ = inspect.Serve(c, initial, inspect.Config{
-		Authority: h.auth,
-		Host:      host,
-		Port:      port,
-		Check: func(string, string) policy.Decision {
-			return policy.Decision{Allow: true, Reason: "bench"}
-		},
-		First: up,
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			conn, _, _, err := h.gate.Connect(ctx, host, port)
-			if err == nil && conn == nil {
-				err = errors.New("refused by the policy")
-			}
-			return conn, err
-		},
-		RootCAs: h.roots,
-		Event:   audit.Event{Proto: "connect", Client: c.RemoteAddr().String(), Dialed: dialed.String()},
-	})
-}
-
-// connectTarget returns the host and port of a CONNECT request.
-func connectTarget(req *http.Request) (string, uint16, error) {
-	if req.Method != http.MethodConnect {
-		return "", 0, fmt.Errorf("method %s, want CONNECT", req.Method)
-	}
-	return splitTarget(req.Host)
-}
-
-// sameTarget compares a CONNECT target with the allowed one.
-func sameTarget(host string, port uint16, wantHost string, wantPort uint16) bool {
-	return port == wantPort && host == wantHost
+	_ = h.isrv.Shutdown(ctx)
 }
