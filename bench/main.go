@@ -113,7 +113,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 		fmt.Fprintf(fs.Output(), "  transparent  the transparent path vs CONNECT and direct (issue 11; root)\n")
 		fmt.Fprintf(fs.Output(), "  all    proxy, run and transparent (default; transparent only as root)\n")
 		fmt.Fprintf(fs.Output(), "  soak   waves of tunnels under descriptor limits, then many sandgate runs (issue 9)\n")
-		fmt.Fprintf(fs.Output(), "  inspect  HTTPS through TLS inspection vs direct, a tunnel and mitmproxy (issue 12; not part of all)\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "  inspect  HTTPS through TLS inspection vs direct, a tunnel, mitmproxy and srt (issue 12; not part of all)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
