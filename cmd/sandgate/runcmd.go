@@ -28,6 +28,7 @@ func newRunCmd() *cobra.Command {
 		keepGrant bool
 		host      hostFlags
 		noTransp  bool
+		upstream  upstreamFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -71,6 +72,9 @@ executable; 127 CMD not found.`,
 				return err
 			}
 			spec.Gate = newGate(cf, pol)
+			if err := upstream.apply(cf, spec.Gate); err != nil {
+				return err
+			}
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
 			if spec.UnixSockets, err = unixSocketPaths(cf, unixPaths); err != nil {
@@ -106,6 +110,7 @@ executable; 127 CMD not found.`,
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
 	pf.register(fs)
+	upstream.register(fs)
 	fs.StringVar(&network, "network", "proxy", "network mode: proxy, none or full")
 	fs.StringVar(&backend, "backend", "auto", "enforcement backend: auto, netns or identity")
 	fs.StringVar(&auditPath, "audit", "", "append every proxy decision as JSON Lines to FILE")

@@ -1,0 +1,80 @@
+//go:build linux
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandgate/sandgate/internal/squidtest"
+)
+
+// TestRunUpstreamProxy runs `sandgate run --upstream-proxy` against a real
+// squid on the host namespace's loopback that wants credentials, resolves
+// the fake internet's names from its own hosts file and refuses one of them
+// by its own rules. By name (the default) squid is asked for the name and
+// its rules apply after sandgate's; a name sandgate refuses never reaches
+// squid; with --upstream-send address squid is asked for the address
+// sandgate resolved and checked. The upstream's password is never printed
+// nor audited.
+func TestRunUpstreamProxy(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	sq := squidtest.Start(t, squidtest.Config{
+		Wrap:    []string{"ip", "netns", "exec", w.hostNS},
+		Hosts:   map[string]string{"remote.test": remoteV4, "blocked.test": remoteV4},
+		Ports:   []uint16{80, 22},
+		Blocked: []string{"blocked.test"},
+		Auth:    true,
+	})
+	const secret = "upstream-Pa55-secret"
+	upURL := "http://alice:" + secret + "@" + sq.Addr
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{
+		"--no-transparent", "--upstream-proxy", upURL, "--audit", auditFile,
+		"--allow", "remote.test", "--allow", "blocked.test",
+	}
+	cs := []chk{
+		succeeds("http", "http://remote.test/").with("sgtest-remote proto=http host=remote.test"),
+		succeeds("connect", "remote.test:22").with("SSH-2.0-sgtest-banner"),
+		// squid's own rule refuses it after sandgate allowed it.
+		fails("http", "http://blocked.test/").with("502", "403", "the upstream's own rules"),
+		// sandgate's refusal: squid never hears of it.
+		fails("http", "http://evil.test/").with("403"),
+	}
+	o := w.runSandgate(t, flags, probeArgv(cs)...)
+	expectProbes(t, o, cs)
+	log := sq.WaitLog(t, "CONNECT remote.test:80")
+	sq.WaitLog(t, "blocked.test")
+	if strings.Contains(log, "evil.test") {
+		t.Errorf("squid heard of a name sandgate refused:\n%s", log)
+	}
+	audit, _ := os.ReadFile(auditFile)
+	for what, text := range map[string]string{"stderr": o.stderr, "stdout": o.stdout, "audit": string(audit)} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the upstream's password is in sandgate's %s:\n%s", what, text)
+		}
+	}
+
+	// By address: sandgate resolves and checks, squid gets the address.
+	cs = []chk{succeeds("http", "http://remote.test/").with("sgtest-remote proto=http")}
+	o = w.runSandgate(t, []string{"--no-transparent", "--upstream-proxy", upURL, "--upstream-send", "address", "--allow", "remote.test"}, probeArgv(cs)...)
+	expectProbes(t, o, cs)
+	byAddr := func(l string) bool {
+		return strings.Contains(l, "CONNECT "+remoteV4+":80") || strings.Contains(l, "CONNECT ["+remoteV6+"]:80")
+	}
+	for end := time.Now().Add(5 * time.Second); !byAddr(sq.Log()) && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if log = sq.Log(); !byAddr(log) {
+		t.Errorf("by address: squid was not asked for remote.test's address:\n%s", log)
+	}
+
+	// Without credentials squid says 407, and sandgate says so.
+	cs = []chk{fails("http", "http://remote.test/").with("407", "credentials")}
+	o = w.runSandgate(t, []string{"--no-transparent", "--upstream-proxy", "http://" + sq.Addr, "--allow", "remote.test"}, probeArgv(cs)...)
+	expectProbes(t, o, cs)
+}
