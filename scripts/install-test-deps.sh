@@ -11,6 +11,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v bwrap >/dev/null || need+=(bubblewrap) # bench run: the start-up of a comparable sandbox
 command -v nc >/dev/null || need+=(netcat-openbsd)
 command -v squid >/dev/null || need+=(squid) # egress: the upstream proxy test (TestUpstreamSquid)
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless) # sandbox: Java's HttpClient on the identity backend
 # e2e real clients under the default view (e2e/realclients_test.go).
 command -v git >/dev/null || need+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
