@@ -24,9 +24,10 @@ func containerHints() (why []string, fix string) {
 	if len(why) == 0 {
 		return nil, ""
 	}
-	return why, "in a container: let sandgate create user namespaces with a seccomp profile that allows CLONE_NEWUSER " +
-		"(`docker run --security-opt seccomp=unconfined`, or a profile of your own; Kubernetes: securityContext.seccompProfile.type: Unconfined), " +
-		"and where AppArmor confines the container also --security-opt apparmor=unconfined, or run it --privileged; see docs/containers.md"
+	return why, "in a container: let sandgate create user namespaces and mount /proc in them " +
+		"(`docker run --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined`, " +
+		"or a seccomp profile of your own that allows CLONE_NEWUSER; Kubernetes: seccompProfile and appArmorProfile Unconfined, procMount Unmasked), " +
+		"or run it --privileged; see docs/containers.md"
 }
 
 // procSelfStatus is where containerHints reads the seccomp mode.
