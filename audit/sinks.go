@@ -146,7 +146,9 @@ type Summary struct {
 // NewSummary returns an empty Summary. The zero Summary is also ready to use.
 func NewSummary() *Summary { return &Summary{} }
 
-// Record counts e when it is a refusal (Decision "deny").
+// Record counts e when it is a refusal (Decision "deny"); a 407 challenge
+// (ReasonAuthChallenge) counts only while no other event for its host and
+// port has followed it.
 func (s *Summary) Record(e Event) {
 	if s.challenged(e) || e.Decision != DecisionDeny {
 		return
