@@ -3,9 +3,14 @@
 package e2e
 
 import (
+	"context"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,4 +82,62 @@ func TestRunUpstreamProxy(t *testing.T) {
 	cs = []chk{fails("http", "http://remote.test/").with("407", "credentials")}
 	o = w.runSandgate(t, []string{"--no-transparent", "--upstream-proxy", "http://" + sq.Addr, "--allow", "remote.test"}, probeArgv(cs)...)
 	expectProbes(t, o, cs)
+}
+
+// TestProxyUpstreamFromConfig runs `sandgate proxy` with [proxy] upstream
+// in its configuration file (credentials included) against a real squid:
+// curl through sandgate reaches the allowed name through squid by name, a
+// refused name never reaches squid, and sandgate's own line about the
+// upstream names it without its password.
+func TestProxyUpstreamFromConfig(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("curl is needed (scripts/install-test-deps.sh installs it): %v", err)
+	}
+	sq := squidtest.Start(t, squidtest.Config{
+		Wrap:  []string{"ip", "netns", "exec", w.hostNS},
+		Hosts: map[string]string{"remote.test": remoteV4},
+		Ports: []uint16{80},
+		Auth:  true,
+	})
+	const secret = "cfg-Upstream-secret"
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(cfg, []byte("[network]\nallowed_domains = [\"remote.test\"]\n\n[proxy]\nupstream = \"http://bob:"+secret+"@"+sq.Addr+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(40000))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	c := w.hostCmd(ctx, nil, newHome(t, nil), sandgateBin, "proxy", "--config", cfg, "--http", listen, "--socks", "")
+	stderr := newLines()
+	c.Stderr = stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); stderr.end(); close(done) }()
+	t.Cleanup(func() { _ = c.Process.Kill(); <-done })
+	stderr.waitFor(t, "HTTP proxy listening on", 20*time.Second)
+
+	o := w.runHost(t, "curl", "-sS", "--max-time", "10", "-x", "http://"+listen, "http://remote.test/")
+	if o.code != 0 || !strings.Contains(o.stdout, "sgtest-remote proto=http host=remote.test") {
+		t.Errorf("curl through sandgate and squid: exit %d\n%s\n%s", o.code, o.stdout, o.stderr)
+	}
+	o = w.runHost(t, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-x", "http://"+listen, "http://evil.test/")
+	if o.stdout != "403" {
+		t.Errorf("curl to a refused name: %q, want 403", o.stdout)
+	}
+	log := sq.WaitLog(t, "CONNECT remote.test:80 bob")
+	if strings.Contains(log, "evil.test") {
+		t.Errorf("squid heard of a name sandgate refused:\n%s", log)
+	}
+	if err := c.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	out := stderr.String()
+	if !strings.Contains(out, "through upstream proxy http://"+sq.Addr+", by host name") || strings.Contains(out, secret) {
+		t.Errorf("sandgate proxy's stderr should name the upstream without its password:\n%s", out)
+	}
 }
