@@ -78,6 +78,21 @@ func TestRunUpstreamProxy(t *testing.T) {
 		t.Errorf("by address: squid was not asked for remote.test's address:\n%s", log)
 	}
 
+	// The transparent path: a client that ignores the proxy variables is
+	// decided by the same policy and connected through the upstream.
+	before := strings.Count(sq.Log(), "CONNECT remote.test:80 alice")
+	o = w.runSandgate(t, []string{"--upstream-proxy", upURL, "--allow", "remote.test"},
+		"/bin/sh", "-c", "curl -sS --max-time 10 --noproxy '*' http://remote.test/ && echo T-TRANSPARENT-OK")
+	if o.code != 0 || !strings.Contains(o.stdout, "sgtest-remote proto=http") || !strings.Contains(o.stdout, "T-TRANSPARENT-OK") {
+		t.Errorf("transparent curl through the upstream: exit %d\n%s\n%s", o.code, o.stdout, o.stderr)
+	}
+	for end := time.Now().Add(5 * time.Second); strings.Count(sq.Log(), "CONNECT remote.test:80 alice") <= before && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Count(sq.Log(), "CONNECT remote.test:80 alice") <= before {
+		t.Errorf("the transparent connection did not go through squid:\n%s", sq.Log())
+	}
+
 	// Without credentials squid says 407, and sandgate says so.
 	cs = []chk{fails("http", "http://remote.test/").with("407", "credentials")}
 	o = w.runSandgate(t, []string{"--no-transparent", "--upstream-proxy", "http://" + sq.Addr, "--allow", "remote.test"}, probeArgv(cs)...)
