@@ -46,8 +46,11 @@ func (w *world) inContainer(t *testing.T, helper, dir string, flags []string, ar
 // seccomp filter refuses user namespaces and what to do about it in a
 // container (the docker flags, docs/containers.md) and outside one (the
 // identity backend); `sandgate doctor` fails its user namespace check with
-// the same diagnosis. Without the filter but still without CAP_SYS_ADMIN
-// (a pod whose seccomp profile is Unconfined), the default run works.
+// the same diagnosis. With /proc partly masked (Docker's masked paths),
+// the run fails the same way, naming the masked paths and the option that
+// lifts them. Without the filter and the masks but still without
+// CAP_SYS_ADMIN (a pod whose seccomp profile is Unconfined), the default
+// run works.
 func TestContainerDefaultSeccomp(t *testing.T) {
 	w := requireSandgate(t)
 	t.Parallel()
@@ -101,6 +104,21 @@ func TestContainerDefaultSeccomp(t *testing.T) {
 	}
 	if !found || rep.OK {
 		t.Errorf("doctor report ok %v, user namespace check found %v:\n%s", rep.OK, found, o.stdout)
+	}
+
+	// No filter, but /proc partly masked as Docker masks it: the netns
+	// backend cannot mount the sandbox's /proc, and says so and why.
+	o = w.inContainer(t, helper, ws, []string{"-seccomp=false", "-mask-proc"}, sandgateBin, "run", "--", "touch", marker)
+	if o.code != 125 {
+		t.Errorf("sandgate run with a masked /proc: exit %d, want 125", o.code)
+	}
+	for _, want := range []string{"mounting /proc", "parts of /proc are hidden under other mounts (/proc/keys", "--security-opt systempaths=unconfined", "procMount Unmasked"} {
+		if !strings.Contains(o.stderr, want) {
+			t.Errorf("sandgate run's message with a masked /proc lacks %q:\n%s", want, o.stderr)
+		}
+	}
+	if fileExists(marker) {
+		t.Error("CMD ran although enforcement was unavailable")
 	}
 
 	// seccomp Unconfined, no CAP_SYS_ADMIN: the user namespace gives the

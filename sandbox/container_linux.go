@@ -16,6 +16,10 @@ func containerHints() (why []string, fix string) {
 		why = append(why, "a seccomp filter confines sandgate itself (Seccomp: 2 in "+procSelfStatus+"), as a container runtime's default profile does: "+
 			"Docker's, and Kubernetes' RuntimeDefault, refuse clone and unshare with CLONE_NEWUSER to a process without CAP_SYS_ADMIN")
 	}
+	if masked := maskedProc(readFile(procSelfMountinfo)); len(masked) > 0 {
+		why = append(why, "parts of /proc are hidden under other mounts ("+strings.Join(masked, ", ")+
+			"), as container runtimes do, and the kernel refuses a fresh /proc in a user namespace while they are")
+	}
 	for _, m := range containerMarkers {
 		if m.env != "" && os.Getenv(m.env) != "" || m.path != "" && exists(m.path) {
 			why = append(why, m.says)
@@ -30,8 +34,30 @@ func containerHints() (why []string, fix string) {
 		"or run it --privileged; see docs/containers.md"
 }
 
-// procSelfStatus is where containerHints reads the seccomp mode.
-var procSelfStatus = "/proc/self/status"
+// procSelfStatus and procSelfMountinfo are where containerHints reads
+// the seccomp mode and the mounts.
+var (
+	procSelfStatus    = "/proc/self/status"
+	procSelfMountinfo = "/proc/self/mountinfo"
+)
+
+// maskedProc returns the mount points below /proc in a mountinfo text
+// (at most 5, then "…"), but binfmt_misc's, which hides nothing: what a
+// runtime's masked paths (Docker's /proc/keys, /proc/acpi, …) look like.
+func maskedProc(mountinfo string) []string {
+	var out []string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[4], "/proc/") || f[4] == "/proc/sys/fs/binfmt_misc" {
+			continue
+		}
+		if len(out) == 5 {
+			return append(out, "…")
+		}
+		out = append(out, f[4])
+	}
+	return out
+}
 
 // containerMarkers are the signs a container runtime leaves.
 var containerMarkers = []struct{ path, env, says string }{

@@ -6,9 +6,12 @@
 // CAP_SYS_ADMIN (clone with any CLONE_NEW* flag, unshare and setns fail
 // with EPERM; clone3 with ENOSYS, so that callers fall back to clone), and
 // a bounding set without CAP_SYS_ADMIN and CAP_NET_ADMIN, which Docker and
-// Kubernetes do not grant by default.
+// Kubernetes do not grant by default; with -mask-proc also, in a mount
+// namespace of its own, parts of /proc hidden under other mounts as
+// Docker's masked paths are (/proc/keys under /dev/null, a read-only tmpfs
+// on /proc/acpi where it exists).
 //
-//	container [-seccomp=false] [-keep=CAP,...] -- CMD [ARG]...
+//	container [-seccomp=false] [-mask-proc] [-keep=CAP,...] -- CMD [ARG]...
 package main
 
 import (
@@ -33,6 +36,7 @@ const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC 
 func main() {
 	withSeccomp := flag.Bool("seccomp", true, "install the Docker-like seccomp filter")
 	keep := flag.String("keep", "", "comma-separated capabilities to keep (sys_admin, net_admin)")
+	maskProc := flag.Bool("mask-proc", false, "hide parts of /proc under other mounts, as Docker does")
 	flag.Parse()
 	argv := flag.Args()
 	if len(argv) == 0 {
@@ -46,6 +50,11 @@ func main() {
 	// Capabilities and the bounding set are per thread; exec happens on
 	// this one.
 	runtime.LockOSThread()
+	if *maskProc {
+		if err := hideProc(); err != nil {
+			fail(fmt.Errorf("masking /proc: %w", err))
+		}
+	}
 	if *withSeccomp {
 		if err := installFilter(); err != nil {
 			fail(fmt.Errorf("seccomp: %w", err))
@@ -61,6 +70,27 @@ func main() {
 		}
 	}
 	fail(syscall.Exec(path, argv, os.Environ()))
+}
+
+// hideProc gives this thread (and what it executes) a mount namespace of
+// its own in which /proc/keys is covered by /dev/null and /proc/acpi by an
+// empty read-only tmpfs.
+func hideProc() error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	if err := unix.Mount("/dev/null", "/proc/keys", "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/proc/acpi"); err == nil {
+		if err := unix.Mount("tmpfs", "/proc/acpi", "tmpfs", unix.MS_RDONLY, ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fail(err error) {
