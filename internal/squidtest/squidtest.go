@@ -6,6 +6,7 @@ package squidtest
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,8 +60,7 @@ func Start(t testing.TB, c Config) *Squid {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port := 20000 + rand.IntN(40000)
-		s, err := start(t, bin, c, port)
+		s, err := start(t, bin, c, pickPort(c.Wrap == nil))
 		if err == nil {
 			return s
 		}
@@ -68,6 +68,18 @@ func Start(t testing.TB, c Config) *Squid {
 	}
 	t.Fatalf("starting squid: %v", lastErr)
 	return nil
+}
+
+// pickPort returns a port that is free on this process's loopback when
+// local, else (squid runs in another network namespace) a random one.
+func pickPort(local bool) int {
+	if local {
+		if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			defer ln.Close()
+			return ln.Addr().(*net.TCPAddr).Port
+		}
+	}
+	return 20000 + rand.IntN(40000)
 }
 
 // start tries one port.
