@@ -22,9 +22,9 @@ import (
 	"github.com/sandgate/sandgate/policy"
 )
 
-// javaClient is a single-file Java program (java Client.java URL) that
+// javaHTTPClient is a single-file Java program (java Client.java URL) that
 // fetches URL with java.net.http.HttpClient and prints the body.
-const javaClient = `import java.net.URI;
+const javaHTTPClient = `import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -48,7 +48,7 @@ git clone -q http://git.test/repo.git "$HOME/first" && grep -q FLEET-REPO "$HOME
 case "$JAVA_TOOL_OPTIONS" in *proxyHost*) echo T-JAVA-PROXIED;; esac
 env -u GIT_HTTP_PROXY_AUTHMETHOD git clone -q http://git2.test/repo.git "$HOME/second" && grep -q FLEET-REPO "$HOME/second/hello.txt" && echo T-GIT-CHALLENGED-OK
 cat > "$HOME/Client.java" <<'JAVA'
-` + javaClient + `JAVA
+` + javaHTTPClient + `JAVA
 java "$HOME/Client.java" http://java.test/ 2>&1
 exit 0
 `
