@@ -18,6 +18,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/dnsstub"
 	"github.com/sandgate/sandgate/nftfw"
+	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 	"github.com/sandgate/sandgate/synthaddr"
@@ -138,7 +139,11 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 // policy is the stub's question: is the name allowed on some port.
 func (t *transparentRun) policy() dnsstub.Policy {
 	return dnsstub.PolicyFunc(func(name string) (bool, string) {
-		d := t.spec.Gate.Policy.CheckName(name)
+		p := t.spec.Gate.PolicyNow() // a live policy's change reaches the stub at once
+		if p == nil {
+			return false, policy.ReasonNotAllowed
+		}
+		d := p.CheckName(name)
 		return d.Allow, d.Reason
 	})
 }
@@ -238,8 +243,8 @@ func (t *transparentRun) dnsRefused(r dnsstub.Refusal) {
 		return
 	}
 	text := fmt.Sprintf("DNS query for %q (%s) answered %s: %s", r.Name, r.Type, r.RCode, r.Reason)
-	if r.Name != "" && t.spec.Gate.Policy != nil {
-		if d := t.spec.Gate.Policy.CheckName(r.Name); !d.Allow && d.Reason == r.Reason {
+	if p := t.spec.Gate.PolicyNow(); r.Name != "" && p != nil {
+		if d := p.CheckName(r.Name); !d.Allow && d.Reason == r.Reason {
 			text = fmt.Sprintf("DNS query for %s (%s) answered %s: %s", r.Name, r.Type, r.RCode, d.Text)
 		}
 	}

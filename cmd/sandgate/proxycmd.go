@@ -75,8 +75,8 @@ Listening on a non-loopback address is refused unless credentials are set
 				return err
 			}
 			defer closeAudit()
-			gate := newGate(cf, pol)
-			if err := upstream.apply(cf, gate); err != nil {
+			gate, err := upstream.gate(cf, pol)
+			if err != nil {
 				return err
 			}
 			if line := upstreamLine(gate.Upstream); line != "" {

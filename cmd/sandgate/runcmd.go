@@ -27,8 +27,10 @@ func newRunCmd() *cobra.Command {
 		unixPaths []string
 		keepGrant bool
 		host      hostFlags
+		secret    secretFlags
 		noTransp  bool
 		upstream  upstreamFlags
+		ctl       controlFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -64,6 +66,7 @@ executable; 127 CMD not found.`,
 			defer closeAudit()
 
 			spec.Args = args
+			host.env = append(host.env, secret.names(cf)...) // CMD gets their placeholders
 			envLine, err := host.filterEnv(cf, &spec)
 			if err != nil {
 				return err
@@ -71,8 +74,10 @@ executable; 127 CMD not found.`,
 			if err := host.view(cf, &spec, auditPath); err != nil {
 				return err
 			}
-			spec.Gate = newGate(cf, pol)
-			if err := upstream.apply(cf, spec.Gate); err != nil {
+			if err := secret.apply(cf, &spec, os.Environ()); err != nil {
+				return err
+			}
+			if spec.Gate, err = upstream.gate(cf, pol); err != nil {
 				return err
 			}
 			spec.Audit = sink
@@ -90,7 +95,12 @@ executable; 127 CMD not found.`,
 				}
 			}
 			spec.Notify = notify
+			stopControl, err := ctl.start(&spec, sink)
+			if err != nil {
+				return err
+			}
 			res, err := sandbox.Run(context.Background(), spec)
+			stopControl()
 			warnViewChanged(res.ViewChanged)
 			if verr, ok := viewError(cf, err); ok {
 				return verr
@@ -118,9 +128,11 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
+	secret.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
+	ctl.register(fs)
 	return cmd
 }
 

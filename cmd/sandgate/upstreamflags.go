@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandgate/sandgate/config"
 	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/policy"
 )
 
 // upstreamFlags are --upstream-proxy and --upstream-send, shared by `run`
@@ -23,6 +24,16 @@ type upstreamFlags struct {
 func (u *upstreamFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&u.proxy, "upstream-proxy", "", "connect through this proxy once the policy allows a destination: http://[user:pass@]host:port, socks5://…, \"env\" for your own HTTPS_PROXY/ALL_PROXY/HTTP_PROXY and NO_PROXY, or \"direct\" to ignore [proxy] upstream")
 	fs.StringVar(&u.send, "upstream-send", "", "what the upstream proxy is asked for: \"name\" (default: it resolves, so sandgate's resolved-address check does not run) or \"address\" (sandgate resolves and checks, then sends the address)")
+}
+
+// gate is newGate's gate for cf and pol with the upstream of the flags
+// and cf (apply).
+func (u *upstreamFlags) gate(cf *config.File, pol *policy.Policy) (*egress.Gate, error) {
+	g := newGate(cf, pol)
+	if err := u.apply(cf, g); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // apply sets g.Upstream from the flags and cf. Every failure is a usage
