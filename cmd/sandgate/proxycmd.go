@@ -28,6 +28,7 @@ func newProxyCmd() *cobra.Command {
 		drain     time.Duration
 		quiet     bool
 		caOut     string
+		upstream  upstreamFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy [flags]",
@@ -84,8 +85,15 @@ Listening on a non-loopback address is refused unless credentials are set
 				return err
 			}
 			defer removeCA()
+			gate, err := upstream.gate(cf, pol)
+			if err != nil {
+				return err
+			}
+			if line := upstreamLine(gate.Upstream); line != "" {
+				fmt.Fprintln(os.Stderr, "sandgate: "+line)
+			}
 			srv := proxy.New(proxy.Options{
-				Gate:        newGate(cf, pol),
+				Gate:        gate,
 				Audit:       sink,
 				Credentials: creds,
 				Limits:      cf.Limits(),
@@ -118,6 +126,7 @@ Listening on a non-loopback address is refused unless credentials are set
 	}
 	fs := cmd.Flags()
 	pf.register(fs)
+	upstream.register(fs)
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:3128", "address of the HTTP proxy listener (\"\" to disable)")
 	fs.StringVar(&socksAddr, "socks", "127.0.0.1:1080", "address of the SOCKS5 proxy listener (\"\" to disable)")
 	fs.StringVar(&auditPath, "audit", "", "append every decision as JSON Lines to FILE")

@@ -29,6 +29,7 @@ func newRunCmd() *cobra.Command {
 		host      hostFlags
 		secret    secretFlags
 		noTransp  bool
+		upstream  upstreamFlags
 		ctl       controlFlags
 	)
 	cmd := &cobra.Command{
@@ -76,7 +77,9 @@ executable; 127 CMD not found.`,
 			if err := secret.apply(cf, &spec, os.Environ()); err != nil {
 				return err
 			}
-			spec.Gate = newGate(cf, pol)
+			if spec.Gate, err = upstream.gate(cf, pol); err != nil {
+				return err
+			}
 			spec.Audit = sink
 			spec.ProxyLimits = cf.Limits()
 			if spec.UnixSockets, err = unixSocketPaths(cf, unixPaths); err != nil {
@@ -121,6 +124,7 @@ executable; 127 CMD not found.`,
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
 	pf.register(fs)
+	upstream.register(fs)
 	fs.StringVar(&network, "network", "proxy", "network mode: proxy, none or full")
 	fs.StringVar(&backend, "backend", "auto", "enforcement backend: auto, netns or identity")
 	fs.StringVar(&auditPath, "audit", "", "append every proxy decision as JSON Lines to FILE")
