@@ -15,6 +15,21 @@ import (
 	"github.com/sandgate/sandgate/sandbox"
 )
 
+// runLong is the help text of sandgate run.
+const runLong = `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
+SOCKS5 proxy, under the policy; the kernel enforces it.
+
+  --network proxy  (default) only through the proxy, under the policy; with
+                   the transparent path (off with --no-transparent), the
+                   TCP connections and DNS queries of programs that ignore
+                   the proxy variables are decided by the same policy
+  --network none   no network at all (a private loopback only)
+  --network full   the host's network, no proxy (still sandboxed otherwise)
+
+Exit status: CMD's own; 128+N if CMD died of signal N; 125 if sandgate
+itself failed (including "enforcement unavailable"); 126 CMD not
+executable; 127 CMD not found.`
+
 func newRunCmd() *cobra.Command {
 	var (
 		pf        policyFlags
@@ -35,20 +50,8 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
 		Short: "Run CMD with network egress only through sandgate's policy proxy",
-		Long: `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
-SOCKS5 proxy, under the policy; the kernel enforces it.
-
-  --network proxy  (default) only through the proxy, under the policy; with
-                   the transparent path (off with --no-transparent), the
-                   TCP connections and DNS queries of programs that ignore
-                   the proxy variables are decided by the same policy
-  --network none   no network at all (a private loopback only)
-  --network full   the host's network, no proxy (still sandboxed otherwise)
-
-Exit status: CMD's own; 128+N if CMD died of signal N; 125 if sandgate
-itself failed (including "enforcement unavailable"); 126 CMD not
-executable; 127 CMD not found.`,
-		Args: cobra.MinimumNArgs(1),
+		Long:  runLong,
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var spec sandbox.Spec
 			if err := setModes(&spec, network, backend); err != nil {
