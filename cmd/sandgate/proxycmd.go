@@ -27,6 +27,7 @@ func newProxyCmd() *cobra.Command {
 		openProxy bool
 		drain     time.Duration
 		quiet     bool
+		df        decideFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy [flags]",
@@ -74,8 +75,13 @@ Listening on a non-loopback address is refused unless credentials are set
 				return err
 			}
 			defer closeAudit()
+			gate := newGate(cf, pol)
+			if err := df.applyGate(gate, ""); err != nil {
+				return err
+			}
+			defer df.close()
 			srv := proxy.New(proxy.Options{
-				Gate:        newGate(cf, pol),
+				Gate:        gate,
 				Audit:       sink,
 				Credentials: creds,
 				Limits:      cf.Limits(),
@@ -107,6 +113,7 @@ Listening on a non-loopback address is refused unless credentials are set
 	}
 	fs := cmd.Flags()
 	pf.register(fs)
+	df.register(fs)
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:3128", "address of the HTTP proxy listener (\"\" to disable)")
 	fs.StringVar(&socksAddr, "socks", "127.0.0.1:1080", "address of the SOCKS5 proxy listener (\"\" to disable)")
 	fs.StringVar(&auditPath, "audit", "", "append every decision as JSON Lines to FILE")

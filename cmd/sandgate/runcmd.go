@@ -28,6 +28,7 @@ func newRunCmd() *cobra.Command {
 		keepGrant bool
 		host      hostFlags
 		noTransp  bool
+		df        decideFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -72,6 +73,10 @@ executable; 127 CMD not found.`,
 			}
 			spec.Gate = newGate(cf, pol)
 			spec.Audit = sink
+			if err := df.apply(&spec, ""); err != nil {
+				return err
+			}
+			defer df.close()
 			spec.ProxyLimits = cf.Limits()
 			if spec.UnixSockets, err = unixSocketPaths(cf, unixPaths); err != nil {
 				return err
@@ -113,6 +118,7 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
+	df.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
