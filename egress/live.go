@@ -2,13 +2,12 @@ package egress
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"github.com/sandgate/sandgate/decide"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sandgate/sandgate/decide"
 	"github.com/sandgate/sandgate/policy"
 )
 
@@ -172,4 +171,15 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 		d.Entry, d.Text = EntryDecider, t.String()+" is allowed once by the decider"
 	}
 	return once, d, gen
+}
+
+// decideName is the decision about a name by the name alone, for an
+// upstream that resolves it (SendName): the policy, then the Asker for a
+// destination merely not on the allow list. Nothing is looked up here.
+func (g *Gate) decideName(ctx context.Context, pol *policy.Policy, t policy.Target, gen uint64) Result {
+	res := Result{Target: t, Decision: pol.CheckTarget(t), Gen: gen}
+	if !res.Decision.Allow && res.Decision.Reason == policy.ReasonNotAllowed && g.Ask != nil {
+		_, res.Decision, res.Gen = g.Ask.ask(ctx, g.Live, pol, t, gen)
+	}
+	return res
 }
