@@ -18,6 +18,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/dnsstub"
 	"github.com/sandgate/sandgate/nftfw"
+	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
 	"github.com/sandgate/sandgate/synthaddr"
@@ -135,10 +136,21 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 	return t, replace, nil
 }
 
-// policy is the stub's question: is the name allowed on some port.
+// policy is the stub's question: is the name allowed on some port. With an
+// Asker (--ask, --decider) a name merely not on the allow list gets an
+// address too, so that the connection to it reaches the gate and is asked
+// about with its port.
 func (t *transparentRun) policy() dnsstub.Policy {
 	return dnsstub.PolicyFunc(func(name string) (bool, string) {
-		d := t.spec.Gate.Policy.CheckName(name)
+		g := t.spec.Gate
+		pol := g.Policy
+		if g.Live != nil {
+			pol, _ = g.Live.Current()
+		}
+		d := pol.CheckName(name)
+		if !d.Allow && d.Reason == policy.ReasonNotAllowed && g.Ask != nil {
+			return true, ""
+		}
 		return d.Allow, d.Reason
 	})
 }
