@@ -1,0 +1,229 @@
+//go:build linux
+
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// question is what a decider receives (docs/decider.md).
+type question struct {
+	Run      string `json:"run"`
+	Protocol string `json:"protocol"`
+	Host     string `json:"host"`
+	Port     uint16 `json:"port"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+}
+
+// testDecider is a decider service on a unix socket: answers maps a host to
+// the answer's JSON; delay holds every answer that long.
+type testDecider struct {
+	url   string
+	mu    sync.Mutex
+	asked []question
+}
+
+func startDecider(t *testing.T, answers map[string]string, delay time.Duration) *testDecider {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix+"dec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "d.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &testDecider{url: "unix:" + path}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var q question
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		if err := json.Unmarshal(body, &q); err != nil {
+			t.Errorf("decider: question %q: %v", body, err)
+			http.Error(w, "bad question", http.StatusBadRequest)
+			return
+		}
+		d.mu.Lock()
+		d.asked = append(d.asked, q)
+		d.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		ans, ok := answers[q.Host]
+		if !ok {
+			ans = `{"decision":"deny"}`
+		}
+		_, _ = io.WriteString(w, ans)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return d
+}
+
+// count returns how many questions named host:port, and the questions.
+func (d *testDecider) count(host string, port uint16) (int, []question) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, q := range d.asked {
+		if q.Host == host && q.Port == port {
+			n++
+		}
+	}
+	return n, append([]question(nil), d.asked...)
+}
+
+// reasonOf returns the reasons of the audit events for host:port.
+func reasonsOf(evs []auditEvent, host string, port uint16) []string {
+	var rs []string
+	for _, e := range evs {
+		if e.Host == host && e.Port == port {
+			rs = append(rs, e.Decision+":"+e.Reason)
+		}
+	}
+	return rs
+}
+
+// TestRunDecider: a decider on a unix socket allows remote.test for the
+// run (asked once for two requests), remote4.test once (asked for each
+// request), and denies evil.test; a name on the deny list is never asked.
+func TestRunDecider(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	d := startDecider(t, map[string]string{
+		"remote.test":  `{"decision":"allow","scope":"run"}`,
+		"remote4.test": `{"decision":"allow","scope":"once"}`,
+		"evil.test":    `{"decision":"deny"}`,
+	}, 0)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{"--backend", "netns", "--decider", d.url, "--audit", auditFile,
+		"--allow", "remote6.test", "--deny", "denied.test"}
+	cs := []chk{
+		succeeds("http", "http://remote.test/").with("sgtest-remote proto=http host=remote.test"),
+		succeeds("http", "http://remote.test/").with("sgtest-remote proto=http"),
+		succeeds("http", "http://remote4.test/").with("local=" + remoteV4 + ":80"),
+		succeeds("http", "http://remote4.test/").with("local=" + remoteV4 + ":80"),
+		succeeds("connect", "remote.test:22").with("SSH-2.0-sgtest-banner"), // another port: asked anew
+		fails("http", "http://evil.test/").with("403"),
+		fails("socks5", "evil.test:22").with("socks reply 2"),
+		fails("http", "http://denied.test/").with("403"),
+		succeeds("http", "http://remote6.test/"), // on the allow list: never asked
+	}
+	o := w.runSandgate(t, flags, probeArgv(cs)...)
+	expectProbes(t, o, cs)
+	for _, c := range []struct {
+		host string
+		port uint16
+		n    int
+	}{{"remote.test", 80, 1}, {"remote4.test", 80, 2}, {"remote.test", 22, 1}, {"evil.test", 80, 1}, {"evil.test", 22, 1}, {"denied.test", 80, 0}, {"remote6.test", 80, 0}} {
+		if n, all := d.count(c.host, c.port); n != c.n {
+			t.Errorf("%s:%d was asked %d times, want %d; questions %+v", c.host, c.port, n, c.n, all)
+		}
+	}
+	_, all := d.count("", 0)
+	if len(all) == 0 {
+		t.Fatal("the decider was never asked")
+	}
+	for _, q := range all {
+		if len(q.Run) != 16 || q.Run != all[0].Run {
+			t.Errorf("question %+v: want the same 16-character run id in each", q)
+		}
+		switch {
+		case q.Port == 22 && q.Host == "evil.test":
+			if q.Protocol != "socks5" || q.Method != "" {
+				t.Errorf("SOCKS5 question %+v", q)
+			}
+		case q.Port == 22:
+			if q.Protocol != "connect" || q.Method != "" || q.Path != "" {
+				t.Errorf("CONNECT question %+v", q)
+			}
+		default:
+			if q.Protocol != "http" || q.Method != "GET" || q.Path != "/" {
+				t.Errorf("HTTP question %+v", q)
+			}
+		}
+	}
+	evs := readAudit(t, auditFile)
+	if rs := strings.Join(reasonsOf(evs, "evil.test", 80), " "); rs != "deny:decider-denied" {
+		t.Errorf("audit for evil.test:80: %s", rs)
+	}
+	if rs := strings.Join(reasonsOf(evs, "denied.test", 80), " "); rs != "deny:denied" {
+		t.Errorf("audit for denied.test:80: %s", rs)
+	}
+	if rs := reasonsOf(evs, "remote.test", 80); len(rs) != 2 || !strings.HasPrefix(rs[0], "allow:") || !strings.HasPrefix(rs[1], "allow:") {
+		t.Errorf("audit for remote.test:80: %v", rs)
+	}
+	if !strings.Contains(o.stderr, "evil.test:80 (denied by the decider)") {
+		t.Errorf("the exit summary does not name the decider's refusal: %s", o.stderr)
+	}
+}
+
+// TestRunDeciderTransparent: a program that ignores the proxy variables
+// gets an address for a name the decider is asked about, and its
+// connection is decided by the decider (transparent path).
+func TestRunDeciderTransparent(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	d := startDecider(t, map[string]string{"remote4.test": `{"decision":"allow","scope":"once"}`}, 0)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{"--backend", "netns", "--decider", d.url, "--audit", auditFile}
+	o := w.runSandgate(t, flags, "/bin/sh", "-c",
+		"curl -sS --max-time 20 --noproxy '*' http://remote4.test/ && ! curl -sS --max-time 20 --noproxy '*' http://evil.test/")
+	if o.code != 0 || !strings.Contains(o.stdout, "sgtest-remote") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", o.code, o.stdout, o.stderr)
+	}
+	_, all := d.count("", 0)
+	var protos []string
+	for _, q := range all {
+		protos = append(protos, q.Protocol+" "+q.Host+":"+strconv.Itoa(int(q.Port)))
+	}
+	if got := strings.Join(protos, ", "); got != "transparent remote4.test:80, transparent evil.test:80" {
+		t.Errorf("questions: %s", got)
+	}
+	evs := readAudit(t, auditFile)
+	if rs := strings.Join(reasonsOf(evs, "evil.test", 80), " "); rs != "deny:decider-denied" {
+		t.Errorf("audit for evil.test:80: %s", rs)
+	}
+}
+
+// TestRunDeciderTimeout: a decider that does not answer in time is a deny,
+// reported on stderr as it happens and in the audit as decider-failed.
+func TestRunDeciderTimeout(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	d := startDecider(t, map[string]string{"remote.test": `{"decision":"allow","scope":"run"}`}, 10*time.Second)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{"--backend", "netns", "--decider", d.url, "--decider-timeout", "300ms", "--audit", auditFile}
+	cs := []chk{fails("http", "http://remote.test/").with("403")}
+	t0 := time.Now()
+	o := w.runSandgate(t, flags, probeArgv(cs)...)
+	expectProbes(t, o, cs)
+	if el := time.Since(t0); el > 8*time.Second {
+		t.Errorf("the run took %v: the timeout did not bound the question", el)
+	}
+	if n, _ := d.count("remote.test", 80); n != 1 {
+		t.Errorf("asked %d times, want 1", n)
+	}
+	if rs := strings.Join(reasonsOf(readAudit(t, auditFile), "remote.test", 80), " "); rs != "deny:decider-failed" {
+		t.Errorf("audit for remote.test:80: %s", rs)
+	}
+	if !strings.Contains(o.stderr, "sandgate: remote.test:80 is refused: the decider did not answer within 300ms (decider-failed") {
+		t.Errorf("stderr does not report the failure: %s", o.stderr)
+	}
+}
