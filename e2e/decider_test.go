@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // question is what a decider receives (docs/decider.md).
@@ -225,5 +227,50 @@ func TestRunDeciderTimeout(t *testing.T) {
 	}
 	if !strings.Contains(o.stderr, "sandgate: remote.test:80 is refused: the decider did not answer within 300ms (decider-failed") {
 		t.Errorf("stderr does not report the failure: %s", o.stderr)
+	}
+}
+
+// TestRunAsk: --ask prompts on sandgate's terminal (here a pty the test
+// holds, CMD having its own): "r" allows remote.test for the run (its
+// second request is not asked), "d" denies evil.test, and the answer keys
+// never reach CMD, which reads the next line typed intact.
+func TestRunAsk(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{"--backend", "netns", "--ask", "--audit", auditFile}
+	script := probeBin + " http http://remote.test/ + http http://remote.test/ + http http://evil.test/; echo READ-NOW; read x; echo \"GOT[$x]\""
+	p, out := w.startPTYFlags(t, flags, &pty.Winsize{Rows: 24, Cols: 200}, "/bin/sh", "-c", script)
+	out.waitFor(t, "CMD wants remote.test:80 (GET /) by http. Allow [o]nce, for this [r]un, or [d]eny? (deny in 30s)", 20*time.Second)
+	write(t, p.stdin, "r")
+	out.waitFor(t, "remote.test:80 allowed for the rest of the run", 10*time.Second)
+	out.waitFor(t, "CMD wants evil.test:80 (GET /) by http.", 20*time.Second)
+	write(t, p.stdin, "d")
+	out.waitFor(t, "READ-NOW", 20*time.Second)
+	write(t, p.stdin, "hello\r")
+	out.waitFor(t, "GOT[hello]", 10*time.Second)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("exit status %d; output:\n%s", code, out.String())
+	}
+	if n := strings.Count(out.String(), "Allow [o]nce"); n != 2 {
+		t.Errorf("%d prompts, want 2; output:\n%s", n, out.String())
+	}
+	evs := readAudit(t, auditFile)
+	if rs := strings.Join(reasonsOf(evs, "evil.test", 80), " "); rs != "deny:decider-denied" {
+		t.Errorf("audit for evil.test:80: %s", rs)
+	}
+	if rs := reasonsOf(evs, "remote.test", 80); len(rs) != 2 || !strings.HasPrefix(rs[1], "allow:") {
+		t.Errorf("audit for remote.test:80: %v", rs)
+	}
+}
+
+// TestRunAskWithoutTerminal: --ask with no controlling terminal is exit 2
+// naming the alternatives, before anything runs.
+func TestRunAskWithoutTerminal(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	o := w.runSandgate(t, []string{"--ask"}, "/bin/true")
+	if o.code != 2 || !strings.Contains(o.stderr, "--ask needs a terminal") || !strings.Contains(o.stderr, "--decider URL") {
+		t.Errorf("exit %d, stderr %q", o.code, o.stderr)
 	}
 }
