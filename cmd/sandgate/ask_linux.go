@@ -63,7 +63,7 @@ func beginPrompt(fd int, hold *sync.Mutex) (func(), error) {
 		return release, nil // already single keys (CMD's pty relay made it raw)
 	}
 	keys := *saved
-	keys.Lflag &^= unix.ICANON | unix.ECHO
+	keys.Lflag &^= unix.ICANON | unix.ECHO | unix.ISIG // Ctrl-C answers (deny) rather than interrupts
 	keys.Cc[unix.VMIN], keys.Cc[unix.VTIME] = 1, 0
 	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &keys); err != nil {
 		release()
