@@ -65,6 +65,7 @@ func TestAskTerminalKeys(t *testing.T) {
 		{"o", decide.Answer{Allow: true, Scope: decide.ScopeOnce}},
 		{"r", decide.Answer{Allow: true, Scope: decide.ScopeRun}},
 		{"d", decide.Answer{}},
+		{"\x03", decide.Answer{}}, // Ctrl-C is a key here (no signal), and denies
 	}
 	for i, c := range cases {
 		q := askQuestion
@@ -108,7 +109,7 @@ func TestAskTerminalKeys(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil || tio.Lflag&unix.ICANON == 0 || tio.Lflag&unix.ECHO == 0 {
+	if err != nil || tio.Lflag&unix.ICANON == 0 || tio.Lflag&unix.ECHO == 0 || tio.Lflag&unix.ISIG == 0 {
 		t.Fatalf("terminal modes after the prompts: %+v, %v", tio, err)
 	}
 }
