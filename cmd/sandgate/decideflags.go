@@ -30,7 +30,6 @@ type decideFlags struct {
 	url     string
 	timeout time.Duration
 	ask     bool
-	fs      *pflag.FlagSet
 
 	hold     *sync.Mutex      // the terminal relay's hold, for --ask in a run
 	closer   io.Closer        // the terminal opened for --ask
@@ -38,9 +37,8 @@ type decideFlags struct {
 }
 
 func (d *decideFlags) register(fs *pflag.FlagSet) {
-	d.fs = fs
 	fs.StringVar(&d.url, "decider", "", "ask the service at URL (http://127.0.0.1:PORT/PATH or unix:/path) about each destination not on the allow list; errors and timeouts deny (docs/decider.md)")
-	fs.DurationVar(&d.timeout, "decider-timeout", decide.DefaultTimeout, "how long --decider (default 10s) or --ask (default 30s) may take to answer before the connection is refused")
+	fs.DurationVar(&d.timeout, "decider-timeout", 0, "how long --decider (default 10s) or --ask (default 30s) may take to answer before the connection is refused")
 	fs.BoolVar(&d.ask, "ask", false, "ask on sandgate's terminal about each destination not on the allow list: allow once (o), for this run (r) or deny (d)")
 }
 
@@ -61,12 +59,8 @@ func (d *decideFlags) decider() (decide.Decider, error) {
 		}
 		return c, nil
 	case d.ask:
-		timeout := decide.DefaultPromptTimeout
-		if d.fs != nil && d.fs.Changed("decider-timeout") {
-			timeout = d.timeout
-		}
 		d.hold = &sync.Mutex{}
-		p, closer, err := openAskTerminal(timeout, d.hold)
+		p, closer, err := openAskTerminal(d.timeout, d.hold) // 0: decide.DefaultPromptTimeout
 		if err != nil {
 			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--ask needs a terminal to ask on (%w); without one, name a program that decides with --decider URL, or allow the destinations with --allow", err)}
 		}
