@@ -315,3 +315,28 @@ func TestAskThroughUpstreamByName(t *testing.T) {
 		t.Fatalf("%d asks, lookups %v; want 1 ask (asked.test) and no lookup", d.n.Load(), r.Lookups())
 	}
 }
+
+func TestAskRunConcurrentQuestionsOneChange(t *testing.T) {
+	d := &countingDecider{wait: make(chan struct{}), ans: decide.Answer{Allow: true, Scope: decide.ScopeRun}}
+	g, live := askGate(t, d)
+	var wg sync.WaitGroup
+	for _, path := range []string{"/a", "/b", "/c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := decide.WithRequest(context.Background(), "http", "GET", path)
+			if res := g.Decide(ctx, "notlisted.test", 80); !res.Decision.Allow {
+				t.Errorf("%s: %+v", path, res.Decision)
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for d.n.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(d.wait)
+	wg.Wait()
+	if gen, allow, _ := live.Show(); gen != 1 || len(allow) != 4 {
+		t.Fatalf("three run allows of one destination made gen %d, allow %v; want one change", gen, allow)
+	}
+}
