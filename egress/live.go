@@ -179,6 +179,11 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 		d := pol.CheckTarget(t)
 		return pol, d, gen
 	}
+	if live != nil {
+		// The policy in force now: a deny added while the question was
+		// open wins over the answer.
+		pol, gen = live.Current()
+	}
 	once, err := pol.WithAllow(t.String())
 	if err != nil {
 		return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))

@@ -340,3 +340,23 @@ func TestAskRunConcurrentQuestionsOneChange(t *testing.T) {
 		t.Fatalf("three run allows of one destination made gen %d, allow %v; want one change", gen, allow)
 	}
 }
+
+func TestAskDenyAddedWhileAskingWins(t *testing.T) {
+	for _, scope := range []string{decide.ScopeOnce, decide.ScopeRun} {
+		d := &countingDecider{wait: make(chan struct{}), ans: decide.Answer{Allow: true, Scope: scope}}
+		g, live := askGate(t, d)
+		done := make(chan Result, 1)
+		go func() { done <- g.Decide(context.Background(), "notlisted.test", 443) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for d.n.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := live.Deny("notlisted.test"); err != nil {
+			t.Fatal(err)
+		}
+		close(d.wait)
+		if res := <-done; res.Decision.Allow || res.Decision.Reason != policy.ReasonDenied {
+			t.Fatalf("scope %s: %+v; want the live deny to win", scope, res.Decision)
+		}
+	}
+}
