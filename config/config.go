@@ -46,6 +46,9 @@ type File struct {
 	Proxy       Proxy       `toml:"proxy"`
 	Filesystem  Filesystem  `toml:"filesystem"`
 	Environment Environment `toml:"environment"`
+	// Secrets is the [secrets] table (see secrets.go): NAME = [hosts] or
+	// NAME = { hosts = [...], file = "..." }.
+	Secrets map[string]Secret `toml:"secrets"`
 
 	// Path is where the file was read from ("" when no file was read).
 	Path string `toml:"-"`
@@ -184,6 +187,9 @@ func (f *File) validate() error {
 		}
 	}
 	if err := f.validateFilesystem(); err != nil {
+		return err
+	}
+	if err := f.validateSecrets(); err != nil {
 		return err
 	}
 	p := f.Proxy

@@ -28,6 +28,10 @@ func schemaTables() map[string]map[string]reflect.Type {
 	for i := 0; i < ft.NumField(); i++ {
 		f := ft.Field(i)
 		name := tomlName(f)
+		if name != "" && f.Type.Kind() == reflect.Map {
+			tables[name] = nil // a table of the user's own keys, checked by its type
+			continue
+		}
 		if name == "" || f.Type.Kind() != reflect.Struct {
 			continue
 		}
@@ -68,6 +72,9 @@ func (f *File) checkSchema(doc map[string]any) error {
 			continue
 		}
 		for k, val := range tab {
+			if keys == nil {
+				break // any key (a map table)
+			}
 			line := f.lineOfKeyIn(name, k)
 			t, known := keys[k]
 			if !known {

@@ -14,9 +14,9 @@ func TestSchemaErrors(t *testing.T) {
 		want string // the whole error text
 	}{
 		{"unknown table", "# sandgate\n\n[netwrok]\nallowed_domains = [\"a.test\"]\n",
-			"config.toml:3: unknown table [netwrok] (did you mean [network]?); the tables are [environment], [filesystem], [network], [proxy]"},
+			"config.toml:3: unknown table [netwrok] (did you mean [network]?); the tables are [environment], [filesystem], [network], [proxy], [secrets]"},
 		{"unknown table far off", "[network]\n[logging]\nlevel = 1\n",
-			"config.toml:2: unknown table [logging]; the tables are [environment], [filesystem], [network], [proxy]"},
+			"config.toml:2: unknown table [logging]; the tables are [environment], [filesystem], [network], [proxy], [secrets]"},
 		{"unknown key", "[network]\nallowed_domains = []\nalow_local_binding = true\n",
 			`config.toml:3: entry "network.alow_local_binding": unknown key (did you mean network.allow_local_binding?)`},
 		{"unknown key no suggestion", "[proxy]\ncolour = \"blue\"\n",

@@ -104,7 +104,8 @@ func reasonsOf(evs []auditEvent, host string, port uint16) []string {
 
 // TestRunDecider: a decider on a unix socket allows remote.test for the
 // run (asked once for two requests), remote4.test once (asked for each
-// request), and denies evil.test; a name on the deny list is never asked.
+// request), and denies evil.test; a name on the deny list is never asked;
+// each question names the run by its id (the one `sandgate ctl` uses).
 func TestRunDecider(t *testing.T) {
 	w := requireSandgate(t)
 	t.Parallel()
@@ -114,8 +115,9 @@ func TestRunDecider(t *testing.T) {
 		"evil.test":    `{"decision":"deny"}`,
 	}, 0)
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	runID := prefix + "dec-" + strconv.Itoa(os.Getpid())
 	flags := []string{"--backend", "netns", "--decider", d.url, "--audit", auditFile,
-		"--allow", "remote6.test", "--deny", "denied.test"}
+		"--allow", "remote6.test", "--deny", "denied.test", "--control-id", runID}
 	cs := []chk{
 		succeeds("http", "http://remote.test/").with("sgtest-remote proto=http host=remote.test"),
 		succeeds("http", "http://remote.test/").with("sgtest-remote proto=http"),
@@ -143,8 +145,8 @@ func TestRunDecider(t *testing.T) {
 		t.Fatal("the decider was never asked")
 	}
 	for _, q := range all {
-		if len(q.Run) != 16 || q.Run != all[0].Run {
-			t.Errorf("question %+v: want the same 16-character run id in each", q)
+		if q.Run != runID {
+			t.Errorf("question %+v: want the run's id %q (its --control-id) in each", q, runID)
 		}
 		switch {
 		case q.Port == 22 && q.Host == "evil.test":

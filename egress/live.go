@@ -125,6 +125,18 @@ func (l *Live) changeUnless(entry string, edit func(*policy.Policy, string) (*po
 	return s.gen, nil
 }
 
+// PolicyNow returns the policy g decides with now: its Live's current one
+// when Live is set, else Policy. Components that judge names outside
+// Decide (the transparent path's DNS stub) use it so that a live change
+// reaches them too.
+func (g *Gate) PolicyNow() *policy.Policy {
+	if g.Live != nil {
+		p, _ := g.Live.Current()
+		return p
+	}
+	return g.Policy
+}
+
 // Reasons of refusals that came from asking.
 const (
 	ReasonDeciderDenied = "decider-denied" // the decider answered deny

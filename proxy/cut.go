@@ -20,12 +20,13 @@ func askContext(r *http.Request, proto string) context.Context {
 }
 
 // watchLive makes a live policy change cut the open tunnels whose
-// destination it denies.
+// destination it denies, until Shutdown ends the watch (stopLive).
 func (s *Server) watchLive() {
+	s.stopLive = func() {}
 	if s.gate == nil || s.gate.Live == nil {
 		return
 	}
-	s.gate.Live.Watch(func(p *policy.Policy, gen uint64) { s.CutDenied(p, gen) })
+	s.stopLive = s.gate.Live.Watch(func(p *policy.Policy, gen uint64) { s.CutDenied(p, gen) })
 }
 
 // CutDenied closes every open tunnel (CONNECT, SOCKS5, transparent) whose
@@ -65,4 +66,11 @@ func (t *tunnel) cut(gen uint64) {
 		t.closer.Close()
 		t.upstream.Close()
 	})
+}
+
+// endLiveWatch ends watchLive's watch (Shutdown calls it).
+func (s *Server) endLiveWatch() {
+	if s.stopLive != nil {
+		s.stopLive()
+	}
 }

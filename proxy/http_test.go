@@ -439,7 +439,7 @@ func TestHTTPMaxConns(t *testing.T) {
 }
 
 func TestTunnelIdleTimeout(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Limits.IdleTimeout = 300 * time.Millisecond })
+	e := newEnv(t, func(o *Options) { o.Limits.IdleTimeout = time.Second })
 	port := echoServer(t, "tcp4", "127.0.0.1:0")
 	open := func() (net.Conn, io.ReadWriter) {
 		c := dial(t, e.httpAddr)
@@ -468,8 +468,8 @@ func TestTunnelIdleTimeout(t *testing.T) {
 	if !peerClosed(c) {
 		t.Fatal("idle tunnel was not closed")
 	}
-	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
-		t.Errorf("idle tunnel closed after %v, want about 300ms", d)
+	if d := time.Since(start); d < 800*time.Millisecond || d > 4*time.Second {
+		t.Errorf("idle tunnel closed after %v, want about 1s", d)
 	}
 }
 
@@ -556,7 +556,7 @@ func TestNoGateRefusesEverything(t *testing.T) {
 // TestTunnelOneWayTrafficIsNotIdle: bytes moving in one direction only keep
 // the tunnel open; once they stop, the idle timeout closes it.
 func TestTunnelOneWayTrafficIsNotIdle(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Limits.IdleTimeout = 300 * time.Millisecond })
+	e := newEnv(t, func(o *Options) { o.Limits.IdleTimeout = time.Second })
 	sink := listen(t, "tcp4", "127.0.0.1:0")
 	go func() {
 		for {
@@ -584,8 +584,8 @@ func TestTunnelOneWayTrafficIsNotIdle(t *testing.T) {
 	if !peerClosed(c) {
 		t.Fatal("tunnel not closed after the traffic stopped")
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("closed %v after the traffic stopped, want about 300ms", d)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("closed %v after the traffic stopped, want about 1s", d)
 	}
 	ev := e.log.wait(t, "allowed.test", port)
 	if ev.BytesUp != 70 || ev.BytesDown != 0 {

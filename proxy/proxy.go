@@ -159,6 +159,7 @@ type Server struct {
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting
 	cancelBase context.CancelFunc
+	stopLive   func() // ends the watch of the gate's live policy (cut.go)
 
 	active atomic.Int64 // open client connections, both protocols
 
@@ -339,6 +340,7 @@ func (s *Server) acceptLoop(ln net.Listener, what string, busy func(net.Conn), s
 // Shutdown closes the listeners and waits for open connections to finish or
 // for ctx to end, after which it closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.endLiveWatch()
 	s.mu.Lock()
 	s.shutting = true
 	lns := make([]net.Listener, 0, len(s.listeners))

@@ -117,6 +117,13 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	case NetworkNone:
 		env = proxyenv.Merge(env, nil)
 	}
+	trust, err := newTrustRun(spec, env)
+	if err != nil {
+		closeListeners(plan.listeners)
+		return pre(err)
+	}
+	defer trust.remove()
+	env, spec.View = trust.environ(env), trust.view(spec.View)
 
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: dir, Executable: self, Identity: id}
 	view, err := planView(spec, home, &fsview.Owner{UID: id.UID, GID: id.GID})
@@ -141,6 +148,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 			attr.UseCgroupFD, attr.CgroupFD = true, tp.group.FD()
 		}
 	}
+	cfg.Replace = append(cfg.Replace, trust.binds()...)
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
 	plan.broken = guard.broken()
 	res, err := supervise(ctx, spec, sb, plan)

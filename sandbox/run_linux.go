@@ -77,6 +77,16 @@ func run(ctx context.Context, spec Spec) (Result, error) {
 // runNetns runs spec with the netns backend. Failures before CMD ran in
 // which the kernel refused the namespaces are notStartedErrors.
 func runNetns(ctx context.Context, spec Spec) (Result, error) {
+	env := spec.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	trust, err := newTrustRun(spec, env)
+	if err != nil {
+		return Result{}, err
+	}
+	defer trust.remove()
+	env, spec.View = trust.environ(env), trust.view(spec.View)
 	view, err := planView(spec, "", nil)
 	if err != nil {
 		return Result{}, err
@@ -85,10 +95,6 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	cfg := initproto.Config{Network: initNetwork(spec.Network), AllowUnix: spec.AllowUnixSockets, UnixSockets: unixSockets(spec), Dir: spec.Dir, Executable: self}
 	if cfg.View, err = viewConfig(view); err != nil {
 		return Result{}, err
-	}
-	env := spec.Env
-	if env == nil {
-		env = os.Environ()
 	}
 	attr := syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWPID |
@@ -116,6 +122,7 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 			cfg.Transparent, cfg.Replace, plan.transparent = it, replace, tr
 		}
 	}
+	cfg.Replace = append(cfg.Replace, trust.binds()...)
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy}
 	res, err := supervise(ctx, spec, sb, plan)

@@ -79,6 +79,7 @@ import (
 	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/setup"
+	"github.com/sandgate/sandgate/trustenv"
 )
 
 // Network selects what network the command gets.
@@ -171,6 +172,18 @@ type Spec struct {
 	// Backend selects the enforcement mechanism.
 	Backend Backend
 	// Gate decides and dials for the proxy (required for NetworkProxy).
+	//
+	// For a policy that changes while the run goes on, set Gate.Live (an
+	// egress.NewLive of the starting policy; Gate.Policy is then unused)
+	// and keep it: its Allow and Deny are in force at once for every new
+	// connection and DNS answer of the run, each change has a new
+	// generation that later audit events carry (Event.Gen), and a Deny
+	// cuts the run's open tunnels to what it now denies (audit reason
+	// "cut-denied"). For a decision by the caller about destinations that
+	// are merely not on the allow list, set Gate.Ask (an egress.Asker
+	// whose Decider may be a decide.Func); an allow of scope "run" is
+	// added to Gate.Live. `sandgate run --control` serves the same Live
+	// on a control socket (package control). See ExampleRun_livePolicy.
 	Gate *egress.Gate
 	// Audit receives every proxy event (nil: none are recorded).
 	Audit audit.Sink
@@ -232,6 +245,17 @@ type Spec struct {
 	// says which never-writable paths changed during the run anyway.
 	View *fsview.Profile
 
+	// TrustPEM are extra CA certificates CMD must trust (PEM, certificates
+	// only: a block of another type, a private key in particular, fails
+	// the run). On Linux CMD sees the host's system trust bundles (and
+	// JVM trust stores) with them added, read-only, and its environment
+	// points the common tools at files holding them (package trustenv:
+	// SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, PIP_CERT,
+	// CURL_CA_BUNDLE, GIT_SSL_CAINFO, CARGO_HTTP_CAINFO, AWS_CA_BUNDLE and
+	// a trust store in JAVA_TOOL_OPTIONS), whatever the network mode.
+	// Other platforms refuse it (*UnavailableError).
+	TrustPEM []byte
+
 	// leaser, for tests, says where the identity backend's setup lives
 	// and how it is checked and reconciled (nil: the product's).
 	leaser *setup.Leaser
@@ -286,6 +310,14 @@ func (spec Spec) check() error {
 	}
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return errors.New("no command given")
+	}
+	if len(spec.TrustPEM) > 0 {
+		if !trustSupported {
+			return &UnavailableError{Reason: "giving CMD extra CA certificates to trust (TLS inspection) is not supported on this platform yet", Fix: "inspect no host (no TLS inspection) on this platform"}
+		}
+		if _, err := trustenv.ParsePEM(spec.TrustPEM); err != nil {
+			return fmt.Errorf("the certificates CMD must trust (TrustPEM): %w", err)
+		}
 	}
 	if spec.View != nil && spec.View.Mode != fsview.ModeHost && !viewSupported {
 		return &UnavailableError{Reason: "the file system view (--fs " + spec.View.Mode.String() + ") is not supported on this platform yet", Fix: "use --fs host"}

@@ -143,11 +143,11 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 func (t *transparentRun) policy() dnsstub.Policy {
 	return dnsstub.PolicyFunc(func(name string) (bool, string) {
 		g := t.spec.Gate
-		pol := g.Policy
-		if g.Live != nil {
-			pol, _ = g.Live.Current()
+		p := g.PolicyNow() // a live policy's change reaches the stub at once
+		if p == nil {
+			return false, policy.ReasonNotAllowed
 		}
-		d := pol.CheckName(name)
+		d := p.CheckName(name)
 		if !d.Allow && d.Reason == policy.ReasonNotAllowed && g.Ask != nil {
 			return true, ""
 		}
@@ -250,8 +250,8 @@ func (t *transparentRun) dnsRefused(r dnsstub.Refusal) {
 		return
 	}
 	text := fmt.Sprintf("DNS query for %q (%s) answered %s: %s", r.Name, r.Type, r.RCode, r.Reason)
-	if r.Name != "" && t.spec.Gate.Policy != nil {
-		if d := t.spec.Gate.Policy.CheckName(r.Name); !d.Allow && d.Reason == r.Reason {
+	if p := t.spec.Gate.PolicyNow(); r.Name != "" && p != nil {
+		if d := p.CheckName(r.Name); !d.Allow && d.Reason == r.Reason {
 			text = fmt.Sprintf("DNS query for %s (%s) answered %s: %s", r.Name, r.Type, r.RCode, d.Text)
 		}
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/control"
 	"github.com/sandgate/sandgate/decide"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/sandbox"
@@ -71,7 +70,8 @@ func (d *decideFlags) decider() (decide.Decider, error) {
 }
 
 // applyGate gives g a live policy (unless it has one) and an Asker for the
-// flags' decider, with runID ("" for a random one) in each question. It
+// flags' decider, with runID (the run's id; "" for a random one, as
+// control.NewRunID makes) in each question. It
 // does nothing when no decider is named.
 func (d *decideFlags) applyGate(g *egress.Gate, runID string) error {
 	dec, err := d.decider()
@@ -79,7 +79,11 @@ func (d *decideFlags) applyGate(g *egress.Gate, runID string) error {
 		return err
 	}
 	if runID == "" {
-		runID = newRunID()
+		id, err := control.NewRunID()
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		runID = id
 	}
 	if g.Live == nil {
 		g.Live = egress.NewLive(g.Policy)
@@ -88,18 +92,23 @@ func (d *decideFlags) applyGate(g *egress.Gate, runID string) error {
 	return nil
 }
 
-// apply sets up spec's gate for the flags (see applyGate), reports each
+// apply sets up spec's gate for the flags (see applyGate) with the id
+// runID returns (controlFlags.runID: the one id of the run), reports each
 // decider failure on stderr as it happens (rate-limited like the refusal
 // lines of `sandgate proxy`; the audit has every one, reason
 // decider-failed), and pauses the terminal relay during an --ask prompt.
-func (d *decideFlags) apply(spec *sandbox.Spec, runID string) error {
+func (d *decideFlags) apply(spec *sandbox.Spec, runID func() (string, error)) error {
 	if d.url == "" && !d.ask {
 		return nil
 	}
 	if spec.Network != sandbox.NetworkProxy || spec.Gate == nil {
 		return usageErr("--decider and --ask decide about proxied connections: they need --network proxy")
 	}
-	if err := d.applyGate(spec.Gate, runID); err != nil {
+	id, err := runID()
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	if err := d.applyGate(spec.Gate, id); err != nil {
 		return err
 	}
 	d.failures = newDeciderFailures(os.Stderr, refusalLinesPerSecond, nil)
@@ -118,15 +127,6 @@ func (d *decideFlags) close() {
 		d.closer.Close()
 		d.closer = nil
 	}
-}
-
-// newRunID returns a random run id for the decider's questions.
-func newRunID() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return strconv.FormatInt(time.Now().UnixNano(), 36)
-	}
-	return hex.EncodeToString(b[:])
 }
 
 // deciderFailures is an audit sink that prints one line per decider

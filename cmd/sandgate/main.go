@@ -79,7 +79,7 @@ system, not the command's good manners, makes it so.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newDoctorCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newDoctorCmd(), newVersionCmd(), newCtlCmd())
 	versionFlag(root)
 	usageOnArgErrors(root)
 	return root

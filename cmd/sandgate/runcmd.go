@@ -27,7 +27,9 @@ func newRunCmd() *cobra.Command {
 		unixPaths []string
 		keepGrant bool
 		host      hostFlags
+		secret    secretFlags
 		noTransp  bool
+		ctl       controlFlags
 		df        decideFlags
 	)
 	cmd := &cobra.Command{
@@ -64,6 +66,7 @@ executable; 127 CMD not found.`,
 			defer closeAudit()
 
 			spec.Args = args
+			host.env = append(host.env, secret.names(cf)...) // CMD gets their placeholders
 			envLine, err := host.filterEnv(cf, &spec)
 			if err != nil {
 				return err
@@ -71,9 +74,12 @@ executable; 127 CMD not found.`,
 			if err := host.view(cf, &spec, auditPath); err != nil {
 				return err
 			}
+			if err := secret.apply(cf, &spec, os.Environ()); err != nil {
+				return err
+			}
 			spec.Gate = newGate(cf, pol)
 			spec.Audit = sink
-			if err := df.apply(&spec, ""); err != nil {
+			if err := df.apply(&spec, ctl.runID); err != nil {
 				return err
 			}
 			defer df.close()
@@ -85,13 +91,14 @@ executable; 127 CMD not found.`,
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
 			spec.Transparent = !noTransp
-			spec.Logf = func(format string, a ...any) {
-				if !quiet {
-					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
-				}
-			}
+			spec.Logf = stderrLogf(quiet)
 			spec.Notify = notify
+			stopControl, err := ctl.start(&spec, sink)
+			if err != nil {
+				return err
+			}
 			res, err := sandbox.Run(context.Background(), spec)
+			stopControl()
 			warnViewChanged(res.ViewChanged)
 			if verr, ok := viewError(cf, err); ok {
 				return verr
@@ -118,11 +125,23 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&quiet, "quiet", false, "print nothing of sandgate's own at exit")
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
+	secret.register(fs)
 	df.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
+	ctl.register(fs)
 	return cmd
+}
+
+// stderrLogf is a run's Spec.Logf: sandgate's lines on stderr, none when
+// quiet.
+func stderrLogf(quiet bool) func(format string, a ...any) {
+	return func(format string, a ...any) {
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
+		}
+	}
 }
 
 // notify prints one of sandgate's own messages to the user on sandgate's

@@ -14,7 +14,8 @@ import (
 //
 //  1. the init's mounts are made private (slaves of the host's);
 //  2. the replacement files of initproto.Config.Replace (sandgate's own
-//     /etc/hosts and /etc/resolv.conf views of the transparent path) are
+//     /etc/hosts and /etc/resolv.conf views of the transparent path, the
+//     trust bundles and directory of Spec.TrustPEM) are
 //     bound read-only over the host's (applyReplacements), before the
 //     view, whose private /tmp would cover their sources; the binds stay
 //     in the view, read-only;

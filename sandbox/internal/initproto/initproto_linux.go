@@ -58,8 +58,9 @@ type Config struct {
 	// Transparent, when set, makes the init of a netns run give the
 	// sandbox's network namespace the transparent path and pass its
 	// sockets with the proxy's. Replace are files bound read-only over
-	// paths of the sandbox's view (the hosts and resolv.conf views), before
-	// the file system view is applied (which keeps them).
+	// paths of the sandbox's view (the hosts and resolv.conf views; the
+	// trust bundles of Spec.TrustPEM), before the file system view is
+	// applied (which keeps them).
 	Transparent *Transparent  `json:"transparent,omitempty"`
 	Replace     []ReplaceFile `json:"replace,omitempty"`
 }
