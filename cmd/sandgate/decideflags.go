@@ -71,8 +71,8 @@ func (d *decideFlags) decider() (decide.Decider, error) {
 
 // applyGate gives g a live policy (unless it has one) and an Asker for the
 // flags' decider, with runID (the run's id; "" for a random one, as
-// control.NewRunID makes) in each question. It
-// does nothing when no decider is named.
+// control.NewRunID makes) in each question. It does nothing when no
+// decider is named.
 func (d *decideFlags) applyGate(g *egress.Gate, runID string) error {
 	dec, err := d.decider()
 	if err != nil || dec == nil {
