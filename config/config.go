@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/proxy"
 )
@@ -27,6 +28,11 @@ type Network struct {
 	// AllowUnixSockets are unix socket paths the command may connect to
 	// (see filesystem.go).
 	AllowUnixSockets []string `toml:"allow_unix_sockets"`
+	// ReadOnly, ReadOnlyGit and Inspect are policy.Config's entries of
+	// the same names: hosts whose requests are decided one by one.
+	ReadOnly    []string `toml:"read_only"`
+	ReadOnlyGit []string `toml:"read_only_git"`
+	Inspect     []string `toml:"inspect"`
 }
 
 // Proxy is the [proxy] table: resource bounds of the proxy servers.
@@ -38,6 +44,16 @@ type Proxy struct {
 	MaxConns       int      `toml:"max_conns"`
 
 	ResponseHeadTimeout Duration `toml:"response_head_timeout"`
+
+	// Upstream is the proxy sandgate connects through once its policy has
+	// allowed a destination: http://[user:pass@]host:port,
+	// socks5://[user:pass@]host:port, or "env" for the caller's own
+	// HTTPS_PROXY/ALL_PROXY/HTTP_PROXY and NO_PROXY. "" connects directly.
+	Upstream string `toml:"upstream"`
+	// UpstreamSend is what the upstream is asked to connect to: "name"
+	// (the default; the upstream resolves) or "address" (sandgate resolves
+	// and checks, then sends the checked address).
+	UpstreamSend string `toml:"upstream_send"`
 }
 
 // File is a whole configuration file.
@@ -178,6 +194,9 @@ func (f *File) validate() error {
 			_, err := policy.New(policy.Config{DeniedResolvedAddresses: []string{s}})
 			return err
 		}},
+		{"network.read_only", f.Network.ReadOnly, func(s string) error { _, err := policy.New(policy.Config{ReadOnly: []string{s}}); return err }},
+		{"network.read_only_git", f.Network.ReadOnlyGit, func(s string) error { _, err := policy.New(policy.Config{ReadOnlyGit: []string{s}}); return err }},
+		{"network.inspect", f.Network.Inspect, func(s string) error { _, err := policy.New(policy.Config{Inspect: []string{s}}); return err }},
 	}
 	for _, c := range checks {
 		for _, e := range c.entries {
@@ -198,6 +217,21 @@ func (f *File) validate() error {
 	}
 	if p.MaxConns < 0 {
 		return &Error{Path: f.Path, Line: f.lineOfKey("max_conns"), Entry: "proxy.max_conns", Err: errors.New("must not be negative")}
+	}
+	return f.validateUpstream()
+}
+
+// validateUpstream checks [proxy] upstream and upstream_send. The entry
+// named is the key, never the value: an upstream URL may hold a password.
+func (f *File) validateUpstream() error {
+	p := f.Proxy
+	if v := strings.TrimSpace(p.Upstream); v != "" && v != "env" {
+		if _, err := egress.ParseUpstream(v); err != nil {
+			return &Error{Path: f.Path, Line: f.lineOfKey("upstream"), Entry: "proxy.upstream", Err: fmt.Errorf("%w; or \"env\" for the caller's HTTPS_PROXY/HTTP_PROXY", err)}
+		}
+	}
+	if _, err := egress.ParseUpstreamSend(p.UpstreamSend); err != nil {
+		return &Error{Path: f.Path, Line: f.lineOfKey("upstream_send"), Entry: "proxy.upstream_send", Err: err}
 	}
 	return nil
 }
@@ -234,6 +268,9 @@ type Overrides struct {
 	Deny                     []string
 	AllowLocalBinding        bool
 	AllowPrivateDestinations bool
+	ReadOnly                 []string // --read-only
+	ReadOnlyGit              []string // --read-only-git
+	Inspect                  []string // --inspect
 }
 
 // PolicyConfig merges the file with flag overrides: flags add entries to the
@@ -244,6 +281,9 @@ func (f *File) PolicyConfig(o Overrides) policy.Config {
 		Deny:                     append(append([]string(nil), f.Network.DeniedDomains...), o.Deny...),
 		AllowPrivateDestinations: f.Network.AllowPrivateDestinations || o.AllowPrivateDestinations,
 		DeniedResolvedAddresses:  append([]string(nil), f.Network.DeniedResolvedAddresses...),
+		ReadOnly:                 append(append([]string(nil), f.Network.ReadOnly...), o.ReadOnly...),
+		ReadOnlyGit:              append(append([]string(nil), f.Network.ReadOnlyGit...), o.ReadOnlyGit...),
+		Inspect:                  append(append([]string(nil), f.Network.Inspect...), o.Inspect...),
 	}
 }
 

@@ -69,6 +69,9 @@ func newInterceptor(cfg Config) *interceptor {
 		ErrorHandler: it.upstreamError,
 		ErrorLog:     log.New(io.Discard, "", 0),
 	}
+	if cfg.Response != nil {
+		it.proxy.ModifyResponse = cfg.Response
+	}
 	return it
 }
 
@@ -174,7 +177,7 @@ func (it *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		it.deny(cw, st, http.StatusBadRequest, ReasonBadPath, bad)
 		return
 	}
-	d := it.cfg.Check(r.Method, r.URL.Path)
+	d := it.cfg.Check(r.Method, checkPath(r))
 	if !d.Allow {
 		it.denyDecision(cw, st, d)
 		return
@@ -192,6 +195,17 @@ func (it *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { st.ev.BytesUp = body.n.Load() }()
 	}
 	it.proxy.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+}
+
+// checkPath is the path a request is decided on: the path in escaped
+// form, as sent, and "?query" when there is one (a rule may name the
+// query, e.g. git's info/refs?service=git-upload-pack).
+func checkPath(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		p += "?" + r.URL.RawQuery
+	}
+	return p
 }
 
 // denyDecision answers a policy refusal.

@@ -38,11 +38,16 @@ type Config struct {
 	// Host and Port are the tunnel's target.
 	Host string
 	Port uint16
-	// Check decides each request by method and path. Required.
+	// Check decides each request by method and path (escaped, as sent,
+	// with "?query" when there is one). Required.
 	Check func(method, path string) policy.Decision
 	// Rewrite, when set, may change an allowed request before it is
 	// forwarded; an error refuses it (403 secret-not-bound).
 	Rewrite func(host string, r *http.Request) error
+	// Response, when set, may change an upstream's response (its header
+	// and body; not a 101's) before the client gets it; an error answers
+	// 502 instead.
+	Response func(resp *http.Response) error
 	// First is an upstream connection already dialled to the target (by
 	// the egress gate); it carries the first upstream exchange. May be nil.
 	First net.Conn

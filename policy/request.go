@@ -160,6 +160,13 @@ func (p *Policy) CheckRequest(host string, port uint16, method, path string) Dec
 	}
 	shown, _, _ := strings.Cut(path, "?")
 	req := method + " " + requestHost(t) + shown
+	for _, e := range rules {
+		if e.query != "" {
+			// A rule decides by the query too (git's service=): show it.
+			req = method + " " + requestHost(t) + path
+			break
+		}
+	}
 	segs, query, bad := cleanPath(path)
 	if bad != "" {
 		return Decision{Block: BlockPath, Reason: ReasonBlockedByPath,
@@ -178,10 +185,29 @@ func (p *Policy) CheckRequest(host string, port uint16, method, path string) Dec
 	}
 	if len(methodMiss) > 0 {
 		return Decision{Block: BlockMethod, Reason: ReasonBlockedByMethod, Entry: methodMiss[0].Raw,
-			Text: req + " is not allowed; allowed there: " + ruleList(methodMiss)}
+			Text: req + " is not allowed; allowed there: " + ruleList(methodMiss) + allowSuggestion(method, t, shown)}
 	}
 	return Decision{Block: BlockPath, Reason: ReasonBlockedByPath, Entry: rules[0].Raw,
-		Text: req + " is not allowed; allowed there: " + ruleList(rules)}
+		Text: req + " is not allowed; allowed there: " + ruleList(rules) + allowSuggestion(method, t, shown)}
+}
+
+// allowSuggestion names the rule that would allow exactly method on t and
+// path (escaped, without the query), as "; to allow it, add --allow
+// '...'", or "" when no such rule can be written (a path holding a quote or
+// a '*', or a rule that would not parse).
+func allowSuggestion(method string, t Target, path string) string {
+	host := t.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	rule := method + " " + host + ":" + strconv.Itoa(int(t.Port)) + path
+	if strings.ContainsAny(path, "'*") {
+		return ""
+	}
+	if _, err := parseEntry(rule); err != nil {
+		return ""
+	}
+	return "; to allow it, add --allow '" + rule + "'"
 }
 
 // requestHost is the host of a request as a Text shows it: the port only
@@ -212,4 +238,19 @@ func ruleList(rules []Entry) string {
 		out = append(out[:4], fmt.Sprintf("and %d more", len(out)-4))
 	}
 	return strings.Join(out, "; ")
+}
+
+// InspectsAny reports whether some host is inspected: an allow entry
+// carries methods or a path, or there is an inspect entry. A run then
+// needs a certificate authority. A nil Policy inspects nothing.
+func (p *Policy) InspectsAny() bool {
+	if p == nil {
+		return false
+	}
+	for _, e := range p.allow {
+		if e.hasRule() {
+			return true
+		}
+	}
+	return len(p.inspect) > 0
 }

@@ -216,7 +216,82 @@ func TestReadOnlyGit(t *testing.T) {
 	if !strings.Contains(d.Text, `allowed there: --read-only-git github.com/acme/*`) {
 		t.Errorf("push refusal text %q does not name the shortcut", d.Text)
 	}
+	d = p.CheckRequest("github.com", 443, "GET", "/acme/w/info/refs?service=git-receive-pack")
+	if d.Allow || !strings.HasPrefix(d.Text, "GET github.com/acme/w/info/refs?service=git-receive-pack is not allowed") {
+		t.Errorf("push discovery refusal text %q does not show the query a rule decides by", d.Text)
+	}
 	if !p.Inspects("github.com", 443) || p.CheckTarget(mustTarget("github.com", 443)).Allow != true {
 		t.Error("a read-only git host is not allowed and inspected")
+	}
+}
+
+func TestInspectsAny(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{}, false},
+		{Config{Allow: []string{"a.test", "b.test:443"}}, false},
+		{Config{Allow: []string{"GET a.test"}}, true},
+		{Config{Allow: []string{"a.test/x/**"}}, true},
+		{Config{ReadOnly: []string{"a.test"}}, true},
+		{Config{ReadOnlyGit: []string{"git.test/acme/*"}}, true},
+		{Config{Allow: []string{"a.test"}, Inspect: []string{"a.test"}}, true},
+	} {
+		p, err := New(tc.cfg)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", tc.cfg, err)
+		}
+		if got := p.InspectsAny(); got != tc.want {
+			t.Errorf("InspectsAny(%+v) = %v, want %v", tc.cfg, got, tc.want)
+		}
+	}
+	var nilPolicy *Policy
+	if nilPolicy.InspectsAny() {
+		t.Error("a nil Policy inspects")
+	}
+}
+
+func TestRefusalSuggestsRule(t *testing.T) {
+	p, err := New(Config{ReadOnly: []string{"docs.example/pub/**"}, Allow: []string{"GET [2001:db8::1]:8080/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		host        string
+		port        uint16
+		method      string
+		path        string
+		want        string
+		noSuggestIs bool
+	}{
+		{"docs.example", 443, "POST", "/pub/a?x=1", "; to allow it, add --allow 'POST docs.example:443/pub/a'", false},
+		{"docs.example", 80, "GET", "/other", "; to allow it, add --allow 'GET docs.example:80/other'", false},
+		{"2001:db8::1", 8080, "PUT", "/x", "; to allow it, add --allow 'PUT [2001:db8::1]:8080/x'", false},
+		{"docs.example", 443, "GET", "/it's", "", true},
+		{"docs.example", 443, "GET", "/a*b", "", true},
+	} {
+		d := p.CheckRequest(tc.host, tc.port, tc.method, tc.path)
+		if d.Allow {
+			t.Fatalf("%s %s%s allowed", tc.method, tc.host, tc.path)
+		}
+		if tc.noSuggestIs {
+			if strings.Contains(d.Text, "to allow it") {
+				t.Errorf("%q suggests a rule", d.Text)
+			}
+			continue
+		}
+		if !strings.HasSuffix(d.Text, tc.want) {
+			t.Errorf("text %q does not end with %q", d.Text, tc.want)
+			continue
+		}
+		rule := strings.TrimSuffix(strings.TrimPrefix(tc.want, "; to allow it, add --allow '"), "'")
+		q, err := New(Config{Allow: []string{rule}})
+		if err != nil {
+			t.Fatalf("suggested rule %q: %v", rule, err)
+		}
+		if d := q.CheckRequest(tc.host, tc.port, tc.method, tc.path); !d.Allow {
+			t.Errorf("the suggested rule %q does not allow the request: %s", rule, d.Text)
+		}
 	}
 }

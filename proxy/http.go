@@ -189,6 +189,14 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start tim
 	if !ok {
 		return
 	}
+	inspected := s.inspects(host, port)
+	if inspected && s.authority == nil {
+		upstream.Close()
+		ev = inspectUnavailable(ev)
+		plainError(w, http.StatusForbidden, ReasonInspectUnavailable, ev.Text)
+		s.record(ev, start)
+		return
+	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		upstream.Close()
@@ -220,6 +228,10 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, start tim
 		s.record(ev, start)
 		return
 	}
+	if inspected {
+		s.startInspection(client, raw, upstream, initial, ev, start, s.gate)
+		return
+	}
 	s.startTunnel(client, raw, upstream, initial, ev, start)
 }
 
@@ -244,10 +256,15 @@ func (s *Server) clientGone(ctx context.Context, ev *audit.Event, res egress.Res
 // recordAuthFailure records a request refused for missing or wrong
 // credentials.
 func (s *Server) recordAuthFailure(r *http.Request, proto, host string, port uint16, start time.Time) {
+	reason, text := audit.ReasonAuthFailed, "proxy credentials wrong (or not Basic)"
+	if r.Header.Get("Proxy-Authorization") == "" {
+		// A challenge, which a client that has credentials answers
+		// (audit.Summary counts it only when it never does).
+		reason, text = audit.ReasonAuthChallenge, "proxy credentials asked for (407); the request carried none"
+	}
 	s.record(audit.Event{
 		Time: start, Proto: proto, Client: r.RemoteAddr, Host: host, Port: port,
-		Decision: audit.DecisionDeny, Reason: audit.ReasonAuthFailed,
-		Text: "proxy credentials missing or wrong",
+		Decision: audit.DecisionDeny, Reason: reason, Text: text,
 	}, start)
 }
 
@@ -284,12 +301,20 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request, start tim
 		s.badTarget(w, r, "http", host, port, "refused: "+ferr.Error(), start)
 		return
 	}
+	path := requestPath(r) // as sent, before Secrets replaces anything
+	inspected, ok := s.decideForward(w, r, host, port, path, start)
+	if !ok {
+		return
+	}
 	upstream, ev, ok := s.openUpstream(w, r, "http", host, port, start)
 	if !ok {
 		return
 	}
+	if inspected {
+		ev.Method, ev.Path = r.Method, path
+	}
 	var err error
-	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream)
+	ev.BytesUp, ev.BytesDown, err = s.forward(w, r, upstream, s.concealResponse(host, port))
 	var ferr *framingError
 	switch {
 	case errors.As(err, &ferr):
@@ -318,8 +343,9 @@ func (e *abortError) Error() string { return e.err.Error() }
 func (e *abortError) Unwrap() error { return e.err }
 
 // forward sends r to the already dialled upstream connection and copies the
-// response back. It returns the body bytes moved each way.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Conn) (up, down int64, err error) {
+// response back, through conceal when it is not nil. It returns the body
+// bytes moved each way.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Conn, conceal func(*http.Response) error) (up, down int64, err error) {
 	ic := &idleConn{Conn: upstream, idle: s.lim.IdleTimeout}
 	pc := &preparedConn{c: ic}
 	defer pc.closeUnused()
@@ -368,6 +394,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, upstream net.Co
 		err = fmt.Errorf("forwarding to %s failed: %w", r.URL.Host, err)
 		plainError(w, code, tag, "sandgate: "+err.Error())
 		return body.n.Load(), 0, err
+	}
+	if conceal != nil {
+		conceal(resp)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -20,6 +20,16 @@
 // unreachable network, 7 for BIND and UDP ASSOCIATE, and 8 for an unknown
 // address type.
 //
+// Inspected hosts: for a host the policy decides request by request
+// (method and path rules, --inspect) or a Secrets binds, plain-HTTP
+// requests are decided one by one (403 with X-Proxy-Error
+// blocked-by-method or blocked-by-path), and a CONNECT, SOCKS5 or
+// transparent connection is handed to package inspect with the run's
+// Options.Authority instead of being spliced; without an Authority it is
+// refused (inspect-unavailable), never passed through. Every other host's
+// tunnel stays TLS end to end. A request carrying a secret's placeholder
+// to a host the secret is not bound to is 403 secret-not-bound.
+//
 // Framing: the bytes of an HTTP client pass a screen (requestFramer) before
 // net/http parses them, and a request whose framing two parsers could read
 // differently (Content-Length with Transfer-Encoding, repeated or odd
@@ -56,6 +66,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +81,7 @@ import (
 
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
+	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/policy"
 )
 
@@ -137,6 +149,18 @@ type Options struct {
 	Credentials *Credentials // nil: no authentication
 	Limits      Limits
 	Logf        func(format string, args ...any) // nil: silent
+
+	// Authority signs the certificates CMD sees for inspected hosts (those
+	// the policy decides request by request, or a secret is bound to).
+	// nil: a connection to such a host is refused (reason
+	// inspect-unavailable), never passed through uninspected.
+	Authority *inspect.Authority
+	// UpstreamRoots verifies inspected hosts' certificates; nil means the
+	// system pool.
+	UpstreamRoots *x509.CertPool
+	// Secrets, when set, rewrites (or refuses) inspected and plain-HTTP
+	// requests that carry a secret's placeholder.
+	Secrets Secrets
 }
 
 // Server serves both protocols; one Server may serve many listeners.
@@ -145,6 +169,10 @@ type Server struct {
 	sink audit.Sink
 	lim  Limits
 	logf func(format string, args ...any)
+
+	authority *inspect.Authority
+	roots     *x509.CertPool
+	secrets   Secrets
 
 	// Credentials, kept as digests so comparisons take constant time.
 	authOn   bool
@@ -177,6 +205,9 @@ func New(opts Options) *Server {
 		sink:      opts.Audit,
 		lim:       opts.Limits.WithDefaults(),
 		logf:      opts.Logf,
+		authority: opts.Authority,
+		roots:     opts.UpstreamRoots,
+		secrets:   opts.Secrets,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[io.Closer]struct{}),
 	}
@@ -553,7 +584,7 @@ func event(proto, client, host string, port uint16, res egress.Result, dialed ne
 // record finishes e with its duration and hands it to the sink.
 func (s *Server) record(e audit.Event, start time.Time) {
 	e.Duration = float64(time.Since(start)) / float64(time.Millisecond)
-	s.sink.Record(e)
+	s.sink.Record(s.redact(e))
 }
 
 // blockCode is the X-Proxy-Error value for a refusal.
@@ -563,6 +594,10 @@ func blockCode(b policy.Block) string {
 		return "blocked-by-denylist"
 	case policy.BlockAddress:
 		return "blocked-by-address"
+	case policy.BlockMethod:
+		return policy.ReasonBlockedByMethod
+	case policy.BlockPath:
+		return policy.ReasonBlockedByPath
 	default:
 		return "blocked-by-allowlist"
 	}

@@ -340,6 +340,13 @@ func (s *Server) serveSOCKS(cc *clientConn) {
 		s.record(ev, start)
 		return
 	}
+	inspected := s.inspects(req.host, req.port)
+	if inspected && s.authority == nil {
+		upstream.Close()
+		reply(repNotAllowed, nil)
+		s.record(inspectUnavailable(ev), start)
+		return
+	}
 	if err := reply(repSucceeded, upstream.LocalAddr()); err != nil {
 		upstream.Close()
 		ev.Reason, ev.Text = audit.ReasonClientGone, fmt.Sprintf("answering the client failed: %v", err)
@@ -347,5 +354,9 @@ func (s *Server) serveSOCKS(cc *clientConn) {
 		return
 	}
 	handedOff = true
+	if inspected {
+		s.startInspection(c, cc, upstream, nil, ev, start, s.gate)
+		return
+	}
 	s.startTunnel(c, cc, upstream, nil, ev, start)
 }

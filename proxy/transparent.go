@@ -124,7 +124,8 @@ type transparentConn struct {
 	// initial holds bytes read from the client before the tunnel
 	// (peeked), which go upstream first.
 	initial []byte
-	release func() // ends the hold on a synthetic mapping
+	release func()       // ends the hold on a synthetic mapping
+	dialer  *egress.Gate // the gate that allowed and dialled the connection
 }
 
 // serveTransparent decides one redirected connection and relays it.
@@ -153,6 +154,17 @@ func (s *Server) serveTransparent(cc *clientConn, opts TransparentOptions) {
 	if !ok {
 		reset(cc.Conn)
 		s.record(ev, tc.start)
+		return
+	}
+	if s.inspects(ev.Host, ev.Port) {
+		if s.authority == nil {
+			upstream.Close()
+			reset(cc.Conn)
+			s.record(inspectUnavailable(ev), tc.start)
+			return
+		}
+		handedOff = true
+		s.startInspection(cc.Conn, releaser{cc, tc.release}, upstream, tc.initial, ev, tc.start, tc.dialer)
 		return
 	}
 	handedOff = true
@@ -187,6 +199,7 @@ func (tc *transparentConn) decide() (upstream net.Conn, ev audit.Event, ok bool)
 
 // connect decides host:port with g and dials it; see decide.
 func (tc *transparentConn) connect(g *egress.Gate, host string, port uint16) (net.Conn, audit.Event, bool) {
+	tc.dialer = g
 	upstream, res, dialed, err := g.Connect(decide.WithRequest(tc.s.baseCtx, ProtoTransparent, "", ""), host, port)
 	ev := event(ProtoTransparent, tc.client, host, port, res, dialed)
 	switch {

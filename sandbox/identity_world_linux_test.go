@@ -133,6 +133,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("TrustClients", w.testTrustClients)
 	t.Run("NetworkNone", w.testNetworkNone)
 	t.Run("NetworkFull", w.testNetworkFull)
+	t.Run("Inspect", w.testInspect)
 	t.Run("Ports", w.testPorts)
 	t.Run("DirGrant", w.testDirGrant)
 	t.Run("Drift", w.testDrift)
@@ -144,6 +145,8 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("ParentKilled", w.testParentKilled)
 	t.Run("Transparent", w.testTransparent) // late: it gives the namespace a default route
 	t.Run("TransparentClients", w.testTransparentClients)
+	t.Run("ProxyAuthClients", w.testProxyAuthClients)
+	t.Run("NonLocalRejected", w.testNonLocalRejected)
 }
 
 func newIDWorld(t *testing.T) *idWorld {

@@ -69,6 +69,7 @@
 package sandbox
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,7 @@ import (
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/fsview"
+	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/proxy"
 	"github.com/sandgate/sandgate/setup"
 	"github.com/sandgate/sandgate/trustenv"
@@ -189,6 +191,16 @@ type Spec struct {
 	Audit audit.Sink
 	// ProxyLimits bounds the proxy's resources (zero fields: defaults).
 	ProxyLimits proxy.Limits
+	// Authority is the run's CA for TLS inspection of the hosts whose
+	// requests the policy decides one by one (or Secrets binds); nil: a
+	// connection to such a host is refused, never passed uninspected.
+	Authority *inspect.Authority
+	// UpstreamRoots verifies inspected hosts' certificates (nil: the
+	// system pool).
+	UpstreamRoots *x509.CertPool
+	// Secrets rewrites or refuses requests that carry a secret's
+	// placeholder (nil: none).
+	Secrets proxy.Secrets
 	// AllowLocalBinding lets the command reach local (loopback) services.
 	// The netns backend's loopback is the sandbox's own and always open;
 	// the identity backend needs setup rules installed with

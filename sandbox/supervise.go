@@ -241,7 +241,8 @@ func (s *supervisor) onReport(r startReport) {
 		s.kill()
 		return
 	}
-	srv := proxy.New(proxy.Options{Gate: s.spec.Gate, Audit: s.spec.Audit, Credentials: s.plan.creds, Limits: s.spec.ProxyLimits, Logf: s.spec.Logf})
+	srv := proxy.New(proxy.Options{Gate: s.spec.Gate, Audit: s.spec.Audit, Credentials: s.plan.creds, Limits: s.spec.ProxyLimits, Logf: s.spec.Logf,
+		Authority: s.spec.Authority, UpstreamRoots: s.spec.UpstreamRoots, Secrets: s.spec.Secrets})
 	s.pair = srv.ServePair(lns[0], lns[1])
 	s.failed = s.pair.Failed()
 	if s.plan.transparent != nil && r.transparentOff != "" {

@@ -17,12 +17,18 @@ type policyFlags struct {
 	allow        []string
 	deny         []string
 	allowPrivate bool
+	readOnly     []string
+	readOnlyGit  []string
+	inspect      []string
 }
 
 func (p *policyFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.configPath, "config", "", "configuration file (default: sandgate/config.toml in the user config directory, if present)")
-	fs.StringArrayVar(&p.allow, "allow", nil, "allow a destination: NAME, *.NAME, **.NAME, IP or CIDR, each with an optional :PORT (repeatable)")
+	fs.StringArrayVar(&p.allow, "allow", nil, "allow a destination: NAME, *.NAME, **.NAME, IP or CIDR, each with an optional :PORT; or a rule 'METHODS HOST[/PATH-GLOB]' ('GET,HEAD api.example.com/repos/**'), which makes the host inspected (repeatable)")
 	fs.StringArrayVar(&p.deny, "deny", nil, "deny a destination; deny wins over allow (repeatable)")
+	fs.StringArrayVar(&p.readOnly, "read-only", nil, "allow only GET, HEAD and OPTIONS to HOST[:PORT][/PATH-GLOB] (an inspected host; repeatable)")
+	fs.StringArrayVar(&p.readOnlyGit, "read-only-git", nil, "allow git clone and fetch over HTTPS from HOST[:PORT][/REPO-GLOB], and not push (an inspected host; repeatable)")
+	fs.StringArrayVar(&p.inspect, "inspect", nil, "inspect HOST (decrypt its TLS; the audit gets each request's method and path) without narrowing what it allows (repeatable)")
 	fs.BoolVar(&p.allowPrivate, "allow-private-destinations", false, "let allowed names resolve to private addresses (RFC 1918, 100.64.0.0/10, fc00::/7)")
 }
 
@@ -33,7 +39,8 @@ func (p *policyFlags) load(allowLocalBinding bool) (*config.File, *policy.Policy
 	if err != nil {
 		return nil, nil, config.Overrides{}, &exitError{code: exitUsage, err: err}
 	}
-	o := config.Overrides{Allow: p.allow, Deny: p.deny, AllowPrivateDestinations: p.allowPrivate, AllowLocalBinding: allowLocalBinding}
+	o := config.Overrides{Allow: p.allow, Deny: p.deny, AllowPrivateDestinations: p.allowPrivate, AllowLocalBinding: allowLocalBinding,
+		ReadOnly: p.readOnly, ReadOnlyGit: p.readOnlyGit, Inspect: p.inspect}
 	pol, err := policy.New(cf.PolicyConfig(o))
 	if err != nil {
 		where := "flags"

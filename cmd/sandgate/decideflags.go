@@ -92,12 +92,13 @@ func (d *decideFlags) applyGate(g *egress.Gate, runID string) error {
 	return nil
 }
 
-// apply sets up spec's gate for the flags (see applyGate) with the id
+// apply sets spec's audit sink and its gate for the flags (see applyGate) with the id
 // runID returns (controlFlags.runID: the one id of the run), reports each
 // decider failure on stderr as it happens (rate-limited like the refusal
 // lines of `sandgate proxy`; the audit has every one, reason
 // decider-failed), and pauses the terminal relay during an --ask prompt.
-func (d *decideFlags) apply(spec *sandbox.Spec, runID func() (string, error)) error {
+func (d *decideFlags) apply(spec *sandbox.Spec, sink audit.Sink, runID func() (string, error)) error {
+	spec.Audit = sink
 	if d.url == "" && !d.ask {
 		return nil
 	}

@@ -52,11 +52,11 @@ func TestDecideFlagsApply(t *testing.T) {
 	// No decider: the gate is left alone.
 	spec := sandbox.Spec{Network: sandbox.NetworkProxy, Gate: &egress.Gate{Policy: pol}}
 	var none decideFlags
-	if err := none.apply(&spec, fixedID("")); err != nil || spec.Gate.Live != nil || spec.Gate.Ask != nil || spec.Audit != nil {
+	if err := none.apply(&spec, nil, fixedID("")); err != nil || spec.Gate.Live != nil || spec.Gate.Ask != nil || spec.Audit != nil {
 		t.Fatalf("no decider: %v, gate %+v", err, spec.Gate)
 	}
 	d := decideFlags{url: "unix:/run/d.sock", timeout: time.Second}
-	if err := d.apply(&spec, fixedID("run-x")); err != nil {
+	if err := d.apply(&spec, nil, fixedID("run-x")); err != nil {
 		t.Fatal(err)
 	}
 	defer d.close()

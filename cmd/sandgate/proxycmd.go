@@ -27,6 +27,8 @@ func newProxyCmd() *cobra.Command {
 		openProxy bool
 		drain     time.Duration
 		quiet     bool
+		caOut     string
+		upstream  upstreamFlags
 		df        decideFlags
 	)
 	cmd := &cobra.Command{
@@ -38,6 +40,10 @@ until SIGINT or SIGTERM, then drain open connections.
 Each refusal is one line on stderr (at most 10 a second, then one line
 counting the rest); --quiet silences them, --audit FILE records every
 decision.
+
+Hosts with method/path rules (--read-only, --read-only-git, --inspect,
+--allow 'METHODS HOST/PATH') are inspected: the proxy terminates their TLS
+with a CA made at start, whose certificate clients must trust (--ca-out).
 
 Listening on a non-loopback address is refused unless credentials are set
 (--credentials-file) or --allow-open-proxy says you want an open proxy.`,
@@ -56,13 +62,8 @@ Listening on a non-loopback address is refused unless credentials are set
 					return &exitError{code: exitUsage, err: err}
 				}
 			}
-			for _, a := range []string{httpAddr, socksAddr} {
-				if a == "" {
-					continue
-				}
-				if err := checkListenAddr(a, creds != nil, openProxy); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
+			if err := checkListenAddrs(creds != nil, openProxy, httpAddr, socksAddr); err != nil {
+				return err
 			}
 			var extra []audit.Sink
 			if !quiet {
@@ -75,16 +76,27 @@ Listening on a non-loopback address is refused unless credentials are set
 				return err
 			}
 			defer closeAudit()
-			gate := newGate(cf, pol)
-			if err := df.applyGate(gate, ""); err != nil {
+			authority, removeCA, err := proxyInspection(pol, caOut, os.Stderr)
+			if err != nil {
 				return err
 			}
-			defer df.close()
+			defer removeCA()
+			gate, err := upstream.gate(cf, pol)
+			if err != nil {
+				return err
+			}
+			if line := upstreamLine(gate.Upstream); line != "" {
+				fmt.Fprintln(os.Stderr, "sandgate: "+line)
+			}
+			if err := df.applyGate(gate, ""); err != nil { // --ask's terminal is closed at exit
+				return err
+			}
 			srv := proxy.New(proxy.Options{
 				Gate:        gate,
 				Audit:       sink,
 				Credentials: creds,
 				Limits:      cf.Limits(),
+				Authority:   authority,
 				Logf: func(format string, args ...any) {
 					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", args...)
 				},
@@ -113,6 +125,7 @@ Listening on a non-loopback address is refused unless credentials are set
 	}
 	fs := cmd.Flags()
 	pf.register(fs)
+	upstream.register(fs)
 	df.register(fs)
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:3128", "address of the HTTP proxy listener (\"\" to disable)")
 	fs.StringVar(&socksAddr, "socks", "127.0.0.1:1080", "address of the SOCKS5 proxy listener (\"\" to disable)")
@@ -120,6 +133,7 @@ Listening on a non-loopback address is refused unless credentials are set
 	fs.StringVar(&credsFile, "credentials-file", "", "require clients to authenticate with the USER:PASSWORD on the first line of FILE")
 	fs.BoolVar(&openProxy, "allow-open-proxy", false, "allow listening on a non-loopback address without credentials")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "do not print a line on stderr for each refusal")
+	fs.StringVar(&caOut, "ca-out", "", "write the TLS inspection CA certificate (for clients to trust) to FILE; default: a temporary file, named on stderr, when the policy inspects a host")
 	fs.DurationVar(&drain, "drain-timeout", 10*time.Second, "how long to wait for open connections at shutdown")
 	return cmd
 }
@@ -146,6 +160,20 @@ func listenPair(httpAddr, socksAddr string) (httpLn, socksLn net.Listener, err e
 		lns[i] = ln
 	}
 	return lns[0], lns[1], nil
+}
+
+// checkListenAddrs checks each listen address that is not "" (see
+// checkListenAddr); a refusal is a usage error.
+func checkListenAddrs(haveCreds, open bool, addrs ...string) error {
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		if err := checkListenAddr(a, haveCreds, open); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	return nil
 }
 
 // checkListenAddr refuses a listener that other hosts could reach unless it

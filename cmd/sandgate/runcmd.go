@@ -29,6 +29,7 @@ func newRunCmd() *cobra.Command {
 		host      hostFlags
 		secret    secretFlags
 		noTransp  bool
+		upstream  upstreamFlags
 		ctl       controlFlags
 		df        decideFlags
 	)
@@ -77,9 +78,10 @@ executable; 127 CMD not found.`,
 			if err := secret.apply(cf, &spec, os.Environ()); err != nil {
 				return err
 			}
-			spec.Gate = newGate(cf, pol)
-			spec.Audit = sink
-			if err := df.apply(&spec, ctl.runID); err != nil {
+			if spec.Gate, err = upstream.gate(cf, pol); err != nil {
+				return err
+			}
+			if err := df.apply(&spec, sink, ctl.runID); err != nil {
 				return err
 			}
 			defer df.close()
@@ -97,6 +99,10 @@ executable; 127 CMD not found.`,
 			if err != nil {
 				return err
 			}
+			if err := setupInspection(&spec, pol); err != nil {
+				stopControl()
+				return err
+			}
 			res, err := sandbox.Run(context.Background(), spec)
 			stopControl()
 			warnViewChanged(res.ViewChanged)
@@ -106,18 +112,14 @@ executable; 127 CMD not found.`,
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
-			if !quiet {
-				printOnce(envLine)
-				if line := refusalLine(summary.Refusals()); line != "" {
-					fmt.Fprintln(os.Stderr, line)
-				}
-			}
+			printExitSummary(quiet, envLine, summary)
 			return runOutcome(res)
 		},
 	}
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
 	pf.register(fs)
+	upstream.register(fs)
 	fs.StringVar(&network, "network", "proxy", "network mode: proxy, none or full")
 	fs.StringVar(&backend, "backend", "auto", "enforcement backend: auto, netns or identity")
 	fs.StringVar(&auditPath, "audit", "", "append every proxy decision as JSON Lines to FILE")
@@ -132,6 +134,18 @@ executable; 127 CMD not found.`,
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
 	ctl.register(fs)
 	return cmd
+}
+
+// printExitSummary prints a run's lines at exit (the environment variables
+// dropped, the refusals), unless quiet.
+func printExitSummary(quiet bool, envLine string, summary *audit.Summary) {
+	if quiet {
+		return
+	}
+	printOnce(envLine)
+	if line := refusalLine(summary.Refusals()); line != "" {
+		fmt.Fprintln(os.Stderr, line)
+	}
 }
 
 // stderrLogf is a run's Spec.Logf: sandgate's lines on stderr, none when
@@ -179,6 +193,8 @@ func allowHint(r audit.Refusal) string {
 		return ""
 	}
 	switch {
+	case r.Reason == "blocked-by-method" || r.Reason == "blocked-by-path":
+		return r.Text // the request, the rules there and the rule that would allow it
 	case r.Reason == "not-allowed":
 		return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))
 	case r.Reason == "address-class:private":

@@ -116,7 +116,8 @@ func (s *secretFlags) apply(cf *config.File, spec *sandbox.Spec, env []string) e
 	for _, n := range set.Notes() {
 		notify(n)
 	}
-	s.set = set // wire: spec.Secrets = set
+	s.set = set
+	spec.Secrets = set
 	return nil
 }
 
