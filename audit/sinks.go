@@ -394,6 +394,10 @@ func ReasonPhrase(reason string) string {
 		return "too many names at once"
 	case "dns-type-not-served":
 		return "DNS record type not served"
+	case "decider-denied":
+		return "denied by the decider"
+	case "decider-failed":
+		return "the decider failed or did not answer (a deny)"
 	}
 	if class, ok := strings.CutPrefix(reason, "address-class:"); ok && class != "" {
 		switch class {

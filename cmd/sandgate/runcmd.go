@@ -46,6 +46,7 @@ func newRunCmd() *cobra.Command {
 		noTransp  bool
 		upstream  upstreamFlags
 		ctl       controlFlags
+		df        decideFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
@@ -83,7 +84,10 @@ func newRunCmd() *cobra.Command {
 			if spec.Gate, err = upstream.gate(cf, pol); err != nil {
 				return err
 			}
-			spec.Audit = sink
+			if err := df.apply(&spec, sink, ctl.runID); err != nil {
+				return err
+			}
+			defer df.close()
 			spec.ProxyLimits = cf.Limits()
 			if spec.UnixSockets, err = unixSocketPaths(cf, unixPaths); err != nil {
 				return err
@@ -92,11 +96,7 @@ func newRunCmd() *cobra.Command {
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
 			spec.Transparent = !noTransp
-			spec.Logf = func(format string, a ...any) {
-				if !quiet {
-					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
-				}
-			}
+			spec.Logf = stderrLogf(quiet)
 			spec.Notify = notify
 			stopControl, err := ctl.start(&spec, sink)
 			if err != nil {
@@ -115,12 +115,7 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
-			if !quiet {
-				printOnce(envLine)
-				if line := refusalLine(summary.Refusals()); line != "" {
-					fmt.Fprintln(os.Stderr, line)
-				}
-			}
+			printExitSummary(quiet, envLine, summary)
 			return runOutcome(res)
 		},
 	}
@@ -136,11 +131,34 @@ func newRunCmd() *cobra.Command {
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
 	secret.register(fs)
+	df.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
 	ctl.register(fs)
 	return cmd
+}
+
+// printExitSummary prints a run's lines at exit (the environment variables
+// dropped, the refusals), unless quiet.
+func printExitSummary(quiet bool, envLine string, summary *audit.Summary) {
+	if quiet {
+		return
+	}
+	printOnce(envLine)
+	if line := refusalLine(summary.Refusals()); line != "" {
+		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+// stderrLogf is a run's Spec.Logf: sandgate's lines on stderr, none when
+// quiet.
+func stderrLogf(quiet bool) func(format string, a ...any) {
+	return func(format string, a ...any) {
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
+		}
+	}
 }
 
 // notify prints one of sandgate's own messages to the user on sandgate's
