@@ -31,6 +31,9 @@ func TestWithCredentialsPlain(t *testing.T) {
 		"ALL_PROXY": "socks5h://u:p4ss@127.0.0.1:47101", "RSYNC_PROXY": "u:p4ss@127.0.0.1:47100",
 		"NO_PROXY": "", "no_proxy": "", "npm_config_noproxy": "", "NPM_CONFIG_NOPROXY": "",
 		"SANDGATE_SOCKS_USER": "u", "SANDGATE_SOCKS_PASSWORD": "p4ss", "PATH": "/bin", "HOME": "/root",
+		// git sends the credentials with its first request, not after a 407.
+		"GIT_HTTP_PROXY_AUTHMETHOD": "basic",
+		"JAVA_TOOL_OPTIONS":         "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=47100 -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=47100",
 	} {
 		if v, ok := lastValue(env, k); !ok || v != want {
 			t.Errorf("%s = %q (set %v), want %q", k, v, ok, want)
@@ -127,5 +130,41 @@ func TestNewPassword(t *testing.T) {
 	b, _ := NewPassword()
 	if len(a) != 32 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
 		t.Errorf("NewPassword = %q, then %q", a, b)
+	}
+}
+
+// TestWithCredentialsJavaDirect: with JavaDirect the JVM gets no proxy
+// properties (inherited ones are removed, its other options kept), and an
+// inherited GIT_HTTP_PROXY_AUTHMETHOD is replaced.
+func TestWithCredentialsJavaDirect(t *testing.T) {
+	r := CredentialedRun{HTTPPort: 47100, SOCKSPort: 47101, User: "u", Password: "p4ss", JavaDirect: true}
+	for _, tc := range []struct {
+		base []string
+		java string // "" = not set
+	}{
+		{nil, ""},
+		{[]string{"JAVA_TOOL_OPTIONS=-Dhttps.proxyHost=corp -Dhttps.proxyPort=8080"}, ""},
+		{[]string{"JAVA_TOOL_OPTIONS=-Xmx1g -Dhttp.proxyHost=corp", "GIT_HTTP_PROXY_AUTHMETHOD=negotiate"}, "-Xmx1g"},
+	} {
+		env, err := WithCredentials(tc.base, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := lastValue(env, "JAVA_TOOL_OPTIONS")
+		if tc.java == "" && ok || tc.java != "" && v != tc.java {
+			t.Errorf("base %q: JAVA_TOOL_OPTIONS = %q (set %v), want %q", tc.base, v, ok, tc.java)
+		}
+		n := 0
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "GIT_HTTP_PROXY_AUTHMETHOD=") {
+				n++
+				if kv != "GIT_HTTP_PROXY_AUTHMETHOD=basic" {
+					t.Errorf("base %q: %s", tc.base, kv)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("base %q: GIT_HTTP_PROXY_AUTHMETHOD set %d times", tc.base, n)
+		}
 	}
 }

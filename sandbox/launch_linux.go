@@ -172,6 +172,7 @@ func (b *initSandbox) openTerminal(in *os.File, st streams) error {
 	if err != nil {
 		return err
 	}
+	term.hold = st.hold
 	b.term = term
 	b.cfg.PTY = true
 	b.cmd.Stdin = term.slave

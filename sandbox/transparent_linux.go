@@ -156,14 +156,21 @@ func viewsParent() string {
 	return ""
 }
 
-// policy is the stub's question: is the name allowed on some port.
+// policy is the stub's question: is the name allowed on some port. With an
+// Asker (--ask, --decider) a name merely not on the allow list gets an
+// address too, so that the connection to it reaches the gate and is asked
+// about with its port.
 func (t *transparentRun) policy() dnsstub.Policy {
 	return dnsstub.PolicyFunc(func(name string) (bool, string) {
-		p := t.spec.Gate.PolicyNow() // a live policy's change reaches the stub at once
+		g := t.spec.Gate
+		p := g.PolicyNow() // a live policy's change reaches the stub at once
 		if p == nil {
 			return false, policy.ReasonNotAllowed
 		}
 		d := p.CheckName(name)
+		if !d.Allow && d.Reason == policy.ReasonNotAllowed && g.Ask != nil {
+			return true, ""
+		}
 		return d.Allow, d.Reason
 	})
 }

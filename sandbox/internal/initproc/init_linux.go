@@ -352,7 +352,11 @@ func setupNetwork(cfg *initproto.Config) (httpPort, socksPort int, fds []int, er
 }
 
 // startCommand forks and executes CMD from the calling (locked, locked-down)
-// thread with stdio as fds 0-2, in its own session on the terminal when pty.
+// thread with stdio as fds 0-2, always in a session of its own: on the pty
+// as its controlling terminal when pty, and otherwise with none, so that
+// CMD never shares sandgate's session and controlling terminal (whose
+// input it could otherwise fake with TIOCSTI: keys for the user's shell
+// after the run, or the answer to sandgate's --ask question).
 // It uses syscall.ForkExec rather than os.StartProcess: the init reaps with
 // wait4 itself, and os would first probe the kernel for pidfd support by
 // forking a throwaway child, which costs the start path a whole fork.
@@ -361,10 +365,9 @@ func startCommand(path string, args, env []string, dir string, pty bool) (int, e
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	if pty {
-		attr.Sys.Setsid = true
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
 	}
