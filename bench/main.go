@@ -107,9 +107,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "print each measurement as it completes")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|transparent|all|soak|inspect]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|startup|transparent|all|soak|inspect]\n\n")
 		fmt.Fprintf(fs.Output(), "  proxy  direct vs sandgate's HTTP CONNECT proxy on loopback (issue 2)\n")
 		fmt.Fprintf(fs.Output(), "  run    sandgate run start-up and in-sandbox bulk / tunnel rate (issue 3)\n")
+		fmt.Fprintf(fs.Output(), "  startup  only the start-up table of run (issues 3 and 10)\n")
 		fmt.Fprintf(fs.Output(), "  transparent  the transparent path vs CONNECT and direct (issue 11; root)\n")
 		fmt.Fprintf(fs.Output(), "  all    proxy, run and transparent (default; transparent only as root)\n")
 		fmt.Fprintf(fs.Output(), "  soak   waves of tunnels under descriptor limits, then many sandgate runs (issue 9)\n")
@@ -157,8 +158,8 @@ func driverMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench: -proxy-impl must be sandgate or relay")
 		return 2
 	}
-	if mode != "proxy" && mode != "run" && mode != "transparent" && mode != "all" && mode != "soak" && mode != "inspect" {
-		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run, transparent, all, soak or inspect\n", mode)
+	if mode != "proxy" && mode != "run" && mode != "startup" && mode != "transparent" && mode != "all" && mode != "soak" && mode != "inspect" {
+		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run, startup, transparent, all, soak or inspect\n", mode)
 		return 2
 	}
 	if cfg.soakTunnels < 1 || cfg.soakWaves < 1 || cfg.soakConc < 1 || cfg.soakRuns < 0 || len(cfg.soakLimits) == 0 {
@@ -194,8 +195,8 @@ func driverMain(args []string) int {
 	if mode == "proxy" || mode == "all" {
 		benchProxy(&cfg, out, &s)
 	}
-	if mode == "run" || mode == "all" {
-		benchRun(&cfg, out, &s)
+	if mode == "run" || mode == "startup" || mode == "all" {
+		benchRun(&cfg, out, &s, mode == "startup")
 	}
 	if mode == "transparent" || mode == "all" {
 		benchTransparent(&cfg, out, &s, mode == "transparent")
