@@ -41,7 +41,9 @@ func NewRefusalLog(w io.Writer, perSecond int, now func() time.Time) *RefusalLog
 
 // Record writes e's line when it is a refusal and the rate allows it.
 func (l *RefusalLog) Record(e Event) {
-	if e.Decision != "deny" {
+	if e.Decision != "deny" || e.Reason == ReasonAuthChallenge {
+		// A 407 to a request without credentials is how a client learns
+		// it must send them; whether it does comes later.
 		return
 	}
 	l.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,14 +135,22 @@ type Summary struct {
 	index  map[summaryKey]int // position in groups
 	groups []Refusal          // in order of first appearance
 	total  int
+	// challenges are the ReasonAuthChallenge events (a 407 to a request
+	// that carried no credentials) by host and port that no other event
+	// for the same destination has followed yet: a client that comes back
+	// with its credentials answers its challenge, which then is no refusal.
+	challenges map[summaryKey]*Refusal
+	chOrder    []summaryKey
 }
 
 // NewSummary returns an empty Summary. The zero Summary is also ready to use.
 func NewSummary() *Summary { return &Summary{} }
 
-// Record counts e when it is a refusal (Decision "deny").
+// Record counts e when it is a refusal (Decision "deny"); a 407 challenge
+// (ReasonAuthChallenge) counts only while no other event for its host and
+// port has followed it.
 func (s *Summary) Record(e Event) {
-	if e.Decision != DecisionDeny {
+	if s.challenged(e) || e.Decision != DecisionDeny {
 		return
 	}
 	k := summaryKey{host: e.Host, port: e.Port, reason: e.Reason}
@@ -166,8 +175,13 @@ func (s *Summary) Record(e Event) {
 // equal counts stay in the order they were first seen.
 func (s *Summary) Refusals() []Refusal {
 	s.mu.Lock()
-	out := make([]Refusal, len(s.groups))
+	out := make([]Refusal, len(s.groups), len(s.groups)+len(s.challenges))
 	copy(out, s.groups)
+	for _, k := range s.chOrder {
+		if r, ok := s.challenges[k]; ok {
+			out = append(out, *r)
+		}
+	}
 	s.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
 	return out
@@ -178,7 +192,40 @@ func (s *Summary) Refusals() []Refusal {
 func (s *Summary) Total() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.total
+	n := s.total
+	for _, r := range s.challenges {
+		n += r.Count
+	}
+	return n
+}
+
+// challenged keeps an unanswered ReasonAuthChallenge event and reports
+// true for one; any other event answers the challenges of its host and
+// port.
+func (s *Summary) challenged(e Event) bool {
+	k := summaryKey{host: e.Host, port: e.Port}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Reason != ReasonAuthChallenge {
+		if _, ok := s.challenges[k]; ok {
+			delete(s.challenges, k)
+			s.chOrder = slices.DeleteFunc(s.chOrder, func(o summaryKey) bool { return o == k })
+		}
+		return false
+	}
+	if r, ok := s.challenges[k]; ok {
+		r.Count++
+		return true
+	}
+	if len(s.challenges) >= maxSummaryGroups {
+		return true
+	}
+	if s.challenges == nil {
+		s.challenges = make(map[summaryKey]*Refusal)
+	}
+	s.challenges[k] = &Refusal{Host: e.Host, Port: e.Port, Reason: e.Reason, Text: e.Text, Count: 1}
+	s.chOrder = append(s.chOrder, k)
+	return true
 }
 
 type multi []Sink
@@ -291,7 +338,8 @@ func refusalPhrase(r Refusal) string {
 // Reason codes the proxy uses in events besides the policy's own codes.
 const (
 	ReasonBadRequest      = "bad-request"      // the request named a target but was malformed
-	ReasonAuthFailed      = "auth-failed"      // proxy credentials missing or wrong
+	ReasonAuthFailed      = "auth-failed"      // proxy credentials wrong (or malformed)
+	ReasonAuthChallenge   = "auth-challenge"   // proxy credentials asked for (407): the request carried none
 	ReasonDialFailed      = "dial-failed"      // allowed, but the connection failed
 	ReasonDialTimeout     = "dial-timeout"     // allowed, but the connection timed out
 	ReasonUpstream        = "upstream-error"   // allowed, but the exchange with the target failed
@@ -322,6 +370,8 @@ func ReasonPhrase(reason string) string {
 		return "bad request"
 	case ReasonAuthFailed:
 		return "proxy authentication failed"
+	case ReasonAuthChallenge:
+		return "the proxy asked for credentials and the client never sent them"
 	case ReasonDialFailed:
 		return "connection failed"
 	case ReasonDialTimeout:
@@ -364,6 +414,10 @@ func ReasonPhrase(reason string) string {
 		return "TLS handshake with the client failed"
 	case "inspect-unknown-protocol":
 		return "neither TLS nor HTTP on an inspected host"
+	case "decider-denied":
+		return "denied by the decider"
+	case "decider-failed":
+		return "the decider failed or did not answer (a deny)"
 	}
 	if class, ok := strings.CutPrefix(reason, "address-class:"); ok && class != "" {
 		switch class {

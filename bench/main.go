@@ -67,6 +67,8 @@ func hiddenMain(mode string, args []string) int {
 		return chainMain(args)
 	case "_nofile":
 		return noFileMain(args)
+	case "_inspect-proxy":
+		return inspectProxyMain(args)
 	}
 	fmt.Fprintf(os.Stderr, "bench: unknown helper mode %q\n", mode)
 	return 2
@@ -101,15 +103,18 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(&cfg.soakLimits, "soak-limits", "`soak`: the descriptor limits (soft = hard) of the proxies, comma-separated; the first one's proxy also serves the runs")
 	fs.IntVar(&cfg.soakRuns, "soak-runs", 1000, "`soak`: sequential `sandgate run`s after the waves")
 	fs.DurationVar(&cfg.soakTimeout, "soak-timeout", 10*time.Minute, "`soak`: time limit of the whole soak")
+	addInspectFlags(fs)
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "print each measurement as it completes")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|transparent|all|soak]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags] [proxy|run|startup|transparent|all|soak|inspect]\n\n")
 		fmt.Fprintf(fs.Output(), "  proxy  direct vs sandgate's HTTP CONNECT proxy on loopback (issue 2)\n")
 		fmt.Fprintf(fs.Output(), "  run    sandgate run start-up and in-sandbox bulk / tunnel rate (issue 3)\n")
+		fmt.Fprintf(fs.Output(), "  startup  only the start-up table of run (issues 3 and 10)\n")
 		fmt.Fprintf(fs.Output(), "  transparent  the transparent path vs CONNECT and direct (issue 11; root)\n")
 		fmt.Fprintf(fs.Output(), "  all    proxy, run and transparent (default; transparent only as root)\n")
-		fmt.Fprintf(fs.Output(), "  soak   waves of tunnels under descriptor limits, then many sandgate runs (issue 9)\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "  soak   waves of tunnels under descriptor limits, then many sandgate runs (issue 9)\n")
+		fmt.Fprintf(fs.Output(), "  inspect  HTTPS through TLS inspection vs direct, a tunnel, mitmproxy and srt (issue 12; not part of all)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -153,8 +158,8 @@ func driverMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench: -proxy-impl must be sandgate or relay")
 		return 2
 	}
-	if mode != "proxy" && mode != "run" && mode != "transparent" && mode != "all" && mode != "soak" {
-		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run, transparent, all or soak\n", mode)
+	if mode != "proxy" && mode != "run" && mode != "startup" && mode != "transparent" && mode != "all" && mode != "soak" && mode != "inspect" {
+		fmt.Fprintf(os.Stderr, "bench: unknown mode %q: want proxy, run, startup, transparent, all, soak or inspect\n", mode)
 		return 2
 	}
 	if cfg.soakTunnels < 1 || cfg.soakWaves < 1 || cfg.soakConc < 1 || cfg.soakRuns < 0 || len(cfg.soakLimits) == 0 {
@@ -190,14 +195,17 @@ func driverMain(args []string) int {
 	if mode == "proxy" || mode == "all" {
 		benchProxy(&cfg, out, &s)
 	}
-	if mode == "run" || mode == "all" {
-		benchRun(&cfg, out, &s)
+	if mode == "run" || mode == "startup" || mode == "all" {
+		benchRun(&cfg, out, &s, mode == "startup")
 	}
 	if mode == "transparent" || mode == "all" {
 		benchTransparent(&cfg, out, &s, mode == "transparent")
 	}
 	if mode == "soak" {
 		benchSoak(&cfg, out, &s)
+	}
+	if mode == "inspect" {
+		benchInspect(&cfg, out, &s)
 	}
 	fmt.Fprintf(out, "\nload average at the end: %s\n", loadAvg())
 	fmt.Fprintf(out, "goals: %d PASS, %d MISS, %d not measured (%s)\n", s.pass, s.miss, s.failed, time.Since(start).Round(time.Second))

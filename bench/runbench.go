@@ -16,12 +16,14 @@ import (
 	"time"
 )
 
-// benchRun is `bench run` (issue 3).
-func benchRun(cfg *config, out io.Writer, s *score) {
+// benchRun is `bench run` (issue 3); with startupOnly (`bench startup`)
+// only its start-up table.
+func benchRun(cfg *config, out io.Writer, s *score, startupOnly bool) {
 	rb := &runBench{
-		cfg: cfg,
-		out: out,
-		s:   s,
+		cfg:         cfg,
+		out:         out,
+		s:           s,
+		startupOnly: startupOnly,
 		t: &table{
 			title:  fmt.Sprintf("run (issue 3): start-up, %d interleaved rounds (each round runs every command once, in rotating order)", cfg.startupRounds),
 			header: []string{"command", "mean", "median", "min", "median vs unshare", "mean vs unshare", "goal", "result"},
@@ -40,22 +42,25 @@ func benchRun(cfg *config, out io.Writer, s *score) {
 		return
 	}
 	rb.startup()
-	rb.inSandbox()
+	if !startupOnly {
+		rb.inSandbox()
+	}
 }
 
 // runBench is one `bench run`: its two tables, and the binaries and
 // environment its commands run with.
 type runBench struct {
-	cfg      *config
-	out      io.Writer
-	s        *score
-	t        *table // start-up
-	nt       *table // bulk and fresh tunnels from inside the sandbox
-	dir      string
-	sg       string // the sandgate binary
-	bench    string // a copy of this program, for the in-sandbox client
-	truePath string // the `true` on PATH
-	env      []string
+	cfg         *config
+	startupOnly bool // only the start-up table (its two goals)
+	out         io.Writer
+	s           *score
+	t           *table // start-up
+	nt          *table // bulk and fresh tunnels from inside the sandbox
+	dir         string
+	sg          string // the sandgate binary
+	bench       string // a copy of this program, for the in-sandbox client
+	truePath    string // the `true` on PATH
+	env         []string
 
 	unshare    string
 	unshareErr error // why there is no unshare on PATH
@@ -64,11 +69,16 @@ type runBench struct {
 }
 
 // failAll says why nothing of `bench run` could be measured, prints the
-// start-up table with that note, and counts its five goals as not measured.
+// start-up table with that note, and counts its goals (five, or the
+// start-up table's two) as not measured.
 func (rb *runBench) failAll(format string, a ...any) {
 	rb.t.note(format, a...)
 	rb.t.print(rb.out)
-	rb.s.failed += 5
+	if rb.startupOnly {
+		rb.s.failed += 2
+	} else {
+		rb.s.failed += 5
+	}
 }
 
 // workDir makes the directory for the built binaries (-workdir, or a new
@@ -216,6 +226,9 @@ func (rb *runBench) viewCmds() []*startupCmd {
 			argv: []string{rb.bwrap, "--unshare-all", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", rb.truePath}},
 		{name: "sandgate run --fs workspace -- true", argv: []string{rb.sg, "run", "--fs", "workspace", "--workspace", ws, "--", rb.truePath}},
 		{name: "(info) sandgate run --fs host -- true", argv: []string{rb.sg, "run", "--fs", "host", "--", rb.truePath}},
+		// Without the transparent path (routes, the nftables table, the
+		// DNS stub, the hosts and resolv.conf views): what it costs.
+		{name: "(info) sandgate run --no-transparent -- true", argv: []string{rb.sg, "run", "--no-transparent", "--", rb.truePath}},
 	}
 	if rb.bwrapErr != nil {
 		specs[0].argv = nil
@@ -254,6 +267,18 @@ func (rb *runBench) startupRows(specs []*startupCmd) {
 	rb.t.note("each figure is the wall time of fork+exec+wait from Go (os/exec), measured the same way for every command; the goal is judged on the median")
 	if v, h := stats(specs[viewStart+1].durs), stats(specs[viewStart+2].durs); v.n > 0 && h.n > 0 {
 		rb.t.note("the file system view costs %s per run (median of --fs workspace minus --fs host); --fs workspace vs bwrap: %s (median)", fmtMs(v.median-h.median), fmtRatio(v.median, bw.median))
+	}
+	if d, n := stats(specs[2].durs), stats(specs[viewStart+3].durs); d.n > 0 && n.n > 0 {
+		rb.t.note("the transparent path costs %s per run (median of sandgate run -- true minus --no-transparent)", fmtMs(d.median-n.median))
+	}
+	if bw.n > 0 {
+		var rs []string
+		for _, i := range []int{2, viewStart + 3, viewStart + 2, viewStart - 1} { // default, no transparent path, no view, bare namespaces
+			if st := stats(specs[i].durs); st.n > 0 {
+				rs = append(rs, fmt.Sprintf("%s %s", specs[i].name, fmtRatio(st.median, bw.median)))
+			}
+		}
+		rb.t.note("medians vs bwrap: %s", strings.Join(rs, "; "))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/proxy"
 )
@@ -43,6 +44,16 @@ type Proxy struct {
 	MaxConns       int      `toml:"max_conns"`
 
 	ResponseHeadTimeout Duration `toml:"response_head_timeout"`
+
+	// Upstream is the proxy sandgate connects through once its policy has
+	// allowed a destination: http://[user:pass@]host:port,
+	// socks5://[user:pass@]host:port, or "env" for the caller's own
+	// HTTPS_PROXY/ALL_PROXY/HTTP_PROXY and NO_PROXY. "" connects directly.
+	Upstream string `toml:"upstream"`
+	// UpstreamSend is what the upstream is asked to connect to: "name"
+	// (the default; the upstream resolves) or "address" (sandgate resolves
+	// and checks, then sends the checked address).
+	UpstreamSend string `toml:"upstream_send"`
 }
 
 // File is a whole configuration file.
@@ -206,6 +217,21 @@ func (f *File) validate() error {
 	}
 	if p.MaxConns < 0 {
 		return &Error{Path: f.Path, Line: f.lineOfKey("max_conns"), Entry: "proxy.max_conns", Err: errors.New("must not be negative")}
+	}
+	return f.validateUpstream()
+}
+
+// validateUpstream checks [proxy] upstream and upstream_send. The entry
+// named is the key, never the value: an upstream URL may hold a password.
+func (f *File) validateUpstream() error {
+	p := f.Proxy
+	if v := strings.TrimSpace(p.Upstream); v != "" && v != "env" {
+		if _, err := egress.ParseUpstream(v); err != nil {
+			return &Error{Path: f.Path, Line: f.lineOfKey("upstream"), Entry: "proxy.upstream", Err: fmt.Errorf("%w; or \"env\" for the caller's HTTPS_PROXY/HTTP_PROXY", err)}
+		}
+	}
+	if _, err := egress.ParseUpstreamSend(p.UpstreamSend); err != nil {
+		return &Error{Path: f.Path, Line: f.lineOfKey("upstream_send"), Entry: "proxy.upstream_send", Err: err}
 	}
 	return nil
 }

@@ -81,7 +81,12 @@ func NewClient(raw string, timeout time.Duration) (*Client, error) {
 			return d.DialContext(ctx, "unix", socket)
 		}
 	}
-	return &Client{url: postURL, hc: &http.Client{Transport: tr}, timeout: timeout}, nil
+	hc := &http.Client{
+		Transport: tr,
+		// A redirect is an answer other than 200: never followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &Client{url: postURL, hc: hc, timeout: timeout}, nil
 }
 
 // wireQuestion is the JSON body posted to a decider service.
@@ -106,19 +111,16 @@ func EncodeQuestion(q Question) []byte {
 	return b
 }
 
-// DecodeAnswer parses a decider's answer strictly: one JSON object with
-// "decision" "allow" or "deny" and, for an allow, "scope" "once" or "run"
-// (absent means "once"); unknown fields, other values or trailing data are
-// errors, and an error is a deny.
+// DecodeAnswer parses a decider's answer strictly: one JSON object whose
+// keys are exactly "decision" ("allow" or "deny") and optionally "scope"
+// ("once" or "run"; absent means "once"), both strings, each at most once.
+// Any other key (keys are matched exactly, case included), a repeated key,
+// another value or type, or data after the object is an error, and an error
+// is a deny.
 func DecodeAnswer(b []byte) (Answer, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var w wireAnswer
-	if err := dec.Decode(&w); err != nil {
+	w, err := decodeWire(b)
+	if err != nil {
 		return Answer{}, fmt.Errorf("malformed answer: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Answer{}, errors.New("malformed answer: data after the JSON object")
 	}
 	switch w.Scope {
 	case "", ScopeOnce, ScopeRun:
@@ -133,8 +135,58 @@ func DecodeAnswer(b []byte) (Answer, error) {
 		return Answer{Allow: true, Scope: w.Scope}, nil
 	case "deny":
 		return Answer{Scope: w.Scope}, nil
+	case "":
+		return Answer{}, errors.New("malformed answer: no \"decision\"")
 	}
 	return Answer{}, fmt.Errorf("malformed answer: decision %q is not \"allow\" or \"deny\"", w.Decision)
+}
+
+// decodeWire reads the answer object token by token, so that a repeated
+// key or a key in another case (which encoding/json would accept) is an
+// error rather than a silent choice.
+func decodeWire(b []byte) (wireAnswer, error) {
+	var w wireAnswer
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return w, errors.New("want one JSON object, as in {\"decision\":\"allow\",\"scope\":\"run\"}")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return w, err
+		}
+		key, _ := tok.(string)
+		var dst *string
+		switch key {
+		case "decision":
+			dst = &w.Decision
+		case "scope":
+			dst = &w.Scope
+		default:
+			return w, fmt.Errorf("unknown field %q (only \"decision\" and \"scope\")", key)
+		}
+		if seen[key] {
+			return w, fmt.Errorf("field %q appears twice", key)
+		}
+		seen[key] = true
+		tok, err = dec.Token()
+		if err != nil {
+			return w, err
+		}
+		v, ok := tok.(string)
+		if !ok {
+			return w, fmt.Errorf("field %q must be a string", key)
+		}
+		*dst = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return w, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return w, errors.New("data after the JSON object")
+	}
+	return w, nil
 }
 
 // Decide posts q and decodes the answer, bounded by the client's timeout.

@@ -282,9 +282,15 @@ func write(t *testing.T, w io.Writer, s string) {
 // returned handle's stdin is the pty master.
 func (w *world) startPTY(t *testing.T, size *pty.Winsize, cmd ...string) (*procHandle, *lines) {
 	t.Helper()
+	return w.startPTYFlags(t, []string{"--network", "none"}, size, cmd...)
+}
+
+// startPTYFlags is startPTY with sandgate's flags given.
+func (w *world) startPTYFlags(t *testing.T, flags []string, size *pty.Winsize, cmd ...string) (*procHandle, *lines) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	c := w.hostCmd(ctx, nil, newHome(t, nil), sandgateArgv([]string{"--network", "none"}, cmd...)...)
+	c := w.hostCmd(ctx, nil, newHome(t, nil), sandgateArgv(flags, cmd...)...)
 	c.Env = append(c.Env, "TERM=xterm")
 	master, err := pty.StartWithAttrs(c, size, &syscall.SysProcAttr{Setsid: true, Setctty: true, Pdeathsig: syscall.SIGKILL})
 	if err != nil {

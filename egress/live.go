@@ -2,13 +2,12 @@ package egress
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"github.com/sandgate/sandgate/decide"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sandgate/sandgate/decide"
 	"github.com/sandgate/sandgate/policy"
 )
 
@@ -84,13 +83,30 @@ func (l *Live) Watch(f func(p *policy.Policy, gen uint64)) (stop func()) {
 	}
 }
 
+// allowTarget allows t for the rest of the run unless the policy in force
+// already does (another question about it, by another path or protocol,
+// was answered meanwhile): one change, one generation, per destination.
+func (l *Live) allowTarget(t policy.Target) (uint64, error) {
+	return l.changeUnless(t.String(), (*policy.Policy).WithAllow, func(p *policy.Policy) bool { return p.CheckTarget(t).Allow })
+}
+
 // change applies one edit under the lock and tells the watchers.
 func (l *Live) change(entry string, edit func(*policy.Policy, string) (*policy.Policy, error)) (uint64, error) {
+	return l.changeUnless(entry, edit, nil)
+}
+
+// changeUnless is change, except that nothing changes when done (checked
+// under the lock) says the policy in force needs no edit.
+func (l *Live) changeUnless(entry string, edit func(*policy.Policy, string) (*policy.Policy, error), done func(*policy.Policy) bool) (uint64, error) {
 	if entry == "" {
 		return 0, errors.New("empty entry: name a host, as in example.com or example.com:443")
 	}
 	l.mu.Lock()
 	old := l.cur.Load()
+	if done != nil && done(old.p) {
+		l.mu.Unlock()
+		return old.gen, nil
+	}
 	p, err := edit(old.p, entry)
 	if err != nil {
 		l.mu.Unlock()
@@ -168,12 +184,17 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 		return refuse(ReasonDeciderDenied, t.String()+" is refused by the decider")
 	}
 	if ans.Scope == decide.ScopeRun && live != nil {
-		if _, err := live.Allow(t.String()); err != nil {
+		if _, err := live.allowTarget(t); err != nil {
 			return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
 		}
 		pol, gen = live.Current()
 		d := pol.CheckTarget(t)
 		return pol, d, gen
+	}
+	if live != nil {
+		// The policy in force now: a deny added while the question was
+		// open wins over the answer.
+		pol, gen = live.Current()
 	}
 	once, err := pol.WithAllow(t.String())
 	if err != nil {
@@ -184,4 +205,15 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 		d.Entry, d.Text = EntryDecider, t.String()+" is allowed once by the decider"
 	}
 	return once, d, gen
+}
+
+// decideName is the decision about a name by the name alone, for an
+// upstream that resolves it (SendName): the policy, then the Asker for a
+// destination merely not on the allow list. Nothing is looked up here.
+func (g *Gate) decideName(ctx context.Context, pol *policy.Policy, t policy.Target, gen uint64) Result {
+	res := Result{Target: t, Decision: pol.CheckTarget(t), Gen: gen}
+	if !res.Decision.Allow && res.Decision.Reason == policy.ReasonNotAllowed && g.Ask != nil {
+		_, res.Decision, res.Gen = g.Ask.ask(ctx, g.Live, pol, t, gen)
+	}
+	return res
 }

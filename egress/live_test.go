@@ -3,7 +3,9 @@ package egress
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,5 +198,165 @@ func TestLiveAllowDenyGenerations(t *testing.T) {
 	gen, allow, deny := live.Show()
 	if gen != 3 || len(allow) != 3 || len(deny) != 1 || len(seen) != 2 || seen[1] != 2 {
 		t.Fatalf("Show = %d %v %v, watched %v", gen, allow, deny, seen)
+	}
+}
+
+func TestAskLiterals(t *testing.T) {
+	cases := []struct {
+		host   string
+		asked  int32
+		allow  bool
+		reason string
+	}{
+		{"203.0.113.50", 1, true, ""},                   // a public literal no IP rule names: asked
+		{"2001:db8::50", 1, true, ""},                   // and in IPv6 (its run entry is [2001:db8::50]:443)
+		{"10.0.0.1", 0, false, policy.ReasonNotAllowed}, // a private literal: never asked
+		{"169.254.169.254", 0, false, policy.ReasonNotAllowed},
+		{"203.0.113.66", 0, false, policy.ReasonDenied}, // on the deny list
+	}
+	for _, c := range cases {
+		t.Run(c.host, func(t *testing.T) {
+			d := &countingDecider{ans: decide.Answer{Allow: true, Scope: decide.ScopeRun}}
+			g, live := askGate(t, d)
+			g.LocalAddrs = func() []netip.Addr { return nil }
+			res := g.Decide(context.Background(), c.host, 443)
+			if res.Decision.Allow != c.allow || d.n.Load() != c.asked || (!c.allow && res.Decision.Reason != c.reason) {
+				t.Fatalf("decision %+v after %d asks; want allow %v, reason %q, %d asks", res.Decision, d.n.Load(), c.allow, c.reason, c.asked)
+			}
+			if c.allow {
+				// Allowed for the run: the live policy now names it, no second ask.
+				if res := g.Decide(context.Background(), c.host, 443); !res.Decision.Allow || d.n.Load() != 1 || res.Gen != 1 {
+					t.Fatalf("second decision %+v gen %d after %d asks", res.Decision, res.Gen, d.n.Load())
+				}
+				if _, allow, _ := live.Show(); len(allow) != 4 {
+					t.Fatalf("live allow list %v", allow)
+				}
+			}
+		})
+	}
+}
+
+func TestAskRunWithoutLiveCountsOnce(t *testing.T) {
+	d := &countingDecider{ans: decide.Answer{Allow: true, Scope: decide.ScopeRun}}
+	g := newGate(t, &StaticResolver{Hosts: testHosts}, &recordingDialer{})
+	g.Ask = &Asker{Decider: d}
+	for i := 0; i < 2; i++ {
+		if res := g.Decide(context.Background(), "notlisted.test", 443); !res.Decision.Allow {
+			t.Fatalf("decision %d = %+v", i, res.Decision)
+		}
+	}
+	if d.n.Load() != 2 {
+		t.Fatalf("asked %d times; without a live policy a run allow cannot persist", d.n.Load())
+	}
+}
+
+func TestAskNoDecider(t *testing.T) {
+	g := newGate(t, &StaticResolver{Hosts: testHosts}, &recordingDialer{})
+	g.Ask = &Asker{}
+	res := g.Decide(context.Background(), "notlisted.test", 443)
+	if res.Decision.Allow || res.Decision.Reason != ReasonDeciderFailed {
+		t.Fatalf("decision = %+v, want decider-failed", res.Decision)
+	}
+}
+
+func TestAskPanickingDeciderDenies(t *testing.T) {
+	g, _ := askGate(t, decide.Func(func(context.Context, decide.Question) (decide.Answer, error) { panic("oops") }))
+	res := g.Decide(context.Background(), "notlisted.test", 443)
+	if res.Decision.Allow || res.Decision.Reason != ReasonDeciderFailed {
+		t.Fatalf("decision = %+v, want decider-failed", res.Decision)
+	}
+}
+
+// TestAskThroughUpstreamByName checks that asking does not change how an
+// upstream that resolves (SendName) is used: no name is looked up here,
+// allowed or asked.
+func TestAskThroughUpstreamByName(t *testing.T) {
+	port := echoServer(t)
+	ps := strconv.Itoa(int(port))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &socksUpstream{ln: ln, echo: "127.0.0.1:" + ps}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); s.serve(c) }()
+		}
+	}()
+	up, err := ParseUpstream("socks5://carol:pw@" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &StaticResolver{Hosts: map[string][]netip.Addr{}}
+	d := &countingDecider{ans: decide.Answer{Allow: true, Scope: decide.ScopeOnce}}
+	pol := mustPolicy(t, policy.Config{Allow: []string{"svc.test:" + ps}, Deny: []string{"bad.test"}})
+	g := &Gate{Policy: pol, Live: NewLive(pol), Ask: &Asker{Decider: d}, Resolver: r, DialTimeout: 5 * time.Second, Upstream: up}
+	for _, host := range []string{"svc.test", "asked.test"} {
+		conn, res, _, err := g.Connect(context.Background(), host, port)
+		if err != nil || !res.Decision.Allow {
+			t.Fatalf("%s: %+v, %v", host, res.Decision, err)
+		}
+		echoThrough(t, conn)
+		conn.Close()
+	}
+	if _, res, _, _ := g.Connect(context.Background(), "bad.test", port); res.Decision.Allow || res.Decision.Reason != policy.ReasonDenied {
+		t.Fatalf("bad.test: %+v", res.Decision)
+	}
+	if d.n.Load() != 1 || len(r.Lookups()) != 0 {
+		t.Fatalf("%d asks, lookups %v; want 1 ask (asked.test) and no lookup", d.n.Load(), r.Lookups())
+	}
+}
+
+func TestAskRunConcurrentQuestionsOneChange(t *testing.T) {
+	d := &countingDecider{wait: make(chan struct{}), ans: decide.Answer{Allow: true, Scope: decide.ScopeRun}}
+	g, live := askGate(t, d)
+	var wg sync.WaitGroup
+	for _, path := range []string{"/a", "/b", "/c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := decide.WithRequest(context.Background(), "http", "GET", path)
+			if res := g.Decide(ctx, "notlisted.test", 80); !res.Decision.Allow {
+				t.Errorf("%s: %+v", path, res.Decision)
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for d.n.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(d.wait)
+	wg.Wait()
+	if gen, allow, _ := live.Show(); gen != 1 || len(allow) != 4 {
+		t.Fatalf("three run allows of one destination made gen %d, allow %v; want one change", gen, allow)
+	}
+}
+
+func TestAskDenyAddedWhileAskingWins(t *testing.T) {
+	for _, scope := range []string{decide.ScopeOnce, decide.ScopeRun} {
+		d := &countingDecider{wait: make(chan struct{}), ans: decide.Answer{Allow: true, Scope: scope}}
+		g, live := askGate(t, d)
+		done := make(chan Result, 1)
+		go func() { done <- g.Decide(context.Background(), "notlisted.test", 443) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for d.n.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := live.Deny("notlisted.test"); err != nil {
+			t.Fatal(err)
+		}
+		close(d.wait)
+		if res := <-done; res.Decision.Allow || res.Decision.Reason != policy.ReasonDenied {
+			t.Fatalf("scope %s: %+v; want the live deny to win", scope, res.Decision)
+		}
 	}
 }

@@ -337,12 +337,12 @@ func (g *Gate) connectByName(ctx context.Context, host string, port uint16) (net
 		pol, gen = g.Live.Current()
 	}
 	t, err := policy.ParseTarget(host, port)
-	if err != nil || t.IsIP() || pol == nil || g.Ask != nil {
+	if err != nil || t.IsIP() || pol == nil {
 		// Literals, invalid targets, no policy: the full local decision (a
 		// literal needs no lookup).
 		res = g.Decide(ctx, host, port)
 	} else {
-		res = Result{Target: t, Decision: pol.CheckTarget(t), Gen: gen}
+		res = g.decideName(ctx, pol, t, gen)
 	}
 	if !res.Decision.Allow {
 		return nil, res, netip.AddrPort{}, nil

@@ -2,125 +2,15 @@ package egress
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sandgate/sandgate/internal/squidtest"
 	"github.com/sandgate/sandgate/policy"
 )
-
-// squid is a real squid the test started on loopback.
-type squid struct {
-	addr      string
-	accessLog string
-}
-
-// startSquid runs squid -N with its own configuration in a temporary
-// directory: it asks for (any) Basic credentials, lets CONNECT through only
-// to targetPort, refuses blocked.test by its own rules, and resolves
-// svc.test and blocked.test to 127.0.0.1 from its own hosts file. The
-// process is killed when the test ends.
-func startSquid(t *testing.T, targetPort uint16) *squid {
-	t.Helper()
-	bin, err := exec.LookPath("squid")
-	if err != nil {
-		t.Fatalf("squid is needed (scripts/install-test-deps.sh installs it): %v", err)
-	}
-	fake := "/usr/lib/squid/basic_fake_auth"
-	if _, err := os.Stat(fake); err != nil {
-		t.Fatalf("squid's %s is needed: %v", fake, err)
-	}
-	// squid started as root drops to its own user, which writes its logs
-	// and pid file here: a directory of its own, not under t.TempDir's
-	// private parent.
-	dir, err := os.MkdirTemp("", "sandgate-squid-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	s := &squid{addr: "127.0.0.1:" + strconv.Itoa(port), accessLog: filepath.Join(dir, "access.log")}
-	hosts := filepath.Join(dir, "hosts")
-	if err := os.WriteFile(hosts, []byte("127.0.0.1 svc.test blocked.test\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf(`http_port %s
-pid_filename %s
-cache_log %s
-access_log %s
-cache deny all
-cache_mem 0 MB
-pinger_enable off
-shutdown_lifetime 0 seconds
-hosts_file %s
-auth_param basic program %s
-acl authed proxy_auth REQUIRED
-acl tport port %d
-acl blocked dstdomain blocked.test
-http_access deny blocked
-http_access deny !tport
-http_access deny !authed
-http_access allow all
-`, s.addr, filepath.Join(dir, "squid.pid"), filepath.Join(dir, "cache.log"), s.accessLog, hosts, fake, targetPort)
-	confPath := filepath.Join(dir, "squid.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-N", "-f", confPath)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting squid: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return s
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(filepath.Join(dir, "cache.log"))
-			t.Fatalf("squid exited before listening:\n%s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("squid did not listen on %s in time: %v", s.addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// waitLog waits until squid's access log holds want (squid writes a
-// tunnel's line when it ends).
-func (s *squid) waitLog(t *testing.T, want string) string {
-	t.Helper()
-	var data []byte
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		data, _ = os.ReadFile(s.accessLog)
-		if strings.Contains(string(data), want) {
-			return string(data)
-		}
-	}
-	t.Fatalf("squid's access log has no %q:\n%s", want, data)
-	return ""
-}
 
 // TestUpstreamSquid connects through a real squid: by name (squid resolves
 // and its own rules apply: a destination it refuses is a 403, missing
@@ -129,9 +19,14 @@ func (s *squid) waitLog(t *testing.T, want string) string {
 func TestUpstreamSquid(t *testing.T) {
 	port := echoServer(t)
 	ps := strconv.Itoa(int(port))
-	sq := startSquid(t, port)
+	sq := squidtest.Start(t, squidtest.Config{
+		Hosts:   map[string]string{"svc.test": "127.0.0.1", "blocked.test": "127.0.0.1"},
+		Ports:   []uint16{port},
+		Blocked: []string{"blocked.test"},
+		Auth:    true,
+	})
 	const secret = "s3cret-pw"
-	withAuth, err := ParseUpstream("http://alice:" + secret + "@" + sq.addr)
+	withAuth, err := ParseUpstream("http://alice:" + secret + "@" + sq.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +50,7 @@ func TestUpstreamSquid(t *testing.T) {
 	if dialed.IsValid() || len(r.Lookups()) != 0 {
 		t.Errorf("by name: dialled %v, lookups %v; want no local address and no lookup", dialed, r.Lookups())
 	}
-	sq.waitLog(t, "CONNECT svc.test:"+ps)
+	sq.WaitLog(t, "CONNECT svc.test:"+ps)
 
 	// sandgate's own refusal: squid never hears of it.
 	conn, res, _, err = g.Connect(ctx, "denied.test", port)
@@ -170,14 +65,14 @@ func TestUpstreamSquid(t *testing.T) {
 	}{{"blocked.test", port}, {"svc.test", 1}} {
 		conn, res, _, err = g.Connect(ctx, tc.host, tc.port)
 		if conn != nil || err == nil || !res.Decision.Allow || !strings.Contains(err.Error(), "403") ||
-			!strings.Contains(err.Error(), "upstream proxy http://"+sq.addr) {
+			!strings.Contains(err.Error(), "upstream proxy http://"+sq.Addr) {
 			t.Errorf("Connect(%s:%d) = %v, %+v, %v; want squid's 403 naming the upstream", tc.host, tc.port, conn, res, err)
 		}
 		if err != nil && strings.Contains(err.Error(), secret) {
 			t.Errorf("error repeats the upstream's password: %v", err)
 		}
 	}
-	log := sq.waitLog(t, "blocked.test")
+	log := sq.WaitLog(t, "blocked.test")
 	if strings.Contains(log, "denied.test") {
 		t.Errorf("squid heard of a name sandgate denied:\n%s", log)
 	}
@@ -207,7 +102,7 @@ func TestUpstreamSquid(t *testing.T) {
 	if want := netip.MustParseAddrPort("127.0.0.1:" + ps); dialed != want {
 		t.Errorf("by address: dialled %v, want %v", dialed, want)
 	}
-	sq.waitLog(t, "CONNECT 127.0.0.1:"+ps)
+	sq.WaitLog(t, "CONNECT 127.0.0.1:"+ps)
 	// The local address check runs: loopback without an IP entry is refused.
 	g3.Policy = mustPolicy(t, policy.Config{Allow: []string{"svc.test:" + ps}})
 	conn, res, _, err = g3.Connect(ctx, "svc.test", port)

@@ -41,6 +41,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -66,8 +67,12 @@ var secretWords = []string{"PASS", "PWD", "APIKEY", "AUTHKEY", "SECRETKEY", "ACC
 // secretLastWords are secret as the last word.
 var secretLastWords = []string{"KEY", "KEYS", "PAT", "AUTH"}
 
-// tokenFormats match values that are tokens by their own format.
-var tokenFormats = regexp.MustCompile(`^(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|npm_[A-Za-z0-9]{36}|sk-ant-[A-Za-z0-9_-]{20,}|(AKIA|ASIA)[A-Z0-9]{16})$`)
+// tokenFormats match values that are tokens by their own format
+// (compiled on first use: every process of sandgate, the sandbox's init
+// too, would otherwise compile it at start).
+var tokenFormats = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|npm_[A-Za-z0-9]{36}|sk-ant-[A-Za-z0-9_-]{20,}|(AKIA|ASIA)[A-Z0-9]{16})$`)
+})
 
 // words splits a variable name into upper-case words: at every character
 // that is not a letter or digit, and where a lower-case letter is followed
@@ -138,7 +143,7 @@ func secretValue(v string) (bool, string) {
 	if strings.Contains(v, "-----BEGIN") && strings.Contains(v, "PRIVATE KEY") {
 		return true, "value is a private key"
 	}
-	if tokenFormats.MatchString(v) {
+	if tokenFormats().MatchString(v) {
 		return true, "value is an access token"
 	}
 	if strings.Contains(v, "://") && strings.Contains(v, "@") {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +23,9 @@ const CAValidity = 14 * 24 * time.Hour
 
 // Authority is a per-run certificate authority held only in memory. It
 // signs one leaf certificate per intercepted host, on demand, and keeps it
-// for the rest of the run. Safe for concurrent use.
+// for the rest of the run, with the TLS configuration clients' sessions
+// resume under; it also keeps the run's upstream TLS sessions (per trust
+// pool and port). Safe for concurrent use.
 type Authority struct {
 	cert    *x509.Certificate
 	key     *ecdsa.PrivateKey
@@ -30,15 +33,33 @@ type Authority struct {
 
 	mu     sync.Mutex
 	leaves map[string]*leafEntry
+
+	// sessions are the TLS sessions of upstream connections, one cache per
+	// trust pool (a session verified against one pool is never resumed
+	// under another), so that a new upstream connection resumes instead
+	// of verifying the chain and the server's signature again.
+	sessMu   sync.Mutex
+	sessions map[*x509.CertPool]tls.ClientSessionCache
 }
 
 // leafEntry is one host's leaf; done is closed once cert or err is set, so
-// concurrent first requests for a host make the certificate once.
+// concurrent first requests for a host make the certificate once. conf is
+// the client-facing TLS configuration with that leaf, shared by every
+// connection to the host so that the session tickets it issues resume on
+// the client's next connection.
 type leafEntry struct {
 	done chan struct{}
 	cert *tls.Certificate
+	conf *tls.Config
 	err  error
 }
+
+// upstreamSessionCacheSize bounds the upstream sessions kept per pool,
+// and maxSessionPools the pools an Authority keeps sessions for.
+const (
+	upstreamSessionCacheSize = 512
+	maxSessionPools          = 16
+)
 
 // NewAuthority makes a fresh CA: an ECDSA P-256 key and a self-signed
 // certificate named "sandgate run CA <random>", CA:true with path length 0,
@@ -77,10 +98,11 @@ func NewAuthority() (*Authority, error) {
 		return nil, fmt.Errorf("inspect: reading back the run CA: %w", err)
 	}
 	return &Authority{
-		cert:    cert,
-		key:     key,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		leaves:  make(map[string]*leafEntry),
+		cert:     cert,
+		key:      key,
+		certPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		leaves:   make(map[string]*leafEntry),
+		sessions: make(map[*x509.CertPool]tls.ClientSessionCache),
 	}, nil
 }
 
@@ -95,6 +117,25 @@ func (a *Authority) Certificate() *x509.Certificate { return a.cert }
 // which the certificate carries an IP SAN), making it on first use. The
 // host is compared without case and without a trailing dot.
 func (a *Authority) Leaf(host string) (*tls.Certificate, error) {
+	e, err := a.entry(host)
+	if err != nil {
+		return nil, err
+	}
+	return e.cert, nil
+}
+
+// serverConfig returns the shared client-facing TLS configuration for
+// host: its leaf, ALPN h2 and http/1.1, TLS 1.2 or newer.
+func (a *Authority) serverConfig(host string) (*tls.Config, error) {
+	e, err := a.entry(host)
+	if err != nil {
+		return nil, err
+	}
+	return e.conf, nil
+}
+
+// entry returns host's leaf entry, making the leaf on first use.
+func (a *Authority) entry(host string) (*leafEntry, error) {
 	host = normalHost(host)
 	if host == "" {
 		return nil, fmt.Errorf("inspect: no host to make a certificate for")
@@ -108,9 +149,16 @@ func (a *Authority) Leaf(host string) (*tls.Certificate, error) {
 	a.mu.Unlock()
 	if ok {
 		<-e.done
-		return e.cert, e.err
+		return e, e.err
 	}
 	e.cert, e.err = a.makeLeaf(host)
+	if e.err == nil {
+		e.conf = &tls.Config{
+			Certificates: []tls.Certificate{*e.cert},
+			NextProtos:   []string{"h2", "http/1.1"},
+			MinVersion:   tls.VersionTLS12,
+		}
+	}
 	close(e.done)
 	if e.err != nil {
 		// Do not keep a failure: the next request tries again.
@@ -118,8 +166,36 @@ func (a *Authority) Leaf(host string) (*tls.Certificate, error) {
 		delete(a.leaves, host)
 		a.mu.Unlock()
 	}
-	return e.cert, e.err
+	return e, e.err
 }
+
+// upstreamSessions returns the session cache for upstream connections
+// verified against roots (nil: the system pool) to port. Go keys sessions
+// by server name; the port is added to the key, so that another service
+// on the same name is not offered this one's session.
+func (a *Authority) upstreamSessions(roots *x509.CertPool, port uint16) tls.ClientSessionCache {
+	a.sessMu.Lock()
+	c, ok := a.sessions[roots]
+	if !ok && len(a.sessions) < maxSessionPools {
+		c = tls.NewLRUClientSessionCache(upstreamSessionCacheSize)
+		a.sessions[roots] = c
+	}
+	a.sessMu.Unlock()
+	if c == nil {
+		return nil // a caller making a new pool per connection: no resumption rather than unbounded caches
+	}
+	return portSessions{c: c, suffix: ":" + strconv.Itoa(int(port))}
+}
+
+// portSessions is a session cache whose keys carry the port.
+type portSessions struct {
+	c      tls.ClientSessionCache
+	suffix string
+}
+
+func (p portSessions) Get(key string) (*tls.ClientSessionState, bool) { return p.c.Get(key + p.suffix) }
+
+func (p portSessions) Put(key string, cs *tls.ClientSessionState) { p.c.Put(key+p.suffix, cs) }
 
 // makeLeaf signs a new leaf certificate for host.
 func (a *Authority) makeLeaf(host string) (*tls.Certificate, error) {

@@ -68,11 +68,36 @@ func newInterceptor(cfg Config) *interceptor {
 		Transport:    roundTripFunc(it.roundTrip),
 		ErrorHandler: it.upstreamError,
 		ErrorLog:     log.New(io.Discard, "", 0),
+		BufferPool:   copyBuffers{},
 	}
 	if cfg.Response != nil {
 		it.proxy.ModifyResponse = cfg.Response
 	}
 	return it
+}
+
+// copyBufferSize is the size of the buffers bodies are copied through.
+// A read from an h2 upstream returns as much as its stream has buffered,
+// and each write to an h2 client becomes one DATA frame: ReverseProxy's
+// 32 KiB default makes many small frames (each split into TLS records
+// with a 9-byte frame header left over) and a hand-off between goroutines
+// per frame.
+const copyBufferSize = 128 << 10
+
+// copyBufferPool holds the copy buffers (as pointers, so that Put does not
+// allocate).
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// copyBuffers is ReverseProxy's BufferPool.
+type copyBuffers struct{}
+
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == copyBufferSize {
+		b = b[:copyBufferSize]
+		copyBufferPool.Put(&b)
+	}
 }
 
 // roundTripFunc makes a function an http.RoundTripper.
@@ -127,10 +152,11 @@ func (it *interceptor) dialTLS(ctx context.Context, alpn []string) (net.Conn, er
 		return nil, err
 	}
 	tc := tls.Client(raw, &tls.Config{
-		ServerName: normalHost(it.cfg.Host),
-		RootCAs:    it.cfg.RootCAs,
-		NextProtos: alpn,
-		MinVersion: tls.VersionTLS12,
+		ServerName:         normalHost(it.cfg.Host),
+		RootCAs:            it.cfg.RootCAs,
+		NextProtos:         alpn,
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: it.cfg.Authority.upstreamSessions(it.cfg.RootCAs, it.cfg.Port),
 	})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()

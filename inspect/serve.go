@@ -141,16 +141,12 @@ func (it *interceptor) serve(client net.Conn, initial []byte) error {
 
 // serveTLS terminates TLS with the host's leaf and serves the requests.
 func (it *interceptor) serveTLS(conn *replayConn, start time.Time) error {
-	leaf, err := it.cfg.Authority.Leaf(it.cfg.Host)
+	conf, err := it.cfg.Authority.serverConfig(it.cfg.Host)
 	if err != nil {
 		conn.Close()
 		return err
 	}
-	tc := tls.Server(conn, &tls.Config{
-		Certificates: []tls.Certificate{*leaf},
-		NextProtos:   []string{"h2", "http/1.1"},
-		MinVersion:   tls.VersionTLS12,
-	})
+	tc := tls.Server(conn, conf)
 	tc.SetDeadline(time.Now().Add(it.cfg.HeaderTimeout))
 	if err := tc.Handshake(); err != nil {
 		it.refuseConn(ReasonHandshake, fmt.Sprintf("TLS handshake with the client failed: %v", err), start)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ import (
 )
 
 // counterRoleEnv turns the test binary into one of the two processes of
-// TestCountersThroughTheInitsSocket: "parent:UID" or "init".
+// TestCountersThroughTheInitsSocket: "parent:UID:HOW" or "init:HOW", where
+// HOW is "open" (OpenCounterSocket) or "kept" (ApplySandboxCounters).
 const counterRoleEnv = "SANDGATE_NFTFW_COUNTER_ROLE"
 
 // maybeCounterRole runs the role the environment names, if any, and exits.
@@ -30,8 +32,8 @@ func maybeCounterRole() {
 	switch {
 	case role == "":
 		return
-	case role == "init":
-		os.Exit(counterInit())
+	case strings.HasPrefix(role, "init:"):
+		os.Exit(counterInit(role[len("init:"):]))
 	default:
 		os.Exit(counterParent(role))
 	}
@@ -46,7 +48,8 @@ type counterReport struct {
 // "init" in new user and network namespaces, takes the counter socket it
 // sends, waits for it to end and reads the counters.
 func counterParent(role string) int {
-	uid, err := strconv.Atoi(role[len("parent:"):])
+	uidText, how, _ := strings.Cut(role[len("parent:"):], ":")
+	uid, err := strconv.Atoi(uidText)
 	if err != nil {
 		return 2
 	}
@@ -71,7 +74,7 @@ func counterParent(role string) int {
 	end := os.NewFile(uintptr(pair[1]), "init-end")
 	// /proc/self/exe: the test binary's directory may be closed to this user.
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = []string{counterRoleEnv + "=init", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Env = []string{counterRoleEnv + "=init:" + how, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.ExtraFiles = []*os.File{end}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -109,21 +112,25 @@ func counterParent(role string) int {
 }
 
 // counterInit plays the sandbox's init: it sets the transparent path up in
-// its namespaces, sends the counter socket, has one datagram refused,
-// drops every capability and ends.
-func counterInit() int {
+// its namespaces, sends the counter socket (opened after the table, or the
+// one the table was installed through, as how says), has one datagram
+// refused, drops every capability and ends.
+func counterInit(how string) int {
 	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		return fail("lo up: "+string(out), err)
 	}
-	if err := ApplySandbox("", SandboxPlan{TCPPort: 40001}); err != nil {
-		return fail("apply", err)
+	var f *os.File
+	var err error
+	if how == "kept" {
+		f, err = ApplySandboxCounters("", SandboxPlan{TCPPort: 40001})
+	} else if err = ApplySandbox("", SandboxPlan{TCPPort: 40001}); err == nil {
+		f, err = OpenCounterSocket()
+	}
+	if err != nil {
+		return fail("apply and counter socket", err)
 	}
 	if err := netroute.DefaultViaLoopback(""); err != nil {
 		return fail("route", err)
-	}
-	f, err := OpenCounterSocket()
-	if err != nil {
-		return fail("counter socket", err)
 	}
 	if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
 		return fail("sending the socket", err)
@@ -150,13 +157,20 @@ func fail(what string, err error) int {
 
 // TestCountersThroughTheInitsSocket plays the netns backend's two sides as
 // an ordinary user: the init opens the counter socket in the sandbox's
-// namespaces and hands it over; the parent, outside, reads the counters
-// through it after the init has dropped its capabilities and ended.
+// namespaces (or keeps the one it installed the table through) and hands
+// it over; the parent, outside, reads the counters through it after the
+// init has dropped its capabilities and ended.
 func TestCountersThroughTheInitsSocket(t *testing.T) {
 	testnet.RequirePrivileged(t)
+	for _, how := range []string{"open", "kept"} {
+		t.Run(how, func(t *testing.T) { testCountersThroughTheInitsSocket(t, how) })
+	}
+}
+
+func testCountersThroughTheInitsSocket(t *testing.T, how string) {
 	const uid = 4000311
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = []string{counterRoleEnv + "=parent:" + strconv.Itoa(uid), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Env = []string{counterRoleEnv + "=parent:" + strconv.Itoa(uid) + ":" + how, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Dir = "/"

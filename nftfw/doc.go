@@ -11,7 +11,7 @@
 //		set proxy_ports { type inet_service; elements = { 47100, ... } }
 //		chain output {
 //			type filter hook output priority filter; policy accept;
-//			meta skuid U fib daddr type != local drop
+//			meta skuid U fib daddr type != local reject with tcp reset
 //			meta skuid U meta l4proto udp fib daddr type local ct status dnat udp dport @proxy_ports accept
 //			meta skuid U meta l4proto udp fib daddr type local drop
 //			meta skuid U meta l4proto tcp fib daddr type local tcp dport != @proxy_ports reject with tcp reset

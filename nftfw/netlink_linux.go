@@ -202,9 +202,10 @@ func readSets(c *nftables.Conn, t *nftables.Table) ([]Set, []uint16, error) {
 	return own, ports, nil
 }
 
-// dial opens a netlink connection to nftables in the namespace at netns.
-func dial(netns string) (*nftables.Conn, func(), error) {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
+// dial opens a netlink connection to nftables in the namespace at netns,
+// with more options.
+func dial(netns string, more ...nftables.ConnOption) (*nftables.Conn, func(), error) {
+	opts := append([]nftables.ConnOption{nftables.AsLasting()}, more...)
 	var f *os.File
 	if netns != "" {
 		var err error

@@ -307,6 +307,13 @@ func renderRule(rule ruleplan.Rule, ports []uint16, uid uint32) ([]Expr, error) 
 	switch {
 	case rule.Reject && rule.Protocol == ruleplan.TCP:
 		ex = append(ex, Reject{Type: rejectTCPReset})
+	case rule.Reject && rule.Remote == ruleplan.NonLocal:
+		// Every protocol is refused; a TCP segment is answered with a
+		// reset, so connect(2) fails at once (ECONNREFUSED). The kernel
+		// builds no reset for anything else, which is dropped as before.
+		// (An ICMP error answered IPv6 but not IPv4 SYNs routed out of
+		// this host, so it is not used here.)
+		ex = append(ex, Reject{Type: rejectTCPReset})
 	case rule.Reject:
 		ex = append(ex, Reject{Type: rejectICMPXUnreach, Code: icmpxPortUnreach})
 	default:

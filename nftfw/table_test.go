@@ -119,6 +119,10 @@ func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
 					t.Errorf("rule %s ends in verdict %v", nr.Name, last.Kind)
 				}
 			case Reject:
+				// Non-local: a TCP connection attempt is reset at once.
+				if nr.Name == ruleplan.NameNonLocal && last != (Reject{Type: rejectTCPReset}) {
+					t.Errorf("rule %s ends in %v, want a TCP reset", nr.Name, last)
+				}
 			default:
 				t.Errorf("rule %s ends in %T", nr.Name, last)
 			}

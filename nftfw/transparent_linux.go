@@ -4,10 +4,13 @@ package nftfw
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ApplySandbox installs the transparent path's table for p (see
@@ -23,7 +26,27 @@ func ApplySandbox(netns string, p SandboxPlan) error {
 	if err != nil {
 		return err
 	}
-	return installRuleTable(netns, t, true, nil, "installing the transparent path's table inet "+t.Name+" in "+where(netns))
+	_, err = installRuleTable(netns, t, true, nil, "installing the transparent path's table inet "+t.Name+" in "+where(netns), false)
+	return err
+}
+
+// ApplySandboxCounters is ApplySandbox that returns the netlink socket it
+// installed the table through, in blocking mode and close-on-exec, as a
+// socket for ReadSandboxRefusals (what OpenCounterSocket would open).
+//
+// It is the sandbox init's way, for speed: closing the last descriptor of
+// a netfilter netlink socket waits until the kernel has freed every
+// committed nftables transaction (nf_tables flushes its destroy work,
+// which waits for an RCU grace period: 4-10 ms on a busy two-CPU
+// machine). ApplySandbox pays that at once; here the socket lives on in
+// the file, and the wait, if any is left, falls to whoever closes it last
+// (sandgate's parent, at the end of the run).
+func ApplySandboxCounters(netns string, p SandboxPlan) (*os.File, error) {
+	t, err := RenderSandbox(p)
+	if err != nil {
+		return nil, err
+	}
+	return installRuleTable(netns, t, true, nil, "installing the transparent path's table inet "+t.Name+" in "+where(netns), true)
 }
 
 // SandboxRefusals reads the refusal counters of the sandbox's table in the
@@ -56,23 +79,65 @@ func AddRun(netns string, r IdentityRun) error {
 	if err != nil {
 		return err
 	}
-	return installRuleTable(netns, t, false, stale, "installing the transparent rules of run "+r.ID+" in "+where(netns))
+	_, err = installRuleTable(netns, t, false, stale, "installing the transparent rules of run "+r.ID+" in "+where(netns), false)
+	return err
 }
 
 // installRuleTable installs t in one transaction: the table, its chains
 // and its rules, after deleting the table first (replace) or the rules
-// stale; what says what in errors.
-func installRuleTable(netns string, t RuleTable, replace bool, stale []*nftables.Rule, what string) error {
+// stale; what says what in errors. With keep, it returns the socket it
+// used (see ApplySandboxCounters); otherwise the file is nil.
+func installRuleTable(netns string, t RuleTable, replace bool, stale []*nftables.Rule, what string, keep bool) (*os.File, error) {
 	nt := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
 	chains, rules, err := nftRuleTable(nt, t)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c, done, err := dial(netns)
+	var nl *netlink.Conn
+	c, done, err := dial(netns, nftables.WithSockOptions(func(c *netlink.Conn) error { nl = c; return nil }))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer done()
+	if err := fillRuleTable(c, nt, chains, rules, replace, stale, what); err != nil {
+		done()
+		return nil, err
+	}
+	if !keep {
+		done()
+		return nil, nil
+	}
+	fd, err := dupSocket(nl)
+	done() // the socket lives on in fd
+	if err != nil {
+		return nil, fmt.Errorf("%s: keeping the netlink socket: %w", what, err)
+	}
+	// The library's socket was non-blocking (for Go's poller), and the
+	// flag belongs to the socket, not to one descriptor.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: keeping the netlink socket: %w", what, err)
+	}
+	return os.NewFile(uintptr(fd), "nftables-counters"), nil
+}
+
+// dupSocket returns a close-on-exec duplicate of nl's socket.
+func dupSocket(nl *netlink.Conn) (int, error) {
+	if nl == nil {
+		return -1, fmt.Errorf("no netlink connection")
+	}
+	rc, err := nl.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}
+
+// fillRuleTable queues installRuleTable's transaction on c and sends it.
+func fillRuleTable(c *nftables.Conn, nt *nftables.Table, chains []*nftables.Chain, rules []*nftables.Rule, replace bool, stale []*nftables.Rule, what string) error {
 	c.AddTable(nt)
 	if replace {
 		c.DelTable(nt)

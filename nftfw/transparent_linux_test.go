@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -232,6 +233,94 @@ func TestSandboxTransparent(t *testing.T) {
 	if _, _, err := udpExchange(ns, "192.0.2.53:53"); !refused(err) {
 		t.Errorf("DNS without a stub port: %v, want a refusal", err)
 	}
+}
+
+// TestApplySandboxCounters checks the socket ApplySandboxCounters keeps:
+// the table is in force, the socket is blocking and close-on-exec (as
+// OpenCounterSocket's), reads the table's counters, and its close is the
+// one that ends it (the library's own descriptor is closed already).
+func TestApplySandboxCounters(t *testing.T) {
+	ns := testnet.NewAnonymous(t)
+	if err := netroute.DefaultViaLoopback(ns.Path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ApplySandboxCounters(ns.Path, SandboxPlan{TCPPort: 40001, DNSPort: 40002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fd := int(f.Fd())
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("file status flags %#x, %v: want blocking", fl, err)
+	}
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+		t.Errorf("descriptor flags %#x, %v: want close-on-exec", fl, err)
+	}
+	if _, _, err := udpExchange(ns, "192.0.2.10:443"); !refused(err) {
+		t.Errorf("UDP to 192.0.2.10:443: %v, want a refusal (the table in force)", err)
+	}
+	r, err := ReadSandboxRefusals(f)
+	if err != nil || r.UDP != 1 {
+		t.Errorf("refusals through the kept socket: %+v, %v; want one UDP", r, err)
+	}
+	// Twice: the first dump left nothing behind that confuses the next.
+	if r, err := ReadSandboxRefusals(f); err != nil || r.UDP != 1 {
+		t.Errorf("refusals read again: %+v, %v", r, err)
+	}
+}
+
+// TestCloseCounterSocket checks that CloseCounterSocket closes the
+// descriptor at once and that the kernel then releases the socket (it is
+// gone from the namespace's netlink sockets), right after a transaction
+// whose cleanup a plain close would wait for.
+func TestCloseCounterSocket(t *testing.T) {
+	ns := testnet.NewAnonymous(t)
+	f, err := ApplySandboxCounters(ns.Path, SandboxPlan{TCPPort: 40001, DNSPort: 40002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	fd := int(f.Fd())
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	inode := strconv.FormatUint(st.Ino, 10)
+	if !netlinkSocketListed(t, ns, inode) {
+		t.Fatalf("socket inode %s is not among the namespace's netlink sockets to begin with", inode)
+	}
+	CloseCounterSocket(f)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+		t.Errorf("descriptor %d after CloseCounterSocket: %v, want EBADF", fd, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for netlinkSocketListed(t, ns, inode) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the kernel did not release socket inode %s within 10 s", inode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// netlinkSocketListed reports whether a netlink socket with inode is open
+// in the network namespace ns (/proc/net/netlink as seen from there).
+func netlinkSocketListed(t *testing.T, ns *testnet.NS, inode string) bool {
+	t.Helper()
+	var found bool
+	if err := ns.Do(func() error {
+		data, err := os.ReadFile("/proc/thread-self/net/netlink")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == inode {
+				found = true
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // identityRun is one test run: its cgroup, its transparent listener and

@@ -256,10 +256,15 @@ func (s *Server) clientGone(ctx context.Context, ev *audit.Event, res egress.Res
 // recordAuthFailure records a request refused for missing or wrong
 // credentials.
 func (s *Server) recordAuthFailure(r *http.Request, proto, host string, port uint16, start time.Time) {
+	reason, text := audit.ReasonAuthFailed, "proxy credentials wrong (or not Basic)"
+	if r.Header.Get("Proxy-Authorization") == "" {
+		// A challenge, which a client that has credentials answers
+		// (audit.Summary counts it only when it never does).
+		reason, text = audit.ReasonAuthChallenge, "proxy credentials asked for (407); the request carried none"
+	}
 	s.record(audit.Event{
 		Time: start, Proto: proto, Client: r.RemoteAddr, Host: host, Port: port,
-		Decision: audit.DecisionDeny, Reason: audit.ReasonAuthFailed,
-		Text: "proxy credentials missing or wrong",
+		Decision: audit.DecisionDeny, Reason: reason, Text: text,
 	}, start)
 }
 

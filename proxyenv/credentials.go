@@ -49,7 +49,19 @@ type CredentialedRun struct {
 	// is the host's and local destinations must go through the policy too.
 	AllowLocalBinding bool
 	Executable        string // sandgate's path, for GIT_SSH_COMMAND ("" = not set)
+	// JavaDirect leaves the JVM's proxy properties out of
+	// JAVA_TOOL_OPTIONS (inherited ones are still removed): the JDK's
+	// HTTP clients can send proxy credentials only from code (an
+	// Authenticator), never from properties, so pointed at the proxy they
+	// get 407. Set it when the run's transparent path decides the JVM's
+	// direct connections by the same policy instead.
+	JavaDirect bool
 }
+
+// GitProxyAuthMethod is the GIT_HTTP_PROXY_AUTHMETHOD of a credentialed
+// run: git (libcurl) then sends the credentials of the proxy URL with its
+// first request instead of waiting for a 407 challenge.
+const GitProxyAuthMethod = "basic"
 
 // URLs returns the run's HTTP and SOCKS5 proxy URLs with the credentials
 // as URL userinfo (escaped as RFC 3986 requires).
@@ -78,11 +90,9 @@ func (r CredentialedRun) check() error {
 // Vars returns the KEY=VALUE entries of the run: those of Vars (package
 // function) for its two URLs, with the credentials in the URLs and in
 // RSYNC_PROXY (user:password@host:port, userinfo escaped as in the URLs),
-// NO_PROXY and its kin set empty unless AllowLocalBinding, and
-// SOCKSUserEnv and SOCKSPasswordEnv (unescaped). JAVA_TOOL_OPTIONS gets no
-// proxy properties: the JVM cannot give a proxy credentials from its
-// options (HttpClient answers 407 with an error unless the program sets an
-// Authenticator), so Java goes by the transparent path instead.
+// without JAVA_TOOL_OPTIONS when JavaDirect, GIT_HTTP_PROXY_AUTHMETHOD
+// (GitProxyAuthMethod), NO_PROXY and its kin set empty unless
+// AllowLocalBinding, and SOCKSUserEnv and SOCKSPasswordEnv (unescaped).
 func (r CredentialedRun) Vars() ([]string, error) {
 	if err := r.check(); err != nil {
 		return nil, err
@@ -92,17 +102,17 @@ func (r CredentialedRun) Vars() ([]string, error) {
 	if r.AllowLocalBinding {
 		c.NoProxy = DefaultNoProxy
 	}
-	var vars []string
+	vars := Vars(c)
+	if r.JavaDirect {
+		vars = slices.DeleteFunc(vars, func(kv string) bool { return strings.HasPrefix(kv, "JAVA_TOOL_OPTIONS=") })
+	}
+	vars = append(vars, "GIT_HTTP_PROXY_AUTHMETHOD="+GitProxyAuthMethod)
 	rsync := "RSYNC_PROXY=" + url.UserPassword(r.User, r.Password).String() + "@" + r.httpHost()
-	for _, kv := range Vars(c) {
-		switch {
-		case strings.HasPrefix(kv, "RSYNC_PROXY="):
-			// rsync takes the credentials as user:password@host:port.
-			kv = rsync
-		case strings.HasPrefix(kv, "JAVA_TOOL_OPTIONS="):
-			continue
+	for i, kv := range vars {
+		// rsync takes the credentials as user:password@host:port.
+		if strings.HasPrefix(kv, "RSYNC_PROXY=") {
+			vars[i] = rsync
 		}
-		vars = append(vars, kv)
 	}
 	if !r.AllowLocalBinding {
 		for _, n := range noProxyNames {

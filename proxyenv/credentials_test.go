@@ -31,6 +31,9 @@ func TestWithCredentialsPlain(t *testing.T) {
 		"ALL_PROXY": "socks5h://u:p4ss@127.0.0.1:47101", "RSYNC_PROXY": "u:p4ss@127.0.0.1:47100",
 		"NO_PROXY": "", "no_proxy": "", "npm_config_noproxy": "", "NPM_CONFIG_NOPROXY": "",
 		"SANDGATE_SOCKS_USER": "u", "SANDGATE_SOCKS_PASSWORD": "p4ss", "PATH": "/bin", "HOME": "/root",
+		// git sends the credentials with its first request, not after a 407.
+		"GIT_HTTP_PROXY_AUTHMETHOD": "basic",
+		"JAVA_TOOL_OPTIONS":         "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=47100 -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=47100",
 	} {
 		if v, ok := lastValue(env, k); !ok || v != want {
 			t.Errorf("%s = %q (set %v), want %q", k, v, ok, want)
@@ -38,9 +41,6 @@ func TestWithCredentialsPlain(t *testing.T) {
 	}
 	if v, _ := lastValue(env, "GIT_SSH_COMMAND"); !strings.Contains(v, "socks-connect 127.0.0.1:47101 %h %p") {
 		t.Errorf("GIT_SSH_COMMAND = %q", v)
-	}
-	if v, ok := lastValue(env, "JAVA_TOOL_OPTIONS"); ok {
-		t.Errorf("JAVA_TOOL_OPTIONS = %q: the JVM cannot authenticate to the proxy, it goes by the transparent path", v)
 	}
 	seen := map[string]bool{}
 	for _, kv := range env {
@@ -133,26 +133,38 @@ func TestNewPassword(t *testing.T) {
 	}
 }
 
-// A credentialed run's JVM keeps the caller's own options, loses the
-// caller's proxy properties and gets none of the run's (it cannot give
-// the proxy the credentials; the transparent path takes its connections).
-func TestWithCredentialsJava(t *testing.T) {
-	r := CredentialedRun{HTTPPort: 47100, SOCKSPort: 47101, User: "u", Password: "p"}
-	for _, tt := range []struct {
+// TestWithCredentialsJavaDirect: with JavaDirect the JVM gets no proxy
+// properties (inherited ones are removed, its other options kept), and an
+// inherited GIT_HTTP_PROXY_AUTHMETHOD is replaced.
+func TestWithCredentialsJavaDirect(t *testing.T) {
+	r := CredentialedRun{HTTPPort: 47100, SOCKSPort: 47101, User: "u", Password: "p4ss", JavaDirect: true}
+	for _, tc := range []struct {
 		base []string
-		want string // "" = unset
+		java string // "" = not set
 	}{
 		{nil, ""},
-		{[]string{"JAVA_TOOL_OPTIONS=-Xmx1g -Dhttps.proxyHost=corp -Dhttps.proxyPort=8080"}, "-Xmx1g"},
-		{[]string{"JAVA_TOOL_OPTIONS=-Dhttp.proxyHost=corp"}, ""},
+		{[]string{"JAVA_TOOL_OPTIONS=-Dhttps.proxyHost=corp -Dhttps.proxyPort=8080"}, ""},
+		{[]string{"JAVA_TOOL_OPTIONS=-Xmx1g -Dhttp.proxyHost=corp", "GIT_HTTP_PROXY_AUTHMETHOD=negotiate"}, "-Xmx1g"},
 	} {
-		env, err := WithCredentials(tt.base, r)
+		env, err := WithCredentials(tc.base, r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		v, ok := lastValue(env, "JAVA_TOOL_OPTIONS")
-		if v != tt.want || ok != (tt.want != "") {
-			t.Errorf("base %q: JAVA_TOOL_OPTIONS = %q (set %v), want %q", tt.base, v, ok, tt.want)
+		if tc.java == "" && ok || tc.java != "" && v != tc.java {
+			t.Errorf("base %q: JAVA_TOOL_OPTIONS = %q (set %v), want %q", tc.base, v, ok, tc.java)
+		}
+		n := 0
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "GIT_HTTP_PROXY_AUTHMETHOD=") {
+				n++
+				if kv != "GIT_HTTP_PROXY_AUTHMETHOD=basic" {
+					t.Errorf("base %q: %s", tc.base, kv)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("base %q: GIT_HTTP_PROXY_AUTHMETHOD set %d times", tc.base, n)
 		}
 	}
 }

@@ -27,7 +27,11 @@ const ProxySocketMark = 0x53474154
 
 // Version is the version of the rule plan. Bump it whenever Build produces
 // different rules for the same inputs, so installed setups are seen as stale.
-const Version = 1
+// Version 2 rejects the offline identity's packets to non-local
+// destinations instead of only dropping them (Linux answers TCP with a
+// reset), so a program that ignores the proxy fails at once instead of
+// waiting for a SYN that is never answered.
+const Version = 2
 
 // Identity names one of the two sandbox identities.
 type Identity string
@@ -113,7 +117,7 @@ func Build(ports []uint16, allowLocalBinding bool) (Plan, error) {
 		return Plan{}, err
 	}
 	p := Plan{ProxyPorts: ps, AllowLocalBinding: allowLocalBinding}
-	p.Rules = append(p.Rules, Rule{Name: NameNonLocal, Identity: Offline, Direction: "out", Protocol: Any, Remote: NonLocal})
+	p.Rules = append(p.Rules, Rule{Name: NameNonLocal, Identity: Offline, Direction: "out", Protocol: Any, Remote: NonLocal, Reject: true})
 	if !allowLocalBinding {
 		p.Rules = append(p.Rules,
 			Rule{Name: NameLocalUDP, Identity: Offline, Direction: "out", Protocol: UDP, Remote: Local},

@@ -1,6 +1,7 @@
 package ruleplan
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -79,7 +80,8 @@ func TestBuild(t *testing.T) {
 	if tcp.Protocol != TCP || tcp.Remote != Local || FormatRanges(tcp.Ports) != "1-1079,1081-3127,3129-65535" || !tcp.Reject {
 		t.Errorf("local tcp rule = %+v", tcp)
 	}
-	if p.Rules[0].Protocol != Any || p.Rules[0].Remote != NonLocal || p.Rules[0].Ports != nil {
+	// Rejected, not dropped: a client that ignores the proxy fails at once.
+	if p.Rules[0].Protocol != Any || p.Rules[0].Remote != NonLocal || p.Rules[0].Ports != nil || !p.Rules[0].Reject {
 		t.Errorf("non-local rule = %+v", p.Rules[0])
 	}
 
@@ -132,8 +134,8 @@ func TestDrift(t *testing.T) {
 		{"current", Version, []uint16{8080, 3128}, false, nil},
 		{"ports", Version, []uint16{3128}, false, []string{"proxy ports changed from [3128] to [3128 8080]"}},
 		{"alb", Version, []uint16{3128, 8080}, true, []string{"allow_local_binding changed from true to false"}},
-		{"version", Version - 1, []uint16{3128, 8080}, false, []string{"rule plan version changed from 0 to 1"}},
-		{"all", 0, nil, true, []string{"rule plan version changed from 0 to 1", "proxy ports changed from [] to [3128 8080]", "allow_local_binding changed from true to false"}},
+		{"version", Version - 1, []uint16{3128, 8080}, false, []string{fmt.Sprintf("rule plan version changed from %d to %d", Version-1, Version)}},
+		{"all", 0, nil, true, []string{fmt.Sprintf("rule plan version changed from 0 to %d", Version), "proxy ports changed from [] to [3128 8080]", "allow_local_binding changed from true to false"}},
 	}
 	for _, tt := range tests {
 		got := Drift(tt.version, tt.ports, tt.alb, want)

@@ -32,6 +32,8 @@ func usernsDiagnosis() string {
 	if readSysctl("kernel/apparmor_restrict_unprivileged_userns") == "1" {
 		why = append(why, "AppArmor restricts unprivileged user namespaces (sysctl kernel.apparmor_restrict_unprivileged_userns is 1)")
 	}
+	inContainer, _ := containerHints()
+	why = append(why, inContainer...)
 	if len(why) == 0 {
 		return "unprivileged user namespaces appear to be refused by this machine (a security module, seccomp policy or container runtime)"
 	}
@@ -51,5 +53,9 @@ const usernsOptions = "options: allow unprivileged user namespaces " +
 // unavailable says that the netns backend cannot set up its namespaces
 // (what failed, why), with the diagnosis and the options.
 func unavailable(what string, err error) *UnavailableError {
-	return &UnavailableError{Reason: what + ": " + err.Error() + "; " + usernsDiagnosis(), Fix: usernsOptions, Err: err}
+	fix := usernsOptions
+	if _, c := containerHints(); c != "" {
+		fix += "; " + c
+	}
+	return &UnavailableError{Reason: what + ": " + err.Error() + "; " + usernsDiagnosis(), Fix: fix, Err: err}
 }

@@ -16,8 +16,10 @@ import (
 // credentialedEnv reserves the run's two proxy ports from the lease and
 // makes its credentials, and returns env with the proxy settings that
 // carry them (proxyenv.WithCredentials: NO_PROXY empty unless alb, exe
-// for GIT_SSH_COMMAND) and the proxy's plan.
-func credentialedEnv(lease *setup.Lease, env []string, alb bool, exe string) ([]string, runPlan, error) {
+// for GIT_SSH_COMMAND; no JVM proxy properties when javaDirect: the
+// transparent path decides the JVM's connections, which could not present
+// the credentials) and the proxy's plan.
+func credentialedEnv(lease *setup.Lease, env []string, alb bool, exe string, javaDirect bool) ([]string, runPlan, error) {
 	listeners, err := lease.ReservePorts()
 	if err != nil {
 		return nil, runPlan{}, setupError(err)
@@ -37,7 +39,7 @@ func credentialedEnv(lease *setup.Lease, env []string, alb bool, exe string) ([]
 	creds := &proxy.Credentials{User: proxyenv.CredentialsUser, Password: pw}
 	env, err = proxyenv.WithCredentials(env, proxyenv.CredentialedRun{
 		HTTPPort: ports[0], SOCKSPort: ports[1], User: creds.User, Password: creds.Password,
-		AllowLocalBinding: alb, Executable: exe,
+		AllowLocalBinding: alb, Executable: exe, JavaDirect: javaDirect,
 	})
 	if err != nil {
 		return fail(err)

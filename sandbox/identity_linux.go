@@ -111,7 +111,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	var plan runPlan
 	switch spec.Network {
 	case NetworkProxy:
-		if env, plan, err = credentialedEnv(lease, env, spec.AllowLocalBinding, self); err != nil {
+		if env, plan, err = credentialedEnv(lease, env, spec.AllowLocalBinding, self, spec.Transparent); err != nil {
 			return pre(err)
 		}
 	case NetworkNone:

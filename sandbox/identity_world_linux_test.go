@@ -145,6 +145,8 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("ParentKilled", w.testParentKilled)
 	t.Run("Transparent", w.testTransparent) // late: it gives the namespace a default route
 	t.Run("TransparentClients", w.testTransparentClients)
+	t.Run("ProxyAuthClients", w.testProxyAuthClients)
+	t.Run("NonLocalRejected", w.testNonLocalRejected)
 	t.Run("InspectClients", w.testInspectClients) // after Transparent too
 }
 

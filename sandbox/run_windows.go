@@ -168,7 +168,7 @@ func (b *winSandbox) proxyEnv(lease *setup.Lease, spec Spec) (runPlan, error) {
 		b.as.Env = winsec.WindowsEnv(b.as.Env)
 		return runPlan{}, nil
 	}
-	env, plan, err := credentialedEnv(lease, b.as.Env, spec.AllowLocalBinding, b.as.Exe)
+	env, plan, err := credentialedEnv(lease, b.as.Env, spec.AllowLocalBinding, b.as.Exe, false)
 	if err != nil {
 		return runPlan{}, err
 	}

@@ -73,6 +73,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/egress"
@@ -163,6 +164,11 @@ type Spec struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// InputHold, when set, pauses the relay of the user's terminal to
+	// CMD's pseudo-terminal while it is locked (sandgate's --ask prompt
+	// holds it and reads its answer from the terminal itself, so that no
+	// key of the answer reaches CMD). nil: the relay never pauses.
+	InputHold *sync.Mutex
 	// Network selects the command's network.
 	Network Network
 	// Backend selects the enforcement mechanism.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"time"
 
 	"github.com/sandgate/sandgate/proxy"
@@ -50,6 +51,7 @@ type sandboxProcess interface {
 type streams struct {
 	in       io.Reader
 	out, err io.Writer
+	hold     *sync.Mutex // Spec.InputHold
 }
 
 // startReport is how a sandbox's start went.
@@ -168,7 +170,7 @@ func (s *supervisor) abandonPlan() {
 
 // specStreams are the Spec's streams, the process's own where unset.
 func specStreams(spec Spec) streams {
-	st := streams{in: spec.Stdin, out: spec.Stdout, err: spec.Stderr}
+	st := streams{in: spec.Stdin, out: spec.Stdout, err: spec.Stderr, hold: spec.InputHold}
 	if st.in == nil {
 		st.in = os.Stdin
 	}

@@ -72,6 +72,7 @@ type terminal struct {
 	inFD          int
 	saved         *unix.Termios
 	stopR, stopW  int
+	hold          *sync.Mutex // while locked by someone else, no input is relayed
 	wg            sync.WaitGroup
 	outDone       chan struct{}
 }
@@ -159,7 +160,10 @@ func (t *terminal) relayInput() {
 		if fds[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) == 0 {
 			continue
 		}
-		n, err := unix.Read(t.inFD, buf)
+		n, ok, err := t.readHeld(buf, fds[1:])
+		if !ok {
+			continue
+		}
 		if err == unix.EAGAIN || err == unix.EINTR {
 			continue
 		}
@@ -170,6 +174,27 @@ func (t *terminal) relayInput() {
 			return
 		}
 	}
+}
+
+// readHeld reads the host terminal unless the input is held (Spec.InputHold):
+// then it waits a little, watching stop, and reports !ok. Under the hold it
+// checks again that input is still there, since the holder may have read it,
+// so that it never blocks in a read it cannot abandon.
+func (t *terminal) readHeld(buf []byte, stop []unix.PollFd) (n int, ok bool, err error) {
+	if t.hold != nil {
+		if !t.hold.TryLock() {
+			stop[0].Revents = 0
+			_, _ = unix.Poll(stop, 20)
+			return 0, false, nil
+		}
+		defer t.hold.Unlock()
+		again := []unix.PollFd{{Fd: int32(t.inFD), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(again, 0); n == 0 {
+			return 0, false, nil
+		}
+	}
+	n, err = unix.Read(t.inFD, buf)
+	return n, true, err
 }
 
 // stop waits (briefly) for the pty's remaining output, ends the relays and

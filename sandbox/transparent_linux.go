@@ -15,8 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandgate/sandgate/audit"
 	"github.com/sandgate/sandgate/dnsstub"
+	"github.com/sandgate/sandgate/internal/starttrace"
 	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/proxy"
@@ -115,7 +118,7 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 		return nil, nil, fmt.Errorf("transparent path: %w", err)
 	}
 	view = withOwnHostname(view)
-	if t.dir, err = os.MkdirTemp("", "sandgate-run-"); err != nil {
+	if t.dir, err = os.MkdirTemp(viewsParent(), "sandgate-run-"); err != nil {
 		return nil, nil, fmt.Errorf("transparent path: %w", err)
 	}
 	var replace []initproto.ReplaceFile
@@ -131,19 +134,43 @@ func newTransparentViews(spec Spec, pool *synthaddr.Pool) (*transparentRun, []in
 			t.stop()
 			return nil, nil, fmt.Errorf("transparent path: %w", err)
 		}
-		replace = append(replace, initproto.ReplaceFile{Source: src, Target: f.target})
+		replace = append(replace, initproto.ReplaceFile{Source: src, Target: f.target, Transparent: true})
 	}
 	return t, replace, nil
 }
 
-// policy is the stub's question: is the name allowed on some port.
+// viewsParent is where a run's hosts and resolv.conf views are made: the
+// caller's TMPDIR when set, else /dev/shm when it is a tmpfs sandgate may
+// write (making and removing the two files there costs a fifth of what it
+// does on an ext4 /tmp, and both are on the start-up's way), else the
+// system's temporary directory. It is as private as /tmp: the run's own
+// directory is 0700 with a random name, and the view hides both from CMD.
+func viewsParent() string {
+	if os.Getenv("TMPDIR") != "" {
+		return ""
+	}
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) == nil && st.Type == unix.TMPFS_MAGIC && unix.Access("/dev/shm", unix.W_OK|unix.X_OK) == nil {
+		return "/dev/shm"
+	}
+	return ""
+}
+
+// policy is the stub's question: is the name allowed on some port. With an
+// Asker (--ask, --decider) a name merely not on the allow list gets an
+// address too, so that the connection to it reaches the gate and is asked
+// about with its port.
 func (t *transparentRun) policy() dnsstub.Policy {
 	return dnsstub.PolicyFunc(func(name string) (bool, string) {
-		p := t.spec.Gate.PolicyNow() // a live policy's change reaches the stub at once
+		g := t.spec.Gate
+		p := g.PolicyNow() // a live policy's change reaches the stub at once
 		if p == nil {
 			return false, policy.ReasonNotAllowed
 		}
 		d := p.CheckName(name)
+		if !d.Allow && d.Reason == policy.ReasonNotAllowed && g.Ask != nil {
+			return true, ""
+		}
 		return d.Allow, d.Reason
 	})
 }
@@ -157,7 +184,9 @@ func (t *transparentRun) serve(srv *proxy.Server, files []*os.File) error {
 	}
 	counters := files[initproto.FileCounters]
 	t.refusals = func() (nftfw.Refusals, error) {
-		defer counters.Close()
+		// Closed without waiting for the kernel's cleanup of the
+		// sandbox's nftables transaction (see nftfw.CloseCounterSocket).
+		defer nftfw.CloseCounterSocket(counters)
 		return nftfw.ReadSandboxRefusals(counters)
 	}
 	var lns []net.Listener
@@ -261,6 +290,15 @@ func (t *transparentRun) stop() {
 	}
 	t.stopped = true
 	t.stopc()
+	// The views are no longer read (the sandbox is gone, or never ran):
+	// they are removed while the stub stops and the counters are read.
+	removed := make(chan struct{})
+	go func() {
+		defer close(removed)
+		if t.dir != "" {
+			_ = os.RemoveAll(t.dir)
+		}
+	}()
 	t.wg.Wait()
 	if t.refusals != nil {
 		r, err := t.refusals()
@@ -273,9 +311,8 @@ func (t *transparentRun) stop() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		t.undo[i]()
 	}
-	if t.dir != "" {
-		_ = os.RemoveAll(t.dir)
-	}
+	<-removed
+	starttrace.Mark("transparent path stopped")
 }
 
 // recordRefusals records one audit event per kind of packet refused.

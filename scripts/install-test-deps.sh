@@ -17,7 +17,7 @@ command -v git >/dev/null || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v npm >/dev/null || need+=(npm)
-command -v javac >/dev/null || need+=(openjdk-17-jdk-headless) # sandbox: Java trusts the run CA (trust_linux_test.go)
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless) # sandbox: Java trusts the run CA (trust_linux_test.go); Java on the identity backend (identity_proxyauth_linux_test.go)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test prerequisites: ${need[*]} (install them, or run as root)" >&2

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -661,11 +662,11 @@ func checkGroup(db *accounts.DB, name, rec string) (gid uint32, ok bool, diffs [
 	return gid, true, diffs
 }
 
-var nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`) }) // on first use, not at every start
 
 func validateNames(o Options) error {
 	for _, n := range []string{o.OfflineUser, o.OnlineUser, o.Group} {
-		if !nameRE.MatchString(n) {
+		if !nameRE().MatchString(n) {
 			return fmt.Errorf("%q is not a valid user or group name", n)
 		}
 	}

@@ -28,6 +28,8 @@ func newProxyCmd() *cobra.Command {
 		drain     time.Duration
 		quiet     bool
 		caOut     string
+		upstream  upstreamFlags
+		df        decideFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy [flags]",
@@ -60,13 +62,8 @@ Listening on a non-loopback address is refused unless credentials are set
 					return &exitError{code: exitUsage, err: err}
 				}
 			}
-			for _, a := range []string{httpAddr, socksAddr} {
-				if a == "" {
-					continue
-				}
-				if err := checkListenAddr(a, creds != nil, openProxy); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
+			if err := checkListenAddrs(creds != nil, openProxy, httpAddr, socksAddr); err != nil {
+				return err
 			}
 			var extra []audit.Sink
 			if !quiet {
@@ -84,8 +81,18 @@ Listening on a non-loopback address is refused unless credentials are set
 				return err
 			}
 			defer removeCA()
+			gate, err := upstream.gate(cf, pol)
+			if err != nil {
+				return err
+			}
+			if line := upstreamLine(gate.Upstream); line != "" {
+				fmt.Fprintln(os.Stderr, "sandgate: "+line)
+			}
+			if err := df.applyGate(gate, ""); err != nil { // --ask's terminal is closed at exit
+				return err
+			}
 			srv := proxy.New(proxy.Options{
-				Gate:        newGate(cf, pol),
+				Gate:        gate,
 				Audit:       sink,
 				Credentials: creds,
 				Limits:      cf.Limits(),
@@ -118,6 +125,8 @@ Listening on a non-loopback address is refused unless credentials are set
 	}
 	fs := cmd.Flags()
 	pf.register(fs)
+	upstream.register(fs)
+	df.register(fs)
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:3128", "address of the HTTP proxy listener (\"\" to disable)")
 	fs.StringVar(&socksAddr, "socks", "127.0.0.1:1080", "address of the SOCKS5 proxy listener (\"\" to disable)")
 	fs.StringVar(&auditPath, "audit", "", "append every decision as JSON Lines to FILE")
@@ -151,6 +160,20 @@ func listenPair(httpAddr, socksAddr string) (httpLn, socksLn net.Listener, err e
 		lns[i] = ln
 	}
 	return lns[0], lns[1], nil
+}
+
+// checkListenAddrs checks each listen address that is not "" (see
+// checkListenAddr); a refusal is a usage error.
+func checkListenAddrs(haveCreds, open bool, addrs ...string) error {
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		if err := checkListenAddr(a, haveCreds, open); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	return nil
 }
 
 // checkListenAddr refuses a listener that other hosts could reach unless it

@@ -15,6 +15,21 @@ import (
 	"github.com/sandgate/sandgate/sandbox"
 )
 
+// runLong is the help text of sandgate run.
+const runLong = `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
+SOCKS5 proxy, under the policy; the kernel enforces it.
+
+  --network proxy  (default) only through the proxy, under the policy; with
+                   the transparent path (off with --no-transparent), the
+                   TCP connections and DNS queries of programs that ignore
+                   the proxy variables are decided by the same policy
+  --network none   no network at all (a private loopback only)
+  --network full   the host's network, no proxy (still sandboxed otherwise)
+
+Exit status: CMD's own; 128+N if CMD died of signal N; 125 if sandgate
+itself failed (including "enforcement unavailable"); 126 CMD not
+executable; 127 CMD not found.`
+
 func newRunCmd() *cobra.Command {
 	var (
 		pf        policyFlags
@@ -29,25 +44,15 @@ func newRunCmd() *cobra.Command {
 		host      hostFlags
 		secret    secretFlags
 		noTransp  bool
+		upstream  upstreamFlags
 		ctl       controlFlags
+		df        decideFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARG]...",
 		Short: "Run CMD with network egress only through sandgate's policy proxy",
-		Long: `Run CMD in a sandbox whose only way to the network is sandgate's HTTP and
-SOCKS5 proxy, under the policy; the kernel enforces it.
-
-  --network proxy  (default) only through the proxy, under the policy; with
-                   the transparent path (off with --no-transparent), the
-                   TCP connections and DNS queries of programs that ignore
-                   the proxy variables are decided by the same policy
-  --network none   no network at all (a private loopback only)
-  --network full   the host's network, no proxy (still sandboxed otherwise)
-
-Exit status: CMD's own; 128+N if CMD died of signal N; 125 if sandgate
-itself failed (including "enforcement unavailable"); 126 CMD not
-executable; 127 CMD not found.`,
-		Args: cobra.MinimumNArgs(1),
+		Long:  runLong,
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var spec sandbox.Spec
 			if err := setModes(&spec, network, backend); err != nil {
@@ -76,8 +81,13 @@ executable; 127 CMD not found.`,
 			if err := secret.apply(cf, &spec, os.Environ()); err != nil {
 				return err
 			}
-			spec.Gate = newGate(cf, pol)
-			spec.Audit = sink
+			if spec.Gate, err = upstream.gate(cf, pol); err != nil {
+				return err
+			}
+			if err := df.apply(&spec, sink, ctl.runID); err != nil {
+				return err
+			}
+			defer df.close()
 			spec.ProxyLimits = cf.Limits()
 			if spec.UnixSockets, err = unixSocketPaths(cf, unixPaths); err != nil {
 				return err
@@ -86,11 +96,7 @@ executable; 127 CMD not found.`,
 			spec.AllowLocalBinding = cf.AllowLocalBinding(o) || os.Getenv("SANDGATE_ALLOW_LOCAL_BINDING") == "1"
 			spec.KeepDirGrant = keepGrant
 			spec.Transparent = !noTransp
-			spec.Logf = func(format string, a ...any) {
-				if !quiet {
-					fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
-				}
-			}
+			spec.Logf = stderrLogf(quiet)
 			spec.Notify = notify
 			stopControl, err := ctl.start(&spec, sink)
 			if err != nil {
@@ -109,18 +115,14 @@ executable; 127 CMD not found.`,
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
-			if !quiet {
-				printOnce(envLine)
-				if line := refusalLine(summary.Refusals()); line != "" {
-					fmt.Fprintln(os.Stderr, line)
-				}
-			}
+			printExitSummary(quiet, envLine, summary)
 			return runOutcome(res)
 		},
 	}
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
 	pf.register(fs)
+	upstream.register(fs)
 	fs.StringVar(&network, "network", "proxy", "network mode: proxy, none or full")
 	fs.StringVar(&backend, "backend", "auto", "enforcement backend: auto, netns or identity")
 	fs.StringVar(&auditPath, "audit", "", "append every proxy decision as JSON Lines to FILE")
@@ -129,11 +131,34 @@ executable; 127 CMD not found.`,
 	fs.BoolVar(&keepGrant, "keep-dir-grant", false, "identity backend: leave the sandbox group's ACL grant on the working directory after the run")
 	host.register(fs)
 	secret.register(fs)
+	df.register(fs)
 	fs.BoolVar(&noTransp, "no-transparent", false, "--network proxy: turn off the transparent path, which decides (by the same policy) the TCP connections and DNS queries of programs that ignore the proxy variables, and refuses other UDP")
 	fs.BoolVar(&allowUnix, "allow-unix-sockets", false, "RISK: let CMD create unix sockets, which can reach host services (docker.sock, ssh-agent) outside the policy")
 	fs.StringArrayVar(&unixPaths, "allow-unix-socket", nil, "let CMD connect to the unix socket PATH (e.g. \"$SSH_AUTH_SOCK\"), and to no other unix socket; Linux (repeatable)")
 	ctl.register(fs)
 	return cmd
+}
+
+// printExitSummary prints a run's lines at exit (the environment variables
+// dropped, the refusals), unless quiet.
+func printExitSummary(quiet bool, envLine string, summary *audit.Summary) {
+	if quiet {
+		return
+	}
+	printOnce(envLine)
+	if line := refusalLine(summary.Refusals()); line != "" {
+		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+// stderrLogf is a run's Spec.Logf: sandgate's lines on stderr, none when
+// quiet.
+func stderrLogf(quiet bool) func(format string, a ...any) {
+	return func(format string, a ...any) {
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "sandgate: "+format+"\n", a...)
+		}
+	}
 }
 
 // notify prints one of sandgate's own messages to the user on sandgate's

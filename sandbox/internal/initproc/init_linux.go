@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandgate/sandgate/fsview"
+	"github.com/sandgate/sandgate/internal/starttrace"
 	"github.com/sandgate/sandgate/proxyenv"
 	"github.com/sandgate/sandgate/sandbox/internal/confine"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
@@ -29,6 +30,8 @@ func Main(args []string) int {
 	// Every credential change below is per thread: the thread that starts
 	// CMD is this one, locked for the life of the process.
 	runtime.LockOSThread()
+	starttrace.SetRole("init")
+	starttrace.Mark("Go start-up")
 	if err := dieWithParent(); err != nil {
 		if !errors.Is(err, errParentGone) {
 			report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: " + err.Error()})
@@ -42,11 +45,15 @@ func Main(args []string) int {
 		report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: marking inherited descriptors close-on-exec: " + err.Error()})
 		return 125
 	}
-	cfg, command, err := initproto.ParseArgs(args)
+	cfg, command, err := initproto.ReadConfig(args, initproto.StatusFD)
+	if errors.Is(err, initproto.ErrNoConfig) {
+		return 125 // the parent is gone; CMD never ran
+	}
 	if err != nil {
 		report(initproto.Status{Kind: initproto.SetupError, Msg: "sandbox init: " + err.Error()})
 		return 125
 	}
+	starttrace.Mark("config read")
 
 	// Signals that arrive from now on are forwarded once CMD runs.
 	sigs := make(chan os.Signal, 16)
@@ -70,6 +77,7 @@ func Main(args []string) int {
 		return 125
 	}
 	report(initproto.Status{Kind: initproto.Started, HTTPPort: httpPort, SOCKSPort: socksPort, TransparentOff: transparentOff}, listeners...)
+	starttrace.Mark("reported")
 	for _, fd := range listeners {
 		unix.Close(fd)
 	}
@@ -80,7 +88,9 @@ func Main(args []string) int {
 			_ = unix.Kill(pid, s.(syscall.Signal))
 		}
 	}()
-	return reap(pid)
+	code := reap(pid)
+	starttrace.Mark("CMD ended")
+	return code
 }
 
 // The init dies with the sandgate process that started it, however that
@@ -232,43 +242,40 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	if err != nil {
 		return 0, 0, 0, nil, err
 	}
+	// The network first: the transparent path's nftables transaction
+	// leaves the kernel work that the last close of its socket waits for
+	// (see nftfw.ApplySandboxCounters); the sooner it is committed, the
+	// more of that runs alongside the rest of the start-up.
+	httpPort, socksPort, listeners, err = setupNetwork(&cfg)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
+	fail := func(err error) (int, int, int, []int, error) {
+		closeFDs(listeners)
+		return 0, 0, 0, nil, err
+	}
 	// Mounts made here must never propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-		return 0, 0, 0, nil, setupErr(err, "making the sandbox's mounts private")
+		return fail(setupErr(err, "making the sandbox's mounts private"))
 	}
 	// The replacement files first: their sources lie where the view may
 	// put a private /tmp; a bind made now stays in the view.
 	if err := applyReplacements(cfg.Replace); err != nil {
-		return 0, 0, 0, nil, err
+		return fail(err)
 	}
 	view, err := applyView(cfg)
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return fail(err)
 	}
+	starttrace.Mark("file system view mounted")
 	// A /proc of the new PID namespace: CMD sees only the sandbox's processes.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return 0, 0, 0, nil, setupErr(err, "mounting /proc for the sandbox's PID namespace (is /proc partly masked, e.g. inside a container?)")
+		return fail(setupErr(err, "mounting /proc for the sandbox's PID namespace (is /proc partly masked, e.g. inside a container?)"))
 	}
-	if cfg.Network != initproto.NetFull {
-		if err := LoopbackUp(); err != nil {
-			return 0, 0, 0, nil, setupErr(err, "bringing up the sandbox's loopback interface")
-		}
-	}
+	starttrace.Mark("/proc mounted")
 	env := os.Environ()
 	switch cfg.Network {
 	case initproto.NetProxy:
-		var hfd, sfd int
-		if hfd, httpPort, err = listenLoopback(); err != nil {
-			return 0, 0, 0, nil, setupErr(err, "creating the proxy's HTTP listener in the sandbox")
-		}
-		if sfd, socksPort, err = listenLoopback(); err != nil {
-			unix.Close(hfd)
-			return 0, 0, 0, nil, setupErr(err, "creating the proxy's SOCKS5 listener in the sandbox")
-		}
-		listeners = []int{hfd, sfd}
-		if cfg.Transparent != nil {
-			listeners = append(listeners, transparentOrOff(&cfg)...)
-		}
 		env = proxyenv.Merge(env, proxyenv.Vars(proxyenv.Config{
 			HTTP:       "http://127.0.0.1:" + strconv.Itoa(httpPort),
 			SOCKS:      "socks5h://127.0.0.1:" + strconv.Itoa(socksPort),
@@ -277,12 +284,6 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 		}))
 	case initproto.NetNone:
 		env = proxyenv.Merge(env, nil)
-	}
-	fail := func(err error) (int, int, int, []int, error) {
-		for _, fd := range listeners {
-			unix.Close(fd)
-		}
-		return 0, 0, 0, nil, err
 	}
 	if cfg.Dir != "" {
 		if fi, err := os.Stat(cfg.Dir); err != nil {
@@ -299,23 +300,63 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fail(setupErr(err, "making the sandbox init non-dumpable"))
 	}
+	starttrace.Mark("CMD looked up")
 	ll, err := viewLandlock(view)
 	if err != nil {
 		return fail(err)
 	}
 	defer ll.Close()
+	starttrace.Mark("Landlock ruleset built")
 	if err := lockDown(cfg.AllowUnix, gate, nil, ll); err != nil {
 		return fail(err)
 	}
+	starttrace.Mark("locked down")
 	pid, err = startCommand(path, args, env, cfg.Dir, cfg.PTY)
 	if err != nil {
 		return fail(err)
 	}
+	starttrace.Mark("CMD started")
 	return pid, httpPort, socksPort, listeners, nil
 }
 
+// setupNetwork brings up the sandbox's loopback (unless the run shares
+// the host's network) and, with NetProxy, makes the proxy's listeners
+// (HTTP, SOCKS5) and the transparent path cfg asks for, returning the
+// listeners' ports and every descriptor to hand to the parent. When the
+// transparent path cannot be set up, cfg loses it (see transparentOrOff).
+func setupNetwork(cfg *initproto.Config) (httpPort, socksPort int, fds []int, err error) {
+	if cfg.Network == initproto.NetFull {
+		return 0, 0, nil, nil
+	}
+	if err := LoopbackUp(); err != nil {
+		return 0, 0, nil, setupErr(err, "bringing up the sandbox's loopback interface")
+	}
+	if cfg.Network != initproto.NetProxy {
+		return 0, 0, nil, nil
+	}
+	hfd, httpPort, err := listenLoopback()
+	if err != nil {
+		return 0, 0, nil, setupErr(err, "creating the proxy's HTTP listener in the sandbox")
+	}
+	sfd, socksPort, err := listenLoopback()
+	if err != nil {
+		unix.Close(hfd)
+		return 0, 0, nil, setupErr(err, "creating the proxy's SOCKS5 listener in the sandbox")
+	}
+	fds = []int{hfd, sfd}
+	starttrace.Mark("lo up, proxy listeners")
+	if cfg.Transparent != nil {
+		fds = append(fds, transparentOrOff(cfg)...)
+	}
+	return httpPort, socksPort, fds, nil
+}
+
 // startCommand forks and executes CMD from the calling (locked, locked-down)
-// thread with stdio as fds 0-2, in its own session on the terminal when pty.
+// thread with stdio as fds 0-2, always in a session of its own: on the pty
+// as its controlling terminal when pty, and otherwise with none, so that
+// CMD never shares sandgate's session and controlling terminal (whose
+// input it could otherwise fake with TIOCSTI: keys for the user's shell
+// after the run, or the answer to sandgate's --ask question).
 // It uses syscall.ForkExec rather than os.StartProcess: the init reaps with
 // wait4 itself, and os would first probe the kernel for pidfd support by
 // forking a throwaway child, which costs the start path a whole fork.
@@ -324,10 +365,9 @@ func startCommand(path string, args, env []string, dir string, pty bool) (int, e
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	if pty {
-		attr.Sys.Setsid = true
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
 	}

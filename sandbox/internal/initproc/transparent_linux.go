@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandgate/sandgate/internal/starttrace"
 	"github.com/sandgate/sandgate/netroute"
 	"github.com/sandgate/sandgate/nftfw"
 	"github.com/sandgate/sandgate/sandbox/internal/initproto"
@@ -22,18 +23,30 @@ var transparentOff string
 
 // transparentOrOff sets up the transparent path of cfg and returns its
 // descriptors; when the kernel refuses a part of it (no nf_tables, say),
-// it closes its sockets, drops cfg's views (which only make sense with
-// it) and records why in transparentOff: CMD then runs as without the
+// it closes its sockets, drops cfg's views of the path (which only make
+// sense with it; other replacement files, such as the trust bundles,
+// stay) and records why in transparentOff: CMD then runs as without the
 // path, which confines it no less (what was made of it before the failure
 // only refuses: rules without routes, or routes to closed sockets).
 func transparentOrOff(cfg *initproto.Config) []int {
 	fds, err := setupTransparent(cfg.Transparent)
 	if err != nil {
 		transparentOff = err.Error()
-		cfg.Replace = nil
+		cfg.Replace = withoutTransparentViews(cfg.Replace)
 		return nil
 	}
 	return fds
+}
+
+// withoutTransparentViews is files without the transparent path's views.
+func withoutTransparentViews(files []initproto.ReplaceFile) []initproto.ReplaceFile {
+	var kept []initproto.ReplaceFile
+	for _, f := range files {
+		if !f.Transparent {
+			kept = append(kept, f)
+		}
+	}
+	return kept
 }
 
 // setupTransparent gives the sandbox's network namespace (whose loopback
@@ -56,13 +69,15 @@ func setupTransparent(t *initproto.Transparent) (fds []int, err error) {
 	if err != nil {
 		return fds, setupErr(err, "creating the DNS stub's sockets")
 	}
-	if err := nftfw.ApplySandbox("", nftfw.SandboxPlan{TCPPort: uint16(tcpPort), DNSPort: uint16(dnsPort)}); err != nil {
-		return fds, asSetupError(err)
-	}
-	counters, err := nftfw.OpenCounterSocket()
+	starttrace.Mark("transparent sockets")
+	// The socket the table is installed through becomes the counter
+	// socket: closing it here would wait for the kernel to free the
+	// transaction (see nftfw.ApplySandboxCounters).
+	counters, err := nftfw.ApplySandboxCounters("", nftfw.SandboxPlan{TCPPort: uint16(tcpPort), DNSPort: uint16(dnsPort)})
 	if err != nil {
 		return fds, asSetupError(err)
 	}
+	starttrace.Mark("nftables table applied")
 	// The init closes its copies once they are passed; the file's own
 	// close would then close the descriptor twice.
 	fd, err := unix.Dup(int(counters.Fd()))
@@ -72,6 +87,7 @@ func setupTransparent(t *initproto.Transparent) (fds []int, err error) {
 	}
 	unix.CloseOnExec(fd)
 	fds = append(fds, fd)
+	starttrace.Mark("counter socket")
 	// Routes last: with them and without the rules, connections to other
 	// addresses would wait for a timeout instead of failing at once.
 	var self []netip.Addr
@@ -88,6 +104,7 @@ func setupTransparent(t *initproto.Transparent) (fds []int, err error) {
 	if err := netroute.DefaultViaLoopback(""); err != nil {
 		return fds, setupErr(err, "routing the sandbox's connections to its loopback")
 	}
+	starttrace.Mark("routes on lo")
 	return fds, nil
 }
 

@@ -12,7 +12,8 @@ import (
 )
 
 // Arg0 is argv[0] of a sandgate process re-executed as the sandbox init.
-// argv[1] is the JSON Config; argv[2:] is the command.
+// argv[1] is the JSON Config (or ConfigOnStatus: it follows on the status
+// socket); argv[2:] is the command.
 const Arg0 = "sandgate:sandbox-init"
 
 // StatusFD is the init's end of the status socket (the parent's

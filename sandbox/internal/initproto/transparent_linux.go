@@ -25,7 +25,7 @@ const (
 	FileDNSTCP4         // the DNS stub's TCP listener on 127.0.0.1
 	FileDNSUDP6         // the DNS stub's UDP socket on [::1]
 	FileDNSTCP6         // the DNS stub's TCP listener on [::1]
-	FileCounters        // a netlink socket to the sandbox's nftables (nftfw.OpenCounterSocket)
+	FileCounters        // a netlink socket to the sandbox's nftables (nftfw.ApplySandboxCounters)
 	TransparentFiles
 )
 
@@ -34,4 +34,7 @@ const (
 type ReplaceFile struct {
 	Source string `json:"src"`
 	Target string `json:"dst"`
+	// Transparent marks the transparent path's views (hosts, resolv.conf):
+	// without the path, the init does not bind them.
+	Transparent bool `json:"transparent,omitempty"`
 }
