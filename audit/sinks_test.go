@@ -303,7 +303,22 @@ func TestFormatSummary(t *testing.T) {
 				{Host: "api.example.com", Port: 443, Reason: "blocked-by-method", Count: 2},
 				{Host: "api.example.com", Port: 443, Reason: "upstream-tls", Count: 1},
 			},
-			want: "refused 3 connections: api.example.com:443 (method not allowed by the host's rules) ×2, api.example.com:443 (host's certificate did not verify)",
+			want: "refused 3 requests: api.example.com:443 (method not allowed by the host's rules) ×2, api.example.com:443 (host's certificate did not verify)",
+		},
+		{
+			name: "one request",
+			in:   []Refusal{{Host: "api.example.com", Port: 443, Reason: "blocked-by-path", Count: 1}},
+			want: "refused 1 request: api.example.com:443 (path not allowed by the host's rules)",
+		},
+		{
+			name: "connections and requests",
+			in: []Refusal{
+				{Host: "evil.test", Port: 443, Reason: "not-allowed", Count: 2},
+				{Host: "api.example.com", Port: 443, Reason: "secret-not-bound", Count: 1},
+				{Host: "other.test", Port: 443, Reason: "sni-mismatch", Count: 1},
+			},
+			want: "refused 3 connections and 1 request: evil.test:443 (not on the allow list) ×2, " +
+				"api.example.com:443 (a secret's placeholder sent to a host it is not bound to), other.test:443 (TLS server name of another host)",
 		},
 		{
 			name: "unknown reason kept",

@@ -305,7 +305,7 @@ func TestInspectUpstreamTLSRefusal(t *testing.T) {
 	o := d.run(t, w, []string{"--backend", "netns", "--audit", auditFile, "--read-only", "remote.test"},
 		"curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "T-CODE=%{http_code}\n", "https://remote.test:"+port+"/docs")
 	wantOutput(t, o, "T-CODE=502")
-	want := "sandgate: refused 1 connection: remote.test:" + port + " (host's certificate did not verify); the certificate of remote.test did not verify: signed by an unknown authority"
+	want := "sandgate: refused 1 request: remote.test:" + port + " (host's certificate did not verify); the certificate of remote.test did not verify: signed by an unknown authority"
 	if !strings.Contains(o.stderr, want) {
 		t.Errorf("the exit summary:\n%s\nwant %q", o.stderr, want)
 	}
