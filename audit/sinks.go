@@ -280,8 +280,11 @@ const summaryListLimit = 10
 //
 //	refused 3 connections: evil.test:443 (not on the allow list) ×2, 169.254.169.254:80 (metadata address)
 //
-// It names at most ten groups and says how many more there are. It returns
-// "" when there are no refusals.
+// Refusals of single requests on an inspected host (or in plain HTTP:
+// blocked-by-method, blocked-by-path, secret-not-bound, upstream-tls, ...)
+// are counted as requests ("refused 2 connections and 1 request: …"). It
+// names at most ten groups and says how many more there are. It returns ""
+// when there are no refusals.
 func FormatSummary(refusals []Refusal) string {
 	total := 0
 	for _, r := range refusals {
@@ -290,14 +293,24 @@ func FormatSummary(refusals []Refusal) string {
 	if len(refusals) == 0 || total <= 0 {
 		return ""
 	}
+	requests := 0
+	for _, r := range refusals {
+		if requestReasons[r.Reason] {
+			requests += r.Count
+		}
+	}
 	var b strings.Builder
 	b.WriteString("refused ")
-	b.WriteString(strconv.Itoa(total))
-	if total == 1 {
-		b.WriteString(" connection: ")
-	} else {
-		b.WriteString(" connections: ")
+	if conns := total - requests; conns > 0 {
+		b.WriteString(plural(conns, "connection"))
+		if requests > 0 {
+			b.WriteString(" and ")
+		}
 	}
+	if requests > 0 {
+		b.WriteString(plural(requests, "request"))
+	}
+	b.WriteString(": ")
 	for i, r := range refusals {
 		if i == summaryListLimit {
 			fmt.Fprintf(&b, ", and %d more", len(refusals)-i)
@@ -320,6 +333,21 @@ func FormatSummary(refusals []Refusal) string {
 		}
 	}
 	return b.String()
+}
+
+// requestReasons are the reasons of refusals of one request (on an
+// inspected host or in plain HTTP), not of a connection.
+var requestReasons = map[string]bool{
+	"blocked-by-method": true, "blocked-by-path": true, "secret-not-bound": true,
+	"host-mismatch": true, "upstream-tls": true, "bad-path": true,
+}
+
+// plural is "1 thing" or "N things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 // refusalPhrase is ReasonPhrase for r, saying so when an IP literal is
@@ -394,6 +422,26 @@ func ReasonPhrase(reason string) string {
 		return "too many names at once"
 	case "dns-type-not-served":
 		return "DNS record type not served"
+	case "blocked-by-method":
+		return "method not allowed by the host's rules"
+	case "blocked-by-path":
+		return "path not allowed by the host's rules"
+	case "secret-not-bound":
+		return "a secret's placeholder sent to a host it is not bound to"
+	case "sni-mismatch":
+		return "TLS server name of another host"
+	case "host-mismatch":
+		return "request for another host"
+	case "inspect-unavailable":
+		return "host must be inspected, and this proxy cannot"
+	case "upstream-tls":
+		return "host's certificate did not verify"
+	case "bad-path":
+		return "path not in its normal form"
+	case "tls-handshake-failed":
+		return "TLS handshake with the client failed"
+	case "inspect-unknown-protocol":
+		return "neither TLS nor HTTP on an inspected host"
 	case "decider-denied":
 		return "denied by the decider"
 	case "decider-failed":

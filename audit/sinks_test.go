@@ -298,6 +298,29 @@ func TestFormatSummary(t *testing.T) {
 			want: "refused 2 connections: evil.test (not on the allow list) ×2",
 		},
 		{
+			name: "inspected requests refused, in plain words",
+			in: []Refusal{
+				{Host: "api.example.com", Port: 443, Reason: "blocked-by-method", Count: 2},
+				{Host: "api.example.com", Port: 443, Reason: "upstream-tls", Count: 1},
+			},
+			want: "refused 3 requests: api.example.com:443 (method not allowed by the host's rules) ×2, api.example.com:443 (host's certificate did not verify)",
+		},
+		{
+			name: "one request",
+			in:   []Refusal{{Host: "api.example.com", Port: 443, Reason: "blocked-by-path", Count: 1}},
+			want: "refused 1 request: api.example.com:443 (path not allowed by the host's rules)",
+		},
+		{
+			name: "connections and requests",
+			in: []Refusal{
+				{Host: "evil.test", Port: 443, Reason: "not-allowed", Count: 2},
+				{Host: "api.example.com", Port: 443, Reason: "secret-not-bound", Count: 1},
+				{Host: "other.test", Port: 443, Reason: "sni-mismatch", Count: 1},
+			},
+			want: "refused 3 connections and 1 request: evil.test:443 (not on the allow list) ×2, " +
+				"api.example.com:443 (a secret's placeholder sent to a host it is not bound to), other.test:443 (TLS server name of another host)",
+		},
+		{
 			name: "unknown reason kept",
 			in:   []Refusal{{Host: "a.test", Port: 80, Reason: "something-new", Count: 3}},
 			want: "refused 3 connections: a.test:80 (something-new) ×3",
@@ -334,6 +357,16 @@ func TestReasonPhrase(t *testing.T) {
 		"address-class:denied-address": "denied resolved address",
 		"dial-failed":                  "connection failed",
 		"upstream-timeout":             "upstream timed out",
+		"blocked-by-method":            "method not allowed by the host's rules",
+		"blocked-by-path":              "path not allowed by the host's rules",
+		"secret-not-bound":             "a secret's placeholder sent to a host it is not bound to",
+		"sni-mismatch":                 "TLS server name of another host",
+		"host-mismatch":                "request for another host",
+		"inspect-unavailable":          "host must be inspected, and this proxy cannot",
+		"upstream-tls":                 "host's certificate did not verify",
+		"bad-path":                     "path not in its normal form",
+		"tls-handshake-failed":         "TLS handshake with the client failed",
+		"inspect-unknown-protocol":     "neither TLS nor HTTP on an inspected host",
 		"":                             "",
 	}
 	for in, want := range tests {

@@ -356,6 +356,11 @@ func (it *interceptor) upstreamError(w http.ResponseWriter, r *http.Request, err
 	}
 	if st != nil {
 		st.ev.Reason, st.ev.Text = reason, text
+		if reason == ReasonUpstreamTLS {
+			// Not sent: sandgate refused to talk to an upstream it
+			// cannot verify, a refusal like the policy's.
+			st.ev.Decision = audit.DecisionDeny
+		}
 	}
 	it.cfg.Logf("inspect: %s %s %s: %s", it.cfg.Host, r.Method, r.URL.Path, text)
 	if status == 499 {

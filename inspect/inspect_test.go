@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandgate/sandgate/audit"
 )
 
 const testHost = "upstream.test"
@@ -283,7 +285,7 @@ func TestUpstreamBadCertificate(t *testing.T) {
 				t.Fatalf("got %d %q %q", resp.StatusCode, resp.Header.Get("X-Proxy-Error"), body)
 			}
 			evs := env.events.wait(t, 1)
-			if evs[0].Reason != ReasonUpstreamTLS || !strings.Contains(evs[0].Text, tc.want) {
+			if evs[0].Reason != ReasonUpstreamTLS || evs[0].Decision != audit.DecisionDeny || !strings.Contains(evs[0].Text, tc.want) {
 				t.Fatalf("event: %+v", evs[0])
 			}
 		})

@@ -147,6 +147,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("TransparentClients", w.testTransparentClients)
 	t.Run("ProxyAuthClients", w.testProxyAuthClients)
 	t.Run("NonLocalRejected", w.testNonLocalRejected)
+	t.Run("InspectClients", w.testInspectClients) // after Transparent too
 }
 
 func newIDWorld(t *testing.T) *idWorld {

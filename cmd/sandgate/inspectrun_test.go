@@ -122,7 +122,7 @@ func TestRuleFlagsParse(t *testing.T) {
 		{"--read-only-git", "ro.example.invalid/acme/*"},
 		{"--allow", "GET,HEAD ro.example.invalid/x/**"},
 	} {
-		code, out, _ := runCLI(t, append(append([]string{"check"}, args...), "https://ro.example.invalid/")...)
+		code, out, _ := runCLI(t, append(append([]string{"check"}, args...), "ro.example.invalid")...)
 		if code != exitUnresolved || !strings.Contains(out, "ro.example.invalid") {
 			t.Errorf("%v: exit %d, stdout %q; want the host allowed (exit %d)", args, code, out, exitUnresolved)
 		}
@@ -142,7 +142,7 @@ func TestRuleFlagsParse(t *testing.T) {
 func TestRefusalLineOfRequestRule(t *testing.T) {
 	text := "POST a.test/x is not allowed; allowed there: --read-only a.test; to allow it, add --allow 'POST a.test:443/x'"
 	line := refusalLine([]audit.Refusal{{Host: "a.test", Port: 443, Reason: "blocked-by-method", Text: text, Count: 2}})
-	if !strings.HasSuffix(line, "; "+text) || !strings.Contains(line, "a.test:443 (blocked-by-method) ×2") {
+	if !strings.HasSuffix(line, "; "+text) || !strings.Contains(line, "a.test:443 (method not allowed by the host's rules) ×2") {
 		t.Errorf("refusal line %q", line)
 	}
 }

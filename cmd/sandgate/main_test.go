@@ -87,6 +87,10 @@ func TestRefusalLine(t *testing.T) {
 		{audit.Refusal{Host: "bad.test", Port: 80, Reason: "denied", Count: 1}, "deny entry"},
 		{audit.Refusal{Host: "dns.test", Port: 0, Reason: "not-allowed", Count: 1}, "to allow dns.test, add --allow dns.test:PORT"},
 		{audit.Refusal{Host: "dns.test", Port: 0, Reason: "dns-type-not-served", Count: 1}, ""},
+		{audit.Refusal{Host: "api.test", Port: 443, Reason: "upstream-tls", Text: "the certificate of api.test did not verify: signed by an unknown authority", Count: 1},
+			"api.test:443 (host's certificate did not verify); the certificate of api.test did not verify: signed by an unknown authority"},
+		{audit.Refusal{Host: "other.test", Port: 443, Reason: "secret-not-bound", Text: "the placeholder of secret TOKEN is in the header Authorization", Count: 1},
+			"(a secret's placeholder sent to a host it is not bound to); the placeholder of secret TOKEN"},
 	}
 	for _, tt := range tests {
 		line := refusalLine([]audit.Refusal{tt.r})

@@ -198,6 +198,8 @@ func allowHint(r audit.Refusal) string {
 	switch {
 	case r.Reason == "blocked-by-method" || r.Reason == "blocked-by-path":
 		return r.Text // the request, the rules there and the rule that would allow it
+	case r.Reason == "upstream-tls" || r.Reason == "secret-not-bound":
+		return r.Text // why the certificate failed; which secret went where
 	case r.Reason == "not-allowed":
 		return fmt.Sprintf("to allow %s, add --allow %s", target, hintEntry(r.Host, r.Port))
 	case r.Reason == "address-class:private":

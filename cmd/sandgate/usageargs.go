@@ -10,7 +10,7 @@ import (
 // number of arguments, keyed by the command's name.
 var argHints = map[string]string{
 	"run":           "give the command to run after --, e.g. sandgate run --allow example.com -- curl https://example.com/",
-	"check":         "give one target, a URL or HOST[:PORT], e.g. sandgate check --allow example.com https://example.com/",
+	"check":         "give one target, a URL or HOST[:PORT], and a METHOD before it to decide a request, e.g. sandgate check --allow example.com https://example.com/",
 	"proxy":         "proxy takes no arguments; destinations go in --allow, e.g. sandgate proxy --allow example.com",
 	"setup":         "setup takes no arguments; see the flags in sandgate setup --help",
 	"version":       "version takes no arguments",

@@ -17,8 +17,8 @@ func TestMissingArgsPrintUsage(t *testing.T) {
 	}{
 		{[]string{"run", "--allow", "example.com"}, "usage: sandgate run [flags] -- CMD [ARG]...\n", "after --"},
 		{[]string{"run", "--allow", "example.com", "--"}, "usage: sandgate run [flags] -- CMD [ARG]...\n", "after --"},
-		{[]string{"check", "--allow", "example.com"}, "usage: sandgate check [flags] TARGET\n", "one target"},
-		{[]string{"check", "a.test", "b.test"}, "usage: sandgate check [flags] TARGET\n", "one target"},
+		{[]string{"check", "--allow", "example.com"}, "usage: sandgate check [flags] [METHOD] TARGET\n", "one target"},
+		{[]string{"check", "GET", "a.test", "b.test"}, "usage: sandgate check [flags] [METHOD] TARGET\n", "one target"},
 		{[]string{"proxy", "example.com"}, "usage: sandgate proxy [flags]\n", "--allow example.com"},
 		{[]string{"socks-connect", "127.0.0.1:1080"}, "usage: sandgate socks-connect SOCKSADDR HOST PORT [flags]\n", "SOCKS5"},
 	}
