@@ -21,11 +21,14 @@ const maxShown = 200
 
 // Prompt is a Decider that asks a person: it writes one question at a time
 // to Out and reads a single key from In: o (allow once), r (allow for the
-// rest of the run) or d (deny); n, Ctrl-C, Ctrl-D and Escape deny too, and
-// other keys are ignored. No answer within Timeout, an error or the end of
-// In is an error (a deny). Questions wait for the prompt before them; a
-// destination already allowed for the run by an earlier answer is not asked
-// again.
+// rest of the run), d (deny this time) or n ("never": deny for the rest of
+// the run); Ctrl-C, Ctrl-D and Escape deny this time too, and other keys
+// are ignored. No answer within Timeout, an error or the end of In is an
+// error (a deny). Questions wait for the prompt before them; a destination
+// (host:port) already allowed or denied for the run by an earlier answer is
+// not asked again (a denied one is answered at once, without waiting for
+// the prompt), so a client that retries in a loop is not shown the
+// question again and again.
 //
 // When In has a SetReadDeadline method (an *os.File of a terminal, a pipe)
 // the timeout and the caller's context interrupt a read; otherwise reads
@@ -34,6 +37,9 @@ type Prompt struct {
 	In      io.Reader
 	Out     io.Writer
 	Timeout time.Duration // 0 means DefaultPromptTimeout
+	// Who names the program that wants the destination in the question:
+	// "" means "CMD" (sandgate run); sandgate proxy says "a client".
+	Who string
 	// Begin, when set, runs before each question is shown (taking the
 	// terminal from CMD, dropping keys typed before the question, switching
 	// to single keys) and returns what undoes it after the answer. An
@@ -43,7 +49,7 @@ type Prompt struct {
 	once   sync.Once
 	turn   chan struct{} // one question at a time
 	mu     sync.Mutex
-	forRun map[string]bool // "host:port" allowed for the run by an answer
+	forRun map[string]bool // "host:port" allowed (true) or denied (false) for the run by an answer
 }
 
 type deadliner interface {
@@ -53,14 +59,17 @@ type deadliner interface {
 // Decide shows q and waits for a key.
 func (p *Prompt) Decide(ctx context.Context, q Question) (Answer, error) {
 	p.once.Do(func() { p.turn = make(chan struct{}, 1) })
+	if allow, known := p.forTheRun(q); known && !allow {
+		return Answer{Scope: ScopeRun}, nil
+	}
 	select {
 	case p.turn <- struct{}{}:
 	case <-ctx.Done():
 		return Answer{}, fmt.Errorf("waiting for the prompt before this one: %w", ctx.Err())
 	}
 	defer func() { <-p.turn }()
-	if p.allowedForRun(q) {
-		return Answer{Allow: true, Scope: ScopeRun}, nil
+	if allow, known := p.forTheRun(q); known {
+		return Answer{Allow: allow, Scope: ScopeRun}, nil
 	}
 	if p.Begin != nil {
 		end, err := p.Begin()
@@ -73,31 +82,42 @@ func (p *Prompt) Decide(ctx context.Context, q Question) (Answer, error) {
 	if timeout <= 0 {
 		timeout = DefaultPromptTimeout
 	}
-	fmt.Fprintf(p.Out, "\r\nsandgate: %s. Allow [o]nce, for this [r]un, or [d]eny? (deny in %v) ", describe(q), timeout)
+	fmt.Fprintf(p.Out, "\r\nsandgate: %s. Allow [o]nce, for this [r]un, [d]eny, or [n]ever (deny for this run)? (deny in %v) ", p.describe(q), timeout)
 	ans, err := p.readKey(ctx, timeout)
 	switch {
 	case err != nil:
 		fmt.Fprintf(p.Out, "\r\nsandgate: %s refused: %v\r\n", show(q.String()), err)
 	case ans.Allow && ans.Scope == ScopeRun:
-		p.mu.Lock()
-		if p.forRun == nil {
-			p.forRun = make(map[string]bool)
-		}
-		p.forRun[q.String()] = true
-		p.mu.Unlock()
+		p.remember(q, true)
 		fmt.Fprintf(p.Out, "r\r\nsandgate: %s allowed for the rest of the run\r\n", show(q.String()))
 	case ans.Allow:
 		fmt.Fprintf(p.Out, "o\r\nsandgate: %s allowed once\r\n", show(q.String()))
+	case ans.Scope == ScopeRun:
+		p.remember(q, false)
+		fmt.Fprintf(p.Out, "n\r\nsandgate: %s refused for the rest of the run (not asked again)\r\n", show(q.String()))
 	default:
 		fmt.Fprintf(p.Out, "d\r\nsandgate: %s refused\r\n", show(q.String()))
 	}
 	return ans, err
 }
 
-func (p *Prompt) allowedForRun(q Question) bool {
+// forTheRun says whether an earlier answer allowed (allow) or denied q's
+// host:port for the rest of the run; known is false when none did.
+func (p *Prompt) forTheRun(q Question) (allow, known bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.forRun[q.String()]
+	allow, known = p.forRun[q.String()]
+	return allow, known
+}
+
+// remember records an answer for the rest of the run.
+func (p *Prompt) remember(q Question, allow bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.forRun == nil {
+		p.forRun = make(map[string]bool)
+	}
+	p.forRun[q.String()] = allow
 }
 
 // readKey reads keys until one answers, the deadline passes or ctx ends.
@@ -137,22 +157,29 @@ func (p *Prompt) readKey(ctx context.Context, timeout time.Duration) (Answer, er
 }
 
 // keyAnswer maps a key to an answer; ok is false for keys that do not
-// answer.
+// answer. A deny of scope run ("never") is remembered by the Prompt only:
+// a Decider's deny is never remembered by the gate.
 func keyAnswer(b byte) (Answer, bool) {
 	switch b {
 	case 'o', 'O':
 		return Answer{Allow: true, Scope: ScopeOnce}, true
 	case 'r', 'R':
 		return Answer{Allow: true, Scope: ScopeRun}, true
-	case 'd', 'D', 'n', 'N', 3 /* Ctrl-C */, 4 /* Ctrl-D */, 27 /* Escape */ :
+	case 'n', 'N':
+		return Answer{Scope: ScopeRun}, true
+	case 'd', 'D', 3 /* Ctrl-C */, 4 /* Ctrl-D */, 27 /* Escape */ :
 		return Answer{}, true
 	}
 	return Answer{}, false
 }
 
 // describe is the question in words, with everything CMD chose escaped.
-func describe(q Question) string {
-	s := "CMD wants " + show(q.String())
+func (p *Prompt) describe(q Question) string {
+	who := p.Who
+	if who == "" {
+		who = "CMD"
+	}
+	s := who + " wants " + show(q.String())
 	if q.Method != "" || q.Path != "" {
 		s += " (" + show(q.Method) + " " + show(q.Path) + ")"
 	}

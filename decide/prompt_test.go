@@ -22,7 +22,9 @@ func TestPromptKeys(t *testing.T) {
 		{"O", Answer{Allow: true, Scope: ScopeOnce}, "", "allowed once"},
 		{"r", Answer{Allow: true, Scope: ScopeRun}, "", "allowed for the rest of the run"},
 		{"d", Answer{}, "", "refused"},
-		{"n", Answer{}, "", "refused"},
+		{"n", Answer{Scope: ScopeRun}, "", "refused for the rest of the run (not asked again)"},
+		{"N", Answer{Scope: ScopeRun}, "", "refused for the rest of the run"},
+		{"D", Answer{}, "", "refused\r\n"},
 		{"\x03", Answer{}, "", "refused"},
 		{"\x04", Answer{}, "", "refused"},
 		{"\x1b", Answer{}, "", "refused"},
@@ -42,7 +44,7 @@ func TestPromptKeys(t *testing.T) {
 			t.Errorf("keys %q: %+v, %v; want an error containing %q", c.keys, ans, err, c.err)
 		}
 		o := out.String()
-		if !strings.Contains(o, "CMD wants notlisted.example:443 by connect. Allow [o]nce, for this [r]un, or [d]eny? (deny in 30s)") ||
+		if !strings.Contains(o, "CMD wants notlisted.example:443 by connect. Allow [o]nce, for this [r]un, [d]eny, or [n]ever (deny for this run)? (deny in 30s)") ||
 			!strings.Contains(o, "notlisted.example:443 "+c.says) {
 			t.Errorf("keys %q: output %q", c.keys, o)
 		}
@@ -175,6 +177,64 @@ func TestPromptOneAtATimeAndRunMemory(t *testing.T) {
 	}
 	if most != 1 {
 		t.Fatalf("%d prompts at once", most)
+	}
+}
+
+// TestPromptNeverForTheRun: "n" denies host:port for the rest of the run:
+// a client retrying in a loop is refused at once, without the question
+// being shown again and without waiting behind a question that is shown,
+// and another port of the host is still asked.
+func TestPromptNeverForTheRun(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	out := &lockedBuffer{}
+	p := &Prompt{In: r, Out: out, Timeout: 10 * time.Second}
+	done := make(chan Answer, 1)
+	go func() { a, _ := p.Decide(context.Background(), testQuestion); done <- a }()
+	waitFor(t, func() bool { return strings.Count(out.String(), "[n]ever") == 1 })
+	w.Write([]byte("n"))
+	if a := <-done; a.Allow {
+		t.Fatalf("n allowed: %+v", a)
+	}
+	// Another question is shown and left open; retries of the denied
+	// destination, by any protocol, do not wait for it and are not shown.
+	otherPort := testQuestion
+	otherPort.Port = 8443
+	go func() { a, _ := p.Decide(context.Background(), otherPort); done <- a }()
+	waitFor(t, func() bool { return strings.Count(out.String(), "[n]ever") == 2 })
+	for _, proto := range []string{"connect", "connect", "socks5", "http"} {
+		q := testQuestion
+		q.Protocol = proto
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		a, err := p.Decide(ctx, q)
+		cancel()
+		if err != nil || a.Allow {
+			t.Fatalf("retry by %s: %+v, %v; want a deny at once", proto, a, err)
+		}
+	}
+	if n := strings.Count(out.String(), "[n]ever"); n != 2 {
+		t.Fatalf("the question was shown %d times, want 2 (the first, and the other port): %q", n, out.String())
+	}
+	w.Write([]byte("o"))
+	if a := <-done; !a.Allow {
+		t.Fatalf("the other port: %+v, want allowed once", a)
+	}
+	if !strings.Contains(out.String(), "CMD wants notlisted.example:8443 by connect") {
+		t.Fatalf("the other port was not asked: %q", out.String())
+	}
+}
+
+func TestPromptWho(t *testing.T) {
+	var out bytes.Buffer
+	p := &Prompt{In: strings.NewReader("d"), Out: &out, Who: "a client"}
+	if _, err := p.Decide(context.Background(), testQuestion); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "sandgate: a client wants notlisted.example:443 by connect.") {
+		t.Fatalf("output %q does not name the client", out.String())
 	}
 }
 

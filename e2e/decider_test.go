@@ -257,7 +257,7 @@ func TestRunAsk(t *testing.T) {
 	flags := []string{"--backend", "netns", "--ask", "--audit", auditFile}
 	script := probeBin + " http http://remote.test/ + http http://remote.test/ + http http://evil.test/; echo READ-NOW; read x; echo \"GOT[$x]\""
 	p, out := w.startPTYFlags(t, flags, &pty.Winsize{Rows: 24, Cols: 200}, "/bin/sh", "-c", script)
-	out.waitFor(t, "CMD wants remote.test:80 (GET /) by http. Allow [o]nce, for this [r]un, or [d]eny? (deny in 30s)", 20*time.Second)
+	out.waitFor(t, "CMD wants remote.test:80 (GET /) by http. Allow [o]nce, for this [r]un, [d]eny, or [n]ever (deny for this run)? (deny in 30s)", 20*time.Second)
 	write(t, p.stdin, "r")
 	out.waitFor(t, "remote.test:80 allowed for the rest of the run", 10*time.Second)
 	out.waitFor(t, "CMD wants evil.test:80 (GET /) by http.", 20*time.Second)

@@ -189,6 +189,10 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 		}
 		pol, gen = live.Current()
 		d := pol.CheckTarget(t)
+		if d.Allow && d.Entry == t.String() {
+			// Say who added the entry: the audit has no other trace of it.
+			d.Text = fmt.Sprintf("%s is allowed for the rest of the run by the decider (allow entry %q added to the live policy)", t, d.Entry)
+		}
 		return pol, d, gen
 	}
 	if live != nil {

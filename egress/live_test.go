@@ -76,6 +76,9 @@ func TestAskAllowRunAddsToLivePolicy(t *testing.T) {
 	if !res.Decision.Allow || res.Gen != 1 {
 		t.Fatalf("first = %+v gen %d, want allow at gen 1", res.Decision, res.Gen)
 	}
+	if want := `notlisted.test:443 is allowed for the rest of the run by the decider (allow entry "notlisted.test:443" added to the live policy)`; res.Decision.Text != want {
+		t.Errorf("first's text = %q, want %q", res.Decision.Text, want)
+	}
 	res = g.Decide(context.Background(), "notlisted.test", 443)
 	if !res.Decision.Allow || res.Gen != 1 {
 		t.Fatalf("second = %+v gen %d, want allow at gen 1", res.Decision, res.Gen)

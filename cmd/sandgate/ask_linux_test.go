@@ -65,7 +65,8 @@ func TestAskTerminalKeys(t *testing.T) {
 		{"o", decide.Answer{Allow: true, Scope: decide.ScopeOnce}},
 		{"r", decide.Answer{Allow: true, Scope: decide.ScopeRun}},
 		{"d", decide.Answer{}},
-		{"\x03", decide.Answer{}}, // Ctrl-C is a key here (no signal), and denies
+		{"n", decide.Answer{Scope: decide.ScopeRun}}, // never: denied for the run
+		{"\x03", decide.Answer{}},                    // Ctrl-C is a key here (no signal), and denies
 	}
 	for i, c := range cases {
 		q := askQuestion
@@ -84,7 +85,7 @@ func TestAskTerminalKeys(t *testing.T) {
 			ans, err := p.Decide(context.Background(), q)
 			res <- result{ans, err}
 		}()
-		readUntil(t, m, "or [d]eny?")
+		readUntil(t, m, "or [n]ever (deny for this run)?")
 		if hold.TryLock() {
 			hold.Unlock()
 			t.Fatal("the relay's hold is free during the prompt")
@@ -150,5 +151,32 @@ func readUntilQuiet(m *os.File) (int, error) {
 		if err != nil {
 			return total, err
 		}
+	}
+}
+
+// TestAskNamesWhoAsks: the --ask prompt of sandgate run names CMD, that of
+// sandgate proxy (no CMD, any client of the proxy) "a client".
+func TestAskNamesWhoAsks(t *testing.T) {
+	_, path := askPTY(t)
+	old := askTerminalPath
+	askTerminalPath = path
+	t.Cleanup(func() { askTerminalPath = old })
+	for _, c := range []struct {
+		inRun bool
+		who   string
+	}{{false, "a client"}, {true, ""}} {
+		d := &decideFlags{ask: true, inRun: c.inRun}
+		dec, err := d.decider()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := dec.(*decide.Prompt)
+		if !ok {
+			t.Fatalf("decider %T, want a *decide.Prompt", dec)
+		}
+		if p.Who != c.who {
+			t.Errorf("inRun %v: Who %q, want %q", c.inRun, p.Who, c.who)
+		}
+		d.close()
 	}
 }

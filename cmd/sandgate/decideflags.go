@@ -29,6 +29,7 @@ type decideFlags struct {
 	url     string
 	timeout time.Duration
 	ask     bool
+	inRun   bool // set by apply: the prompt names CMD, not "a client" (sandgate proxy)
 
 	hold     *sync.Mutex      // the terminal relay's hold, for --ask in a run
 	closer   io.Closer        // the terminal opened for --ask
@@ -38,7 +39,7 @@ type decideFlags struct {
 func (d *decideFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.url, "decider", "", "ask the service at URL (http://127.0.0.1:PORT/PATH or unix:/path) about each destination not on the allow list; errors and timeouts deny (docs/decider.md)")
 	fs.DurationVar(&d.timeout, "decider-timeout", 0, "how long --decider (default 10s) or --ask (default 30s) may take to answer before the connection is refused")
-	fs.BoolVar(&d.ask, "ask", false, "ask on sandgate's terminal about each destination not on the allow list: allow once (o), for this run (r) or deny (d)")
+	fs.BoolVar(&d.ask, "ask", false, "ask on sandgate's terminal about each destination not on the allow list: allow once (o), for this run (r), deny (d), or never (n: deny for this run)")
 }
 
 // decider returns the Decider the flags name, or nil when they name none.
@@ -64,6 +65,9 @@ func (d *decideFlags) decider() (decide.Decider, error) {
 			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--ask needs a terminal to ask on (%w); without one, name a program that decides with --decider URL, or allow the destinations with --allow", err)}
 		}
 		d.closer = closer
+		if !d.inRun {
+			p.Who = "a client" // sandgate proxy: no CMD, any client of the proxy
+		}
 		return p, nil
 	}
 	return nil, nil
@@ -109,6 +113,7 @@ func (d *decideFlags) apply(spec *sandbox.Spec, sink audit.Sink, runID func() (s
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
+	d.inRun = true
 	if err := d.applyGate(spec.Gate, id); err != nil {
 		return err
 	}

@@ -136,6 +136,19 @@ func TestSeccompProgram(t *testing.T) {
 		{"i386 socketcall SYS_CONNECT", seccompData(i386, 102, 3), allow, allow},
 		{"i386 io_uring_setup", seccompData(i386, 425), eperm, eperm},
 		{"unknown arch", seccompData(unix.AUDIT_ARCH_AARCH64, 198, unix.AF_UNIX), retKill, retKill},
+		{"ioctl TIOCSTI", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCSTI, 0x1000), eperm, eperm},
+		{"ioctl TIOCSTI high bits", seccompData(x86, unix.SYS_IOCTL, 0, 0xffffffff00000000|unix.TIOCSTI), eperm, eperm},
+		{"ioctl TIOCLINUX", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCLINUX, 0x1000), eperm, eperm},
+		{"i386 ioctl TIOCSTI", seccompData(i386, 54, 0, unix.TIOCSTI), eperm, eperm},
+		{"i386 ioctl TIOCLINUX", seccompData(i386, 54, 0, unix.TIOCLINUX), eperm, eperm},
+		{"ioctl TCGETS", seccompData(x86, unix.SYS_IOCTL, 0, unix.TCGETS, 0x1000), allow, allow},
+		{"ioctl TCSETS", seccompData(x86, unix.SYS_IOCTL, 0, unix.TCSETS, 0x1000), allow, allow},
+		{"ioctl TIOCGWINSZ", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCGWINSZ, 0x1000), allow, allow},
+		{"ioctl TIOCSWINSZ", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCSWINSZ, 0x1000), allow, allow},
+		{"ioctl TIOCSPGRP", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCSPGRP, 0x1000), allow, allow},
+		{"ioctl TIOCINQ", seccompData(x86, unix.SYS_IOCTL, 3, unix.TIOCINQ, 0x1000), allow, allow},
+		{"ioctl TIOCSTI in the fd argument", seccompData(x86, unix.SYS_IOCTL, unix.TIOCSTI, unix.TCGETS), allow, allow},
+		{"i386 ioctl TCGETS", seccompData(i386, 54, 0, unix.TCGETS), allow, allow},
 	}
 	for _, allowUnix := range []bool{false, true} {
 		ur := unixRefused
@@ -196,6 +209,8 @@ func TestSeccompProgramByPath(t *testing.T) {
 		{"i386 seccomp filter with a listener", seccompData(i386, 354, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retEPERM},
 		{"seccomp filter", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC), retAllow},
 		{"seccomp get action avail", seccompData(x86, unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER), retAllow},
+		{"ioctl TIOCSTI", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCSTI), retEPERM},
+		{"ioctl TIOCGWINSZ", seccompData(x86, unix.SYS_IOCTL, 0, unix.TIOCGWINSZ), retAllow},
 	}
 	run := filterVM(t, unixByPath)
 	for _, tt := range tests {

@@ -11,6 +11,6 @@ func seccompABIs() ([]abiRules, error) {
 		{audit: unix.AUDIT_ARCH_AARCH64, socket: unix.SYS_SOCKET, socketcall: -1,
 			ioUring: []uint32{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER},
 			addKey:  unix.SYS_ADD_KEY, requestKey: unix.SYS_REQUEST_KEY, keyctl: unix.SYS_KEYCTL,
-			connect: unix.SYS_CONNECT, socketpair: unix.SYS_SOCKETPAIR, seccomp: unix.SYS_SECCOMP},
+			connect: unix.SYS_CONNECT, socketpair: unix.SYS_SOCKETPAIR, seccomp: unix.SYS_SECCOMP, ioctl: unix.SYS_IOCTL},
 	}, nil
 }

@@ -29,7 +29,17 @@ import (
 //     keyctl naming the user or user-session keyring (shared by every
 //     process of the uid, so by concurrent identity runs), keyctl joining a
 //     named session keyring, and request_key (whose upcall runs a program
-//     on the host) are refused with EPERM.
+//     on the host) are refused with EPERM;
+//   - refuses the terminal ioctls that fake input or reach the console
+//     (see ioctlRules): TIOCSTI (push bytes into a terminal's input, as if
+//     typed) and TIOCLINUX (the virtual console's selection and paste),
+//     with EPERM, on any descriptor. CMD runs in a session of its own, so
+//     the kernel already refuses TIOCSTI on a terminal that is not its
+//     controlling one; this is a second wall (a terminal CMD holds, such
+//     as one passed as its stdout, stays closed to injection even where
+//     dev.tty.legacy_tiocsti and the session rule would let it through).
+//     Every other ioctl is allowed: programs use many on their own pty
+//     (TCGETS, TCSETS, TIOCGWINSZ, ...).
 //
 // socketpair(AF_UNIX, ...) is allowed for stream and seqpacket pairs: they
 // are anonymous and connected, reach no path or abstract socket, and many
@@ -65,6 +75,7 @@ type abiRules struct {
 	connect    int32  // connect(2), or -1 (looked at only with unixByPath)
 	socketpair int32  // socketpair(2), or -1 (looked at unless unixAll)
 	seccomp    int32  // seccomp(2), or -1 (looked at only with unixByPath)
+	ioctl      int32  // ioctl(2), or -1
 	x32Bit     uint32 // on x86-64: numbers with this bit set are the x32 ABI
 }
 
@@ -181,7 +192,7 @@ func buildFilter(abis []abiRules, ur unixRule) ([]bpf.Instruction, error) {
 		calls := []struct {
 			nr    int32
 			label string
-		}{{a.socket, "socket"}, {a.socketcall, "socketcall"}, {a.addKey, "addkey"}, {a.requestKey, "eperm"}, {a.keyctl, "keyctl"}}
+		}{{a.socket, "socket"}, {a.socketcall, "socketcall"}, {a.addKey, "addkey"}, {a.requestKey, "eperm"}, {a.keyctl, "keyctl"}, {a.ioctl, "ioctl"}}
 		if ur != unixAll {
 			calls = append(calls, struct {
 				nr    int32
@@ -225,6 +236,9 @@ func buildFilter(abis []abiRules, ur unixRule) ([]bpf.Instruction, error) {
 		}
 		if a.addKey >= 0 || a.keyctl >= 0 {
 			keyringRules(p, l)
+		}
+		if a.ioctl >= 0 {
+			ioctlRules(p, l)
 		}
 		p.label(l + "eperm")
 		p.ret(retEPERM)
@@ -345,6 +359,25 @@ func keyringRules(p *filterProg, l string) {
 	shared(offArgLow(2), l+"allow")
 	p.label(l + "ksearch") // (keyring, type, desc, dest)
 	shared(offArgLow(4), l+"allow")
+}
+
+// refusedIoctls are the ioctl requests the filter refuses with EPERM:
+// TIOCSTI fakes input on a terminal (keys for the user's shell after the
+// run, or the answer to --ask), TIOCLINUX drives the virtual console
+// (its selection can be pasted as input). Both have the same number on
+// every architecture the filter supports (asm-generic and x86 alike).
+var refusedIoctls = []uint32{unix.TIOCSTI, unix.TIOCLINUX}
+
+// ioctlRules emits the check of ioctl(2)'s request. The kernel reads the
+// request as an unsigned int, so only the low half of the argument is
+// compared: junk in the high half cannot dodge the rule.
+func ioctlRules(p *filterProg, l string) {
+	p.label(l + "ioctl")
+	p.load(offArgLow(1))
+	for _, r := range refusedIoctls {
+		p.jump(bpf.JumpEqual, r, l+"eperm", "")
+	}
+	p.ret(retAllow)
 }
 
 // SupportsArch reports whether the seccomp filter knows the system calls of
