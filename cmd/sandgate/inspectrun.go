@@ -73,7 +73,10 @@ func proxyInspection(pol *policy.Policy, caOut string, stderr io.Writer) (a *ins
 	}
 	if err := os.WriteFile(path, a.CertPEM(), 0o644); err != nil {
 		cleanup()
-		return nil, func() {}, &exitError{code: exitFailure, err: fmt.Errorf("writing the inspection CA certificate to --ca-out %s: %w", path, err)}
+		if caOut != "" {
+			return nil, func() {}, usageErr("writing the inspection CA certificate to --ca-out %s: %w (give a file in a directory that exists and you can write)", path, err)
+		}
+		return nil, func() {}, &exitError{code: exitFailure, err: fmt.Errorf("writing the inspection CA certificate to %s: %w (give --ca-out FILE)", path, err)}
 	}
 	fmt.Fprintf(stderr, "sandgate: TLS inspection: clients must trust the CA certificate in %s (made for this proxy; its key stays in memory)\n", path)
 	return a, cleanup, nil
