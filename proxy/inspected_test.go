@@ -793,3 +793,24 @@ func TestDeciderAllowedInspectedHost(t *testing.T) {
 		t.Error("a host not on the list was allowed without an Asker")
 	}
 }
+
+// TestReadOnlyHostWithSecret: a read-only host a secret is bound to gets
+// the real value on the requests its rules allow, and a refused request
+// (POST) is 403 blocked-by-method and never reaches it, value or not.
+func TestReadOnlyHostWithSecret(t *testing.T) {
+	ie := newInspectEnv(t, policy.Config{ReadOnly: []string{"svc.test"}}, withSecrets(fakeSecrets{}))
+	c := httpClient(t, "http://"+ie.httpAddr, ie.client)
+	if resp, body := do(t, c, "GET", "https://svc.test/user", "Bearer "+fakePlaceholder); resp.StatusCode != 200 {
+		t.Fatalf("GET: %d %s", resp.StatusCode, body)
+	}
+	resp, body := do(t, c, "POST", "https://svc.test/gists", "Bearer "+fakePlaceholder)
+	if resp.StatusCode != 403 || resp.Header.Get("X-Proxy-Error") != "blocked-by-method" {
+		t.Fatalf("POST: %d %q %s", resp.StatusCode, resp.Header.Get("X-Proxy-Error"), body)
+	}
+	if got := ie.upstream.all(); len(got) != 1 || got[0] != "GET svc.test /user Bearer "+fakeReal {
+		t.Errorf("upstream saw %q, want only the GET with the real value", got)
+	}
+	if ev := ie.log.eventFor(t, "svc.test", "POST", "/gists"); ev.Reason != policy.ReasonBlockedByMethod {
+		t.Errorf("POST event %+v", ev)
+	}
+}
