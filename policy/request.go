@@ -53,6 +53,9 @@ func parseReadOnly(s string) (Entry, error) {
 	if strings.Contains(s, " ") {
 		return Entry{}, errors.New("a read-only entry carries no methods (it allows " + readOnlyMethods + "); write HOST[:PORT][/PATH]")
 	}
+	if strings.Contains(s, "://") {
+		return Entry{}, urlEntryError(s)
+	}
 	e, err := parseEntry(readOnlyMethods + " " + s)
 	if err != nil {
 		return Entry{}, err

@@ -56,11 +56,37 @@ func TestParseRuleEntryRefuses(t *testing.T) {
 		{"GET example.com/a**", "whole segment"},
 		{"GET example.com/a?b=c", "holds '?'"},
 		{"GET *.com/x", "public suffix"},
+		{"GETT example.com/x", `"GETT" is not an HTTP method sandgate knows (did you mean GET? write e.g. GET,HEAD; * allows every method)`},
+		{"GET,PSOT example.com/x", "did you mean POST?"},
+		{"FROBNICATE example.com/x", `"FROBNICATE" is not an HTTP method sandgate knows (write e.g.`},
+		{"GET example.com/[x", `holds '[': only * (within one segment) and ** (any number of segments) are wildcards; for a literal '[' write %5B`},
+		{"GET example.com/a/{b,c}", "holds '{'"},
+		{"GET example.com/a]", "%5D"},
+		{"GET https://example.com/docs", `"https://example.com/docs" is a URL; write the host and path without the scheme: "GET example.com/docs"`},
+		{"GET,HEAD http://[2001:db8::1]:8080/", `write the host and path without the scheme: "GET,HEAD [2001:db8::1]:8080"`},
+		{"GET https://", `write METHODS HOST[:PORT][/PATH]`},
 	}
 	for _, tc := range tests {
 		_, err := ParseEntry(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseEntry(%q) error = %v, want it to contain %q", tc.in, err, tc.want)
+		}
+	}
+	for _, c := range []struct {
+		c    Config
+		want string
+	}{
+		{Config{ReadOnly: []string{"https://docs.example.com/"}}, `invalid read-only entry "https://docs.example.com/": "https://docs.example.com/" is a URL; write the host: docs.example.com (or docs.example.com:443)`},
+		{Config{ReadOnlyGit: []string{"https://github.com/acme/tool"}}, `a path rule is written "github.com/acme/tool"`},
+		{Config{ReadOnly: []string{"docs.example.com/a/../b"}}, `invalid read-only entry "docs.example.com/a/../b": path "/a/../b": holds a '.' or '..' segment`},
+	} {
+		if _, err := New(c.c); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) error = %v, want it to contain %q", c.c, err, c.want)
+		}
+	}
+	for _, m := range []string{"PATCH", "PROPFIND", "MKCOL", "PURGE", "QUERY", "VERSION-CONTROL"} {
+		if _, err := ParseEntry(m + " example.com/x"); err != nil {
+			t.Errorf("ParseEntry(%q): %v", m+" example.com/x", err)
 		}
 	}
 	for _, c := range []Config{

@@ -16,12 +16,12 @@ var urlPorts = map[string]string{"http": "80", "ws": "80", "https": "443", "wss"
 // host part and its path glob ("" when it has none). A URL given by mistake
 // is refused with an error that says what to write instead.
 func splitRule(s string) (methods []string, host, path string, err error) {
-	if strings.Contains(s, "://") {
-		return nil, "", "", urlEntryError(s)
-	}
 	host = s
 	if m, rest, ok := strings.Cut(s, " "); ok {
 		rest = strings.TrimLeft(rest, " ")
+		if strings.Contains(rest, "://") && !strings.Contains(rest, " ") {
+			return nil, "", "", urlRuleError(m, rest)
+		}
 		if methods, err = parseMethods(m); err != nil {
 			return nil, "", "", err
 		}
@@ -32,6 +32,9 @@ func splitRule(s string) (methods []string, host, path string, err error) {
 		if strings.Contains(host, " ") {
 			return nil, "", "", errors.New("too many spaces (write METHODS HOST[:PORT][/PATH], methods separated by commas only)")
 		}
+	}
+	if strings.Contains(host, "://") {
+		return nil, "", "", urlEntryError(host)
 	}
 	if i := pathStart(host); i >= 0 {
 		if path, err = normalizeGlob(host[i:]); err != nil {
@@ -106,6 +109,76 @@ func urlEntryError(s string) error {
 	return errors.New(msg)
 }
 
+// urlRuleError explains that the host part of a rule "METHODS URL" is a
+// URL, and names the rule to write instead.
+func urlRuleError(methods, u string) error {
+	p, err := url.Parse(u)
+	if err != nil || p.Hostname() == "" {
+		return fmt.Errorf("%q is a URL; write METHODS HOST[:PORT][/PATH], e.g. %q", u, methods+" api.example.com/repos/**")
+	}
+	host := p.Hostname()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port := p.Port(); port != "" {
+		host += ":" + port
+	}
+	path := p.EscapedPath()
+	if path == "/" {
+		path = ""
+	}
+	return fmt.Errorf("%q is a URL; write the host and path without the scheme: %q", u, methods+" "+host+path)
+}
+
+// knownMethods are the HTTP methods a rule may name: those of RFC 9110,
+// PATCH, the WebDAV, versioning and calendar extensions registered with
+// IANA, QUERY, and PURGE (caches). Any other name in a rule is far more
+// likely a typing mistake than a method some server expects ("*" allows
+// every method).
+var knownMethods = map[string]bool{}
+
+func init() {
+	for _, m := range strings.Fields(`GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH QUERY PURGE
+		ACL BASELINE-CONTROL BIND CHECKIN CHECKOUT COPY LABEL LINK LOCK MERGE MKACTIVITY MKCALENDAR
+		MKCOL MKREDIRECTREF MKWORKSPACE MOVE ORDERPATCH PROPFIND PROPPATCH REBIND REPORT SEARCH
+		UNBIND UNCHECKOUT UNLINK UNLOCK UPDATE UPDATEREDIRECTREF VERSION-CONTROL`) {
+		knownMethods[m] = true
+	}
+}
+
+// closestMethod is the known method nearest to m by edit distance (at most
+// two edits), or "".
+func closestMethod(m string) string {
+	best, bestD := "", 3
+	for k := range knownMethods {
+		if d := editDistance(m, k); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // parseMethods parses a comma list of HTTP method tokens, or "*".
 func parseMethods(s string) ([]string, error) {
 	if s == "*" {
@@ -123,6 +196,13 @@ func parseMethods(s string) ([]string, error) {
 		}
 		if strings.ToUpper(m) != m {
 			return nil, fmt.Errorf("a space separates METHODS from the host, but %q is not an upper-case HTTP method (write e.g. GET,HEAD or *)", m)
+		}
+		if !knownMethods[m] {
+			hint := ""
+			if c := closestMethod(m); c != "" {
+				hint = fmt.Sprintf("did you mean %s? ", c)
+			}
+			return nil, fmt.Errorf("%q is not an HTTP method sandgate knows (%swrite e.g. GET,HEAD; * allows every method)", m, hint)
 		}
 		out = append(out, m)
 	}
@@ -147,6 +227,9 @@ func normalizeGlob(g string) (string, error) {
 	}
 	if strings.Contains(g, "?") {
 		return "", fmt.Errorf("path %q holds '?'; a rule matches the path only (* one segment, ** any number)", g)
+	}
+	if i := strings.IndexAny(g, "[]{}"); i >= 0 {
+		return "", fmt.Errorf("path %q holds %q: only * (within one segment) and ** (any number of segments) are wildcards; for a literal %q write %%%02X", g, g[i], g[i], g[i])
 	}
 	segs, _, bad := cleanPath(g)
 	if bad != "" {

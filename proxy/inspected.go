@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,7 +89,7 @@ func (s *Server) startInspection(client net.Conn, closer io.Closer, upstream net
 		Host:      host,
 		Port:      port,
 		Check: func(method, path string) policy.Decision {
-			return s.checkRequest(host, port, method, path)
+			return decidedByAsker(s.checkRequest(host, port, method, path), g, host, port, method, path)
 		},
 		First:         upstream,
 		Dial:          func(ctx context.Context) (net.Conn, error) { return dialChecked(ctx, g, host, port) },
@@ -115,6 +116,23 @@ func (s *Server) startInspection(client net.Conn, closer io.Closer, upstream net
 		// handshake) and every request; its error adds nothing.
 		_ = inspect.Serve(ic.conn, initial, cfg)
 	}()
+}
+
+// decidedByAsker is the decision about one request inside an inspected
+// connection whose host the policy in force does not list, when the gate
+// has an Asker: the connection was allowed, so the decider allowed the
+// host (for the connection, or for the run in a policy this one predates),
+// and the host, having no method/path rules, is decided like an allowed
+// host without rules: every request passes (each still recorded with its
+// method and path, and still given to Secrets). A deny (also one added
+// since) and the rules of a listed host decide as before.
+func decidedByAsker(d policy.Decision, g *egress.Gate, host string, port uint16, method, path string) policy.Decision {
+	if d.Allow || d.Reason != policy.ReasonNotAllowed || g == nil || g.Ask == nil {
+		return d
+	}
+	shown, _, _ := strings.Cut(path, "?")
+	return policy.Decision{Allow: true, Reason: policy.ReasonAllowed, Entry: egress.EntryDecider,
+		Text: fmt.Sprintf("%s %s%s is allowed: the decider allowed %s for this connection, and the host has no method/path rules", method, hostPort(host, port), shown, hostPort(host, port))}
 }
 
 // dialChecked opens another connection to host:port through g, with every

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/sandgate/sandgate/audit"
+	"github.com/sandgate/sandgate/decide"
 	"github.com/sandgate/sandgate/egress"
 	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/policy"
@@ -743,5 +744,73 @@ func TestLiveRuleInspects(t *testing.T) {
 	}
 	if resp, _ := do(t, c, "POST", "https://svc.test/ok/x", ""); resp.StatusCode != 403 || resp.Header.Get("X-Proxy-Error") != "blocked-by-method" {
 		t.Errorf("POST after the rule: %d %q", resp.StatusCode, resp.Header.Get("X-Proxy-Error"))
+	}
+}
+
+// TestDeciderAllowedInspectedHost: a host the policy does not list, which
+// the decider allows, is inspected (--inspect, or a bound secret) and then
+// decided like an allowed host without rules: every request passes, each
+// is an event with its method and path, and the secret is substituted. A
+// listed host's rules and a deny still decide, and a host the decider
+// refuses never gets a request through.
+func TestDeciderAllowedInspectedHost(t *testing.T) {
+	var asked atomic.Int64
+	dec := decide.Func(func(_ context.Context, q decide.Question) (decide.Answer, error) {
+		asked.Add(1)
+		return decide.Answer{Allow: q.Host == "svc.test" || q.Host == "other.test", Scope: decide.ScopeOnce}, nil
+	})
+	withAsker := func(o *Options, _ *inspectEnv) { o.Gate.Ask = &egress.Asker{Decider: dec, Run: "t"} }
+	ie := newInspectEnv(t, policy.Config{Allow: []string{"elsewhere.test"}, Inspect: []string{"other.test", "elsewhere.test"},
+		ReadOnly: []string{"plain.test"}}, withAsker, withSecrets(fakeSecrets{}))
+	c := httpClient(t, "http://"+ie.httpAddr, ie.client)
+	for _, tt := range []struct{ method, url, auth, want string }{
+		{"GET", "https://other.test/a", "", "HTTP/2.0 GET /a 0"},
+		{"POST", "https://other.test/b", "", "HTTP/2.0 POST /b 4"},
+		{"POST", "https://svc.test/api", "Bearer " + fakePlaceholder, "HTTP/2.0 POST /api 4"},
+	} {
+		resp, body := do(t, c, tt.method, tt.url, tt.auth)
+		if resp.StatusCode != 200 || body != tt.want {
+			t.Errorf("%s %s: %d %q %q, want 200 %q", tt.method, tt.url, resp.StatusCode, resp.Header.Get("X-Proxy-Error"), body, tt.want)
+		}
+		u, _ := url.Parse(tt.url)
+		ev := ie.log.eventFor(t, u.Hostname(), tt.method, u.Path)
+		if ev.Decision != audit.DecisionAllow || !strings.Contains(ev.Text, "the decider allowed") {
+			t.Errorf("event %+v, want an allow naming the decider", ev)
+		}
+	}
+	if got := strings.Join(ie.upstream.all(), "\n"); !strings.Contains(got, "POST svc.test /api Bearer "+fakeReal) {
+		t.Errorf("the bound, decider-allowed host did not get the real value; upstream saw:\n%s", got)
+	}
+	// A listed host keeps its rules, and a host the decider refuses is
+	// refused before any request.
+	if resp, _ := do(t, httpClient(t, "http://"+ie.httpAddr, nil), "POST", "http://plain.test/x", ""); resp.StatusCode != 403 || resp.Header.Get("X-Proxy-Error") != "blocked-by-method" {
+		t.Errorf("POST to a read-only host: %d %q", resp.StatusCode, resp.Header.Get("X-Proxy-Error"))
+	}
+	if d := decidedByAsker(policy.Decision{Block: policy.BlockDenylist, Reason: policy.ReasonDenied}, &egress.Gate{Ask: &egress.Asker{}}, "h", 443, "GET", "/"); d.Allow {
+		t.Error("a deny was turned into an allow")
+	}
+	if d := decidedByAsker(policy.Decision{Block: policy.BlockAllowlist, Reason: policy.ReasonNotAllowed}, &egress.Gate{}, "h", 443, "GET", "/"); d.Allow {
+		t.Error("a host not on the list was allowed without an Asker")
+	}
+}
+
+// TestReadOnlyHostWithSecret: a read-only host a secret is bound to gets
+// the real value on the requests its rules allow, and a refused request
+// (POST) is 403 blocked-by-method and never reaches it, value or not.
+func TestReadOnlyHostWithSecret(t *testing.T) {
+	ie := newInspectEnv(t, policy.Config{ReadOnly: []string{"svc.test"}}, withSecrets(fakeSecrets{}))
+	c := httpClient(t, "http://"+ie.httpAddr, ie.client)
+	if resp, body := do(t, c, "GET", "https://svc.test/user", "Bearer "+fakePlaceholder); resp.StatusCode != 200 {
+		t.Fatalf("GET: %d %s", resp.StatusCode, body)
+	}
+	resp, body := do(t, c, "POST", "https://svc.test/gists", "Bearer "+fakePlaceholder)
+	if resp.StatusCode != 403 || resp.Header.Get("X-Proxy-Error") != "blocked-by-method" {
+		t.Fatalf("POST: %d %q %s", resp.StatusCode, resp.Header.Get("X-Proxy-Error"), body)
+	}
+	if got := ie.upstream.all(); len(got) != 1 || got[0] != "GET svc.test /user Bearer "+fakeReal {
+		t.Errorf("upstream saw %q, want only the GET with the real value", got)
+	}
+	if ev := ie.log.eventFor(t, "svc.test", "POST", "/gists"); ev.Reason != policy.ReasonBlockedByMethod {
+		t.Errorf("POST event %+v", ev)
 	}
 }

@@ -203,6 +203,20 @@ func (s *Set) Names() []string {
 	return out
 }
 
+// Hosts are the host patterns the secret name is bound to, as given (nil
+// for a name the set does not hold).
+func (s *Set) Hosts(name string) []policy.Entry {
+	if s == nil {
+		return nil
+	}
+	for _, x := range s.list {
+		if x.name == name {
+			return append([]policy.Entry(nil), x.hosts...)
+		}
+	}
+	return nil
+}
+
 // Env is what CMD gets instead of the real values: one "NAME=placeholder"
 // entry per secret, in the order they were given.
 func (s *Set) Env() []string {

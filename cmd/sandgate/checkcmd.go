@@ -238,7 +238,7 @@ func checkMethodArg(m string) error {
 // checkPathArg refuses a --path that a client could not send as it is.
 func checkPathArg(p string) error {
 	if !strings.HasPrefix(p, "/") {
-		return fmt.Errorf("invalid --path %q: it starts with '/' (e.g. /repos/acme/x)", p)
+		return fmt.Errorf("invalid --path %q: a path starts with '/' (write \"/%s\", e.g. /repos/acme/x)", p, p)
 	}
 	for i := 0; i < len(p); i++ {
 		if p[i] <= ' ' || p[i] >= 0x7f {

@@ -73,7 +73,7 @@ func TestParseCheckArgs(t *testing.T) {
 		{args: []string{"post https://api.example.com/x"}, err: `invalid method "post": write an upper-case`},
 		{args: []string{"G T", "api.example.com"}, err: `invalid method "G T"`},
 		{args: []string{"GET https://a.example/ extra"}, err: "write [METHOD] TARGET"},
-		{args: []string{"api.example.com"}, path: "x", err: "starts with '/'"},
+		{args: []string{"api.example.com"}, path: "x", err: `invalid --path "x": a path starts with '/' (write "/x"`},
 		{args: []string{"api.example.com"}, path: "/a b", err: "escape spaces"},
 		{args: []string{"GET", "api.example.com:0"}, err: "invalid target"},
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/sandbox"
+	"github.com/sandgate/sandgate/secrets"
 )
 
 // setupInspection gives a run TLS inspection when it needs it: when the
@@ -19,8 +20,22 @@ import (
 // A run whose policy can change while it runs (--control: spec.Gate.Live)
 // gets them too, so that a rule added later is inspected rather than
 // refused. Runs without the proxy (--network none or full) need none.
+//
+// It first checks that each secret can reach a host the policy allows
+// (unreachableSecretHosts): a usage error when none can, a note per
+// refused host otherwise.
 func setupInspection(spec *sandbox.Spec, pol *policy.Policy) error {
 	live := spec.Gate != nil && spec.Gate.Live != nil
+	if set, ok := spec.Secrets.(*secrets.Set); ok && set != nil {
+		dynamic := live || (spec.Gate != nil && spec.Gate.Ask != nil)
+		notes, err := unreachableSecretHosts(set, pol, dynamic)
+		if err != nil {
+			return err
+		}
+		for _, n := range notes {
+			notify(n)
+		}
+	}
 	if spec.Network != sandbox.NetworkProxy || (!pol.InspectsAny() && spec.Secrets == nil && !live) {
 		return nil
 	}
@@ -58,7 +73,10 @@ func proxyInspection(pol *policy.Policy, caOut string, stderr io.Writer) (a *ins
 	}
 	if err := os.WriteFile(path, a.CertPEM(), 0o644); err != nil {
 		cleanup()
-		return nil, func() {}, &exitError{code: exitFailure, err: fmt.Errorf("writing the inspection CA certificate to --ca-out %s: %w", path, err)}
+		if caOut != "" {
+			return nil, func() {}, usageErr("writing the inspection CA certificate to --ca-out %s: %w (give a file in a directory that exists and you can write)", path, err)
+		}
+		return nil, func() {}, &exitError{code: exitFailure, err: fmt.Errorf("writing the inspection CA certificate to %s: %w (give --ca-out FILE)", path, err)}
 	}
 	fmt.Fprintf(stderr, "sandgate: TLS inspection: clients must trust the CA certificate in %s (made for this proxy; its key stays in memory)\n", path)
 	return a, cleanup, nil

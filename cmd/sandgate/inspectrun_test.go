@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,14 @@ func TestProxyInspection(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), out) {
 		t.Errorf("stderr %q does not name %s", stderr.String(), out)
+	}
+
+	// A --ca-out that cannot be written is the user's to fix: exit 2.
+	_, cleanup, err = proxyInspection(mustPolicy(t, policy.Config{ReadOnly: []string{"a.test"}}), filepath.Join(t.TempDir(), "no", "ca.pem"), &stderr)
+	cleanup()
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(err.Error(), "--ca-out") || !strings.Contains(err.Error(), "a directory that exists") {
+		t.Errorf("unwritable --ca-out: %v, want a usage error naming --ca-out and the fix", err)
 	}
 
 	stderr.Reset()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandgate/sandgate/config"
 	"github.com/sandgate/sandgate/fsview"
+	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/sandbox"
 	"github.com/sandgate/sandgate/secrets"
 )
@@ -202,4 +203,75 @@ func secretFile(view *fsview.Profile, name, file string) (string, error) {
 		}
 	}
 	return real, nil
+}
+
+// unreachableSecretHosts checks each secret's host patterns against the
+// policy: a secret bound only to hosts the policy refuses can never be
+// sent, which is almost always a missing --allow. When every pattern of a
+// secret names one host (a name or an address) and the policy refuses
+// them all, that is an error, unless the policy can grow while the run
+// goes on (dynamic: --decider, --ask, --control); otherwise each refused
+// pattern is a note. Wildcard and CIDR patterns are not judged.
+func unreachableSecretHosts(set *secrets.Set, pol *policy.Policy, dynamic bool) (notes []string, err error) {
+	for _, name := range set.Names() {
+		hosts := set.Hosts(name)
+		var refused []string
+		var why string
+		judged, denied := 0, false
+		for _, e := range hosts {
+			d, ok := patternDecision(pol, e)
+			if !ok {
+				continue
+			}
+			judged++
+			if !d.Allow {
+				refused = append(refused, e.String())
+				if why == "" {
+					why = d.Text
+				}
+				denied = denied || d.Block == policy.BlockDenylist
+			}
+		}
+		if len(refused) == 0 {
+			continue
+		}
+		fix := fmt.Sprintf("allow it (--allow %s, or --read-only %s)", refused[0], refused[0])
+		if denied {
+			fix = "a deny entry wins over every allow entry: drop it"
+		}
+		if len(refused) == judged && judged == len(hosts) && !dynamic {
+			return nil, usageErr("secret %s is bound to %s, which the policy does not allow (%s): no request could ever carry its value; %s, or bind the secret to a host the policy allows",
+				name, strings.Join(refused, ", "), why, fix)
+		}
+		notes = append(notes, fmt.Sprintf("secret %s is bound to %s, which the policy does not allow now (%s); requests there are refused unless it is allowed: %s",
+			name, strings.Join(refused, ", "), why, fix))
+	}
+	return notes, nil
+}
+
+// patternDecision decides a secret's host pattern when it names one host:
+// a name (on any port, or on its port) or a single address (on its port,
+// or 443). ok is false for wildcards and ranges.
+func patternDecision(pol *policy.Policy, e policy.Entry) (d policy.Decision, ok bool) {
+	port := e.Port
+	switch {
+	case e.Kind == policy.KindExact && port == 0:
+		return pol.CheckName(e.Name), true
+	case e.Kind == policy.KindExact:
+		t, err := policy.ParseTarget(e.Name, port)
+		if err != nil {
+			return policy.Decision{}, false
+		}
+		return pol.CheckTarget(t), true
+	case e.Kind == policy.KindPrefix && e.Prefix.IsSingleIP():
+		if port == 0 {
+			port = 443
+		}
+		t, err := policy.ParseTarget(e.Prefix.Addr().String(), port)
+		if err != nil {
+			return policy.Decision{}, false
+		}
+		return pol.CheckTarget(t), true
+	}
+	return policy.Decision{}, false
 }

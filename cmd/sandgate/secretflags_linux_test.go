@@ -25,6 +25,7 @@ func TestRunSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runCLI(t, "run", "--quiet", "--no-transparent", "--env", "SGTEST_COPY",
+		"--allow", "api.github.com", "--allow", "github.com", "--allow", "slack.com",
 		"--secret", "SGTEST_GH_TOKEN=api.github.com,github.com",
 		"--secret", "SGTEST_SLACK@"+file+"=slack.com",
 		"--", "sh", "-c", `echo "gh=$SGTEST_GH_TOKEN"; echo "slack=$SGTEST_SLACK"; env; cat "$1" 2>&1; true`, "sh", file)

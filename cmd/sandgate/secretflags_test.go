@@ -12,7 +12,9 @@ import (
 
 	"github.com/sandgate/sandgate/config"
 	"github.com/sandgate/sandgate/fsview"
+	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/sandbox"
+	"github.com/sandgate/sandgate/secrets"
 )
 
 const testToken = "ghp_R3alT0kenValue0123456789abcdefABCD"
@@ -209,5 +211,72 @@ func TestSecretSpecsMerge(t *testing.T) {
 	spec := &sandbox.Spec{Network: sandbox.NetworkNone}
 	if err := none.apply(&config.File{}, spec, nil); err != nil || none.set != nil {
 		t.Errorf("no secrets: %v, set %v", err, none.set)
+	}
+}
+
+// TestUnreachableSecretHosts: a secret bound only to hosts the policy
+// refuses is an error naming the secret, the host, why and the fix (a
+// note when the policy can grow while the run goes on, or when another of
+// its hosts is allowed); wildcard patterns are not judged.
+func TestUnreachableSecretHosts(t *testing.T) {
+	tests := []struct {
+		name     string
+		allow    []string
+		deny     []string
+		readOnly []string
+		hosts    string
+		dynamic  bool
+		wantErr  string
+		wantNote string
+	}{
+		{name: "allowed", allow: []string{"api.example.com"}, hosts: "api.example.com"},
+		{name: "allowed by wildcard", allow: []string{"*.example.com"}, hosts: "api.example.com"},
+		{name: "read-only", readOnly: []string{"api.example.com/repos/**"}, hosts: "api.example.com"},
+		{name: "not allowed", allow: []string{"github.com"}, hosts: "api.example.com",
+			wantErr: "secret GITHUB_TOKEN is bound to api.example.com, which the policy does not allow (api.example.com is not on the allow list): no request could ever carry its value; allow it (--allow api.example.com, or --read-only api.example.com), or bind the secret to a host the policy allows"},
+		{name: "other port", allow: []string{"api.example.com:8443"}, hosts: "api.example.com:443",
+			wantErr: "bound to api.example.com:443, which the policy does not allow"},
+		{name: "address", allow: []string{"github.com"}, hosts: "203.0.113.10",
+			wantErr: "bound to 203.0.113.10, which the policy does not allow (203.0.113.10:443 is not on the allow list)"},
+		{name: "denied", allow: []string{"**.example.com"}, deny: []string{"api.example.com"}, hosts: "api.example.com",
+			wantErr: "a deny entry wins over every allow entry: drop it"},
+		{name: "dynamic", allow: []string{"github.com"}, hosts: "api.example.com", dynamic: true,
+			wantNote: "secret GITHUB_TOKEN is bound to api.example.com, which the policy does not allow now (api.example.com is not on the allow list); requests there are refused unless it is allowed"},
+		{name: "one of two", allow: []string{"github.com"}, hosts: "api.example.com,github.com",
+			wantNote: "bound to api.example.com, which the policy does not allow now"},
+		{name: "wildcard not judged", allow: []string{"github.com"}, hosts: "*.example.com"},
+		{name: "wildcard beside a refused name", allow: []string{"github.com"}, hosts: "*.example.com,api.example.org",
+			wantNote: "bound to api.example.org"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pol, err := policy.New(policy.Config{Allow: tc.allow, Deny: tc.deny, ReadOnly: tc.readOnly})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp, err := secrets.ParseFlag("GITHUB_TOKEN=" + tc.hosts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := secrets.Load([]secrets.Spec{sp}, []string{"GITHUB_TOKEN=" + testToken}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes, err := unreachableSecretHosts(set, pol, tc.dynamic)
+			if tc.wantErr != "" {
+				var ee *exitError
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &ee) || ee.code != exitUsage {
+					t.Fatalf("error = %v, want a usage error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(notes, "\n")
+			if (tc.wantNote == "") != (got == "") || !strings.Contains(got, tc.wantNote) {
+				t.Errorf("notes = %q, want %q", got, tc.wantNote)
+			}
+		})
 	}
 }
