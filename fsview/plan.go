@@ -176,7 +176,7 @@ func NewPlan(pr Profile, fsys FS) (*Plan, error) {
 	if pr.Mode != ModeWorkspace && pr.Mode != ModeReadonly {
 		return nil, &PathError{Field: "mode", Path: pr.Mode.String(), Kind: InvalidProfile}
 	}
-	pl := &planner{fs: fsys, pr: pr, nextID: 1}
+	pl := &planner{fs: newPlanFS(fsys), pr: pr, nextID: 1}
 	if err := pl.inputs(); err != nil {
 		return nil, err
 	}
