@@ -3,13 +3,11 @@
 package sandbox
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/cgi"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +16,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sandgate/sandgate/egress"
-	"github.com/sandgate/sandgate/inspect"
 	"github.com/sandgate/sandgate/policy"
 	"github.com/sandgate/sandgate/trustenv"
 )
@@ -140,20 +136,7 @@ func (w *idWorld) testInspectClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := ln.Addr().String()
-	gate := &egress.Gate{
-		Policy:     pol,
-		Resolver:   &egress.StaticResolver{Hosts: map[string][]netip.Addr{"remote.test": {netip.MustParseAddr("192.0.2.10")}}},
-		LocalAddrs: func() []netip.Addr { return nil },
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", upstream)
-		},
-	}
-	auth, err := inspect.NewAuthority()
-	if err != nil {
-		t.Fatal(err)
-	}
+	gate, auth := inspectedGate(t, pol, ln.Addr().String())
 	javaDir := filepath.Join(w.base, "inspect-java")
 	if err := os.MkdirAll(javaDir, 0o755); err != nil {
 		t.Fatal(err)

@@ -67,20 +67,7 @@ func (w *idWorld) testInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := ln.Addr().String()
-	gate := &egress.Gate{
-		Policy:     pol,
-		Resolver:   &egress.StaticResolver{Hosts: map[string][]netip.Addr{"remote.test": {netip.MustParseAddr("192.0.2.10")}}},
-		LocalAddrs: func() []netip.Addr { return nil },
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", upstream)
-		},
-	}
-	auth, err := inspect.NewAuthority()
-	if err != nil {
-		t.Fatal(err)
-	}
+	gate, auth := inspectedGate(t, pol, ln.Addr().String())
 	sink := &events{}
 	spec := w.spec("")
 	spec.Args = []string{"/bin/bash", "-c", inspectScript}
@@ -154,4 +141,25 @@ func inspectTestPKI(t *testing.T, name string) (*x509.CertPool, tls.Certificate)
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
 	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// inspectedGate is a gate that resolves remote.test to a documentation
+// address and dials every allowed connection to the test's upstream, and
+// the run CA that inspects it.
+func inspectedGate(t *testing.T, pol *policy.Policy, upstream string) (*egress.Gate, *inspect.Authority) {
+	t.Helper()
+	gate := &egress.Gate{
+		Policy:     pol,
+		Resolver:   &egress.StaticResolver{Hosts: map[string][]netip.Addr{"remote.test": {netip.MustParseAddr("192.0.2.10")}}},
+		LocalAddrs: func() []netip.Addr { return nil },
+		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", upstream)
+		},
+	}
+	auth, err := inspect.NewAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gate, auth
 }
