@@ -65,7 +65,8 @@ type runBench struct {
 	unshare    string
 	unshareErr error // why there is no unshare on PATH
 	bwrap      string
-	bwrapErr   error // why there is no bwrap on PATH
+	bwrapErr   error  // why there is no bwrap on PATH
+	floor      string // bench/internal/floor, built; "" when it could not be
 }
 
 // failAll says why nothing of `bench run` could be measured, prints the
@@ -131,6 +132,9 @@ func (rb *runBench) prepare() bool {
 	}
 	rb.unshare, rb.unshareErr = exec.LookPath("unshare")
 	rb.bwrap, rb.bwrapErr = exec.LookPath("bwrap")
+	if rb.floor, err = buildFloor(rb.cfg.srcDir, rb.dir); err != nil {
+		rb.t.note("the Go floor rows are not measured: %v", err)
+	}
 
 	// Each child gets an empty config directory so that no user
 	// configuration changes the policy or the proxy's limits.
@@ -206,8 +210,30 @@ func (rb *runBench) startupCmds() []*startupCmd {
 		specs[len(specs)-1].argv = nil
 		rb.t.note("unshare not found: %v", rb.unshareErr)
 	}
-	return append(specs, rb.viewCmds()...)
+	specs = append(specs, rb.viewCmds()...)
+	return append(specs, rb.floorCmds()...)
 }
+
+// floorCmds are the rows of bench/internal/floor, the smallest Go program
+// of sandgate's shape (the same six namespaces; no proxy, firewall or
+// view): a Go launcher that executes true in them, and one that starts a
+// second Go process as their init (a fresh /proc, then true, reaped), as
+// sandgate's netns backend does. They show what the design costs before
+// sandgate does any of its own work.
+func (rb *runBench) floorCmds() []*startupCmd {
+	specs := []*startupCmd{
+		{name: "(info) Go floor: Go launcher, 6 namespaces, true"},
+		{name: "(info) Go floor: Go launcher, Go init, /proc, true"},
+	}
+	if rb.floor != "" {
+		specs[0].argv = []string{rb.floor, "exec", rb.truePath}
+		specs[1].argv = []string{rb.floor, "init", rb.truePath}
+	}
+	return specs
+}
+
+// floorStart is the index in startupCmds of the first Go floor row.
+const floorStart = viewStart + 4
 
 // viewStart is the index in startupCmds of the file system view's rows:
 // the default view against bubblewrap (the goal), and without the view.
@@ -273,7 +299,7 @@ func (rb *runBench) startupRows(specs []*startupCmd) {
 	}
 	if bw.n > 0 {
 		var rs []string
-		for _, i := range []int{2, viewStart + 3, viewStart + 2, viewStart - 1} { // default, no transparent path, no view, bare namespaces
+		for _, i := range []int{2, viewStart + 3, viewStart + 2, viewStart - 1, floorStart, floorStart + 1} { // default, no transparent path, no view, bare namespaces, the Go floor
 			if st := stats(specs[i].durs); st.n > 0 {
 				rs = append(rs, fmt.Sprintf("%s %s", specs[i].name, fmtRatio(st.median, bw.median)))
 			}
@@ -394,6 +420,24 @@ func buildSandgate(src, dir string) (string, error) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if outp, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building sandgate in %s failed (%v):\n%s", src, err, strings.TrimSpace(string(outp)))
+	}
+	return bin, nil
+}
+
+// buildFloor builds bench/internal/floor into dir.
+func buildFloor(src, dir string) (string, error) {
+	if src == "" {
+		var err error
+		if src, err = moduleRoot(); err != nil {
+			return "", err
+		}
+	}
+	bin := filepath.Join(dir, "floor")
+	cmd := exec.Command("go", "build", "-o", bin, "./bench/internal/floor")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if outp, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building bench/internal/floor in %s failed (%v):\n%s", src, err, strings.TrimSpace(string(outp)))
 	}
 	return bin, nil
 }
