@@ -64,6 +64,9 @@ const maxLinks = 40
 // errNotRegular is a file that is not a regular file.
 var errNotRegular = errors.New("not a regular file")
 
+// errNotDir is a path that is not a directory.
+var errNotDir = errors.New("not a directory")
+
 // errLoop is a path with too many symbolic links.
 var errLoop = errors.New("too many levels of symbolic links")
 

@@ -78,21 +78,28 @@ func (s *scanner) walk(dir string) {
 // configuration, worktrees and submodules (they can change below it).
 func (s *scanner) dir(d string) []string {
 	var st stamp
-	if s.record != nil || s.prior != nil {
+	var ents []fs.DirEntry
+	var err error
+	switch {
+	case s.prior != nil:
 		fi, err := s.fs.Lstat(d)
 		if err != nil || !fi.IsDir() {
 			return nil // gone, or replaced by a link: not walked
 		}
 		st = stampOf(fi)
-	}
-	if r := s.prior[d]; r != nil && r.stamp.known() && r.stamp == st && !r.recent {
-		s.reused++
-		if r.git {
-			s.gitDir(d, r.worktree)
+		if r := s.prior[d]; r != nil && r.stamp.known() && r.stamp == st && !r.recent {
+			s.reused++
+			if r.git {
+				s.gitDir(d, r.worktree)
+			}
+			return r.sub
 		}
-		return r.sub
+		ents, err = s.fs.ReadDir(d)
+	case s.record != nil:
+		ents, st, err = readDirStamp(s.fs, d)
+	default:
+		ents, err = s.fs.ReadDir(d)
 	}
-	ents, err := s.fs.ReadDir(d)
 	s.dirs++
 	if err != nil {
 		return nil // unreadable here is unreadable to the command too

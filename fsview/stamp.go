@@ -38,3 +38,32 @@ func stampOf(fi fs.FileInfo) stamp {
 	sysStamp(fi, &s)
 	return s
 }
+
+// dirStamper is an FS that lists a directory and stamps it with one open
+// of it (OSFS on Linux: an fstat of the open directory instead of an
+// lstat of its path).
+type dirStamper interface {
+	readDirStamp(p string) ([]fs.DirEntry, stamp, error)
+}
+
+// readDirStamp lists the directory p, sorted by name, and stamps it
+// (taken before the listing), through fsys's own way when it has one.
+func readDirStamp(fsys FS, p string) ([]fs.DirEntry, stamp, error) {
+	if ds, ok := fsys.(dirStamper); ok {
+		return ds.readDirStamp(p)
+	}
+	fi, err := fsys.Lstat(p)
+	if err != nil {
+		return nil, stamp{}, err
+	}
+	if !fi.IsDir() {
+		return nil, stamp{}, &fs.PathError{Op: "readdir", Path: p, Err: errNotDir}
+	}
+	ents, err := fsys.ReadDir(p)
+	return ents, stampOf(fi), err
+}
+
+// readDirStamp passes on to the wrapped FS.
+func (c *planFS) readDirStamp(p string) ([]fs.DirEntry, stamp, error) {
+	return readDirStamp(c.FS, p)
+}
