@@ -235,6 +235,10 @@ func configKeys(fsys FS, p string) []Finding {
 // undo it or remove the file after checking it.
 func (f Finding) String() string {
 	p := shellQuote(f.Path)
+	f.Why = printable(f.Why) // it can hold a path the command named
+	if f.Err != nil {
+		f.Err = errors.New(printable(f.Err.Error()))
+	}
 	switch {
 	case f.Kind == FoundHook && f.Link != "":
 		return fmt.Sprintf("CMD created the git hook %s during the run, a symbolic link to %s (%s), left as it is; check it, or remove it: rm %s", p, shellQuote(f.Link), f.Why, p)

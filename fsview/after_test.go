@@ -232,6 +232,8 @@ func TestFindingString(t *testing.T) {
 		{Finding{Kind: FoundConfigKey, Path: "/c", Key: "credential.helper", Value: "x", Count: 2}, []string{"--unset-all credential.helper"}},
 		{Finding{Kind: FoundFile, Path: "/ws/\x1b[2J.envrc", Why: "w"}, []string{`$'/ws/\x1b[2J.envrc'`}},
 		{Finding{Kind: FoundHook, Path: "/h", Link: "/usr/bin/x"}, []string{"symbolic link to /usr/bin/x", "rm /h"}},
+		{Finding{Kind: FoundFile, Path: "/ws/_", Why: "husky's hooks, run from core.hooksPath of /ws/\x1b]0;x\a/config"}, []string{`/ws/\x1b]0;x\x07/config`}},
+		{Finding{Kind: FoundHook, Path: "/h", Err: errors.New("/h\x1b[2J: has 2 hard links")}, []string{`(/h\x1b[2J: has 2 hard links)`}},
 	} {
 		s := c.f.String()
 		for _, w := range c.want {

@@ -140,3 +140,24 @@ func shellQuote(s string) string {
 	b.WriteString("'")
 	return b.String()
 }
+
+// printable replaces what is not printable in s (a terminal's control
+// sequences) with \xHH.
+func printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			for i := 0; i < n; i++ {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+			}
+		} else {
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
+}
