@@ -9,7 +9,7 @@ import (
 
 // build turns the resolved inputs into the plan.
 func (pl *planner) build() {
-	plan := &Plan{Mode: pl.pr.Mode, Scanned: pl.scanned}
+	plan := &Plan{Mode: pl.pr.Mode, Scanned: pl.scanned, after: pl.after}
 	pl.plan = plan
 	layers := pl.covers()
 	layers = append(layers, pl.keepLayers(layers)...)

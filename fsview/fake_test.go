@@ -11,20 +11,29 @@ import (
 )
 
 // fakeFS is an in-memory FS. Entries are given as "PATH/" (directory),
-// "PATH" (empty file), "PATH=CONTENT" (file) or "PATH -> TARGET"
-// (symbolic link); missing parents become directories.
+// "PATH" (empty file), "PATH*" (executable empty file), "PATH=CONTENT"
+// (file) or "PATH -> TARGET" (symbolic link); missing parents become
+// directories. Like the kernel, adding an entry sets its directory's
+// modification time (a fake clock ticking once per change). reads counts
+// ReadDir calls by path.
 type fakeFS struct {
-	ents map[string]*fakeEnt
+	ents  map[string]*fakeEnt
+	clock int64
+	reads map[string]int
 }
 
 type fakeEnt struct {
 	mode    fs.FileMode
 	content string
 	link    string
+	mtime   int64 // seconds after fakeEpoch
 }
 
+// fakeEpoch is the fake clock's zero: long before any test runs.
+var fakeEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func newFakeFS(spec ...string) *fakeFS {
-	f := &fakeFS{ents: map[string]*fakeEnt{"/": {mode: fs.ModeDir | 0o755}}}
+	f := &fakeFS{ents: map[string]*fakeEnt{"/": {mode: fs.ModeDir | 0o755}}, reads: map[string]int{}}
 	for _, s := range spec {
 		f.add(s)
 	}
@@ -40,18 +49,32 @@ func (f *fakeFS) add(s string) {
 		e.mode = fs.ModeSymlink | 0o777
 	case strings.Contains(s, "="):
 		p, e.content, _ = strings.Cut(s, "=")
+		if x, ok := strings.CutSuffix(p, "*"); ok {
+			p, e.mode = x, 0o755
+		}
 	case strings.HasSuffix(s, "/"):
 		p = strings.TrimSuffix(s, "/")
 		e.mode = fs.ModeDir | 0o755
+	case strings.HasSuffix(s, "*"):
+		p = strings.TrimSuffix(s, "*")
+		e.mode = 0o755
 	default:
 		p = s
 	}
-	for d := path.Dir(p); d != "/"; d = path.Dir(d) {
-		if _, ok := f.ents[d]; !ok {
+	f.clock++
+	e.mtime = f.clock
+	f.ents[p] = e
+	for c := p; c != "/"; c = path.Dir(c) {
+		d := path.Dir(c)
+		_, ok := f.ents[d]
+		if !ok {
 			f.ents[d] = &fakeEnt{mode: fs.ModeDir | 0o755}
 		}
+		f.ents[d].mtime = f.clock // a new name in d
+		if ok {
+			break
+		}
 	}
-	f.ents[p] = e
 }
 
 type fakeInfo struct {
@@ -62,7 +85,7 @@ type fakeInfo struct {
 func (i fakeInfo) Name() string               { return i.name }
 func (i fakeInfo) Size() int64                { return int64(len(i.e.content)) }
 func (i fakeInfo) Mode() fs.FileMode          { return i.e.mode }
-func (i fakeInfo) ModTime() time.Time         { return time.Time{} }
+func (i fakeInfo) ModTime() time.Time         { return fakeEpoch.Add(time.Duration(i.e.mtime) * time.Second) }
 func (i fakeInfo) IsDir() bool                { return i.e.mode.IsDir() }
 func (i fakeInfo) Sys() any                   { return nil }
 func (i fakeInfo) Type() fs.FileMode          { return i.e.mode.Type() }
@@ -78,6 +101,7 @@ func (f *fakeFS) Lstat(p string) (fs.FileInfo, error) {
 
 func (f *fakeFS) ReadDir(p string) ([]fs.DirEntry, error) {
 	p = path.Clean(p)
+	f.reads[p]++
 	e, ok := f.ents[p]
 	if !ok || !e.mode.IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: p, Err: fs.ErrNotExist}

@@ -36,8 +36,15 @@ func (OSFS) ReadDir(p string) ([]fs.DirEntry, error) { return os.ReadDir(p) }
 // Readlink calls os.Readlink.
 func (OSFS) Readlink(p string) (string, error) { return os.Readlink(p) }
 
-// ReadFile reads the file p, at most maxReadFile bytes of it.
+// ReadFile reads the file p, at most maxReadFile bytes of it. It refuses
+// what is not a regular file (opening a FIFO the command made would wait
+// for a writer for ever; a device is no configuration).
 func (OSFS) ReadFile(p string) ([]byte, error) {
+	if fi, err := os.Stat(p); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: errNotRegular}
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
@@ -53,6 +60,12 @@ const maxReadFile = 1 << 20
 // maxLinks bounds the symbolic links followed while resolving one path
 // (the kernel's limit).
 const maxLinks = 40
+
+// errNotRegular is a file that is not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// errNotDir is a path that is not a directory.
+var errNotDir = errors.New("not a directory")
 
 // errLoop is a path with too many symbolic links.
 var errLoop = errors.New("too many levels of symbolic links")

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // OpKind is the kind of one mount operation of a Plan.
@@ -101,6 +102,10 @@ type Plan struct {
 	// Scanned is how many directories planning read to find git
 	// repositories and other code files in the writable roots.
 	Scanned int `json:"scanned,omitempty"`
+
+	// after is what planning saw in the writable roots, for AfterRun
+	// (sandgate's own: not marshalled, the init does not need it).
+	after *afterRun
 }
 
 // Unrestricted reports whether the plan applies nothing (ModeHost).
@@ -224,6 +229,7 @@ type planner struct {
 	privateTmp                          []string // resolved, existing
 	cands                               []candidate
 	scanned                             int
+	after                               *afterRun
 }
 
 // expand applies "~" and requires an absolute path.
@@ -544,23 +550,42 @@ func (pl *planner) visible() error {
 	return nil
 }
 
-// shadowed reports whether the directory p will be covered in the view
-// (by a hidden path or a private tmpfs) rather than shown by the writable
-// root that holds it: the command can neither see nor write what is there.
-func (pl *planner) shadowed(p string) bool {
-	covers := append([]string{pl.tmpDir, pl.freshHome}, pl.privateTmp...)
-	for _, h := range pl.hides {
-		covers = append(covers, h.path)
+// shade is what covers directories in the view: a directory below one of
+// covers (a hidden path or a private tmpfs) is shadowed rather than shown
+// by the writable root that holds it, unless a root deeper than the cover
+// holds it: the command can neither see nor write what is there.
+type shade struct {
+	covers, roots []string
+}
+
+// shade is the planner's shade.
+func (pl *planner) shade() shade {
+	var sh shade
+	for _, c := range append([]string{pl.tmpDir, pl.freshHome}, pl.privateTmp...) {
+		if c != "" {
+			sh.covers = append(sh.covers, c)
+		}
 	}
+	for _, h := range pl.hides {
+		sh.covers = append(sh.covers, h.path)
+	}
+	for _, r := range pl.roots {
+		sh.roots = append(sh.roots, r.path)
+	}
+	return sh
+}
+
+// shadowed reports whether the directory p is covered in the view.
+func (sh shade) shadowed(p string) bool {
 	cover, top := -1, -1
-	for _, c := range covers {
-		if c != "" && within(p, c) {
+	for _, c := range sh.covers {
+		if within(p, c) {
 			cover = max(cover, depth(c))
 		}
 	}
-	for _, r := range pl.roots {
-		if within(p, r.path) {
-			top = max(top, depth(r.path))
+	for _, r := range sh.roots {
+		if within(p, r) {
+			top = max(top, depth(r))
 		}
 	}
 	return cover > top
@@ -576,38 +601,43 @@ func (pl *planner) scan() {
 	for _, p := range own {
 		// Relative ones were refused by inputs (ownPaths).
 		if e, err := pl.expand("protect", p); err == nil && p != "" {
-			pl.cands = append(pl.cands, candidate{e, "sandgate's own file"})
+			pl.cands = append(pl.cands, candidate{path: e, why: "sandgate's own file"})
 		}
 	}
 	for _, p := range SystemFiles {
-		pl.cands = append(pl.cands, candidate{p, "read by sandgate during the run"})
+		pl.cands = append(pl.cands, candidate{path: p, why: "read by sandgate during the run"})
 	}
 	tops := []string{}
 	if pl.home != "" {
 		tops = append(tops, pl.home)
 	}
-	sc := &scanner{fs: pl.fs, home: pl.home, seen: map[string]bool{}, skip: pl.shadowed}
+	sh := pl.shade()
+	sc := &scanner{fs: pl.fs, home: pl.home, seen: map[string]bool{}, skip: sh.shadowed,
+		record: map[string]*dirRecord{}, now: time.Now()}
+	var walked []string
 	for _, r := range pl.roots {
 		if !r.dir {
 			continue
 		}
 		tops = append(tops, r.path)
+		walked = append(walked, r.path)
 		sc.walk(r.path)
 	}
 	for i, t := range tops {
 		for _, f := range ShellStartupFiles {
-			pl.cands = append(pl.cands, candidate{path.Join(t, f), "shell or login startup file"})
+			pl.cands = append(pl.cands, candidate{path: path.Join(t, f), why: "shell or login startup file"})
 		}
 		if pl.home != "" && i == 0 {
 			continue // the home is not walked: only its startup files
 		}
 		for _, f := range CodeFiles {
 			// Found by the walk when they exist; watched when not.
-			pl.cands = append(pl.cands, candidate{path.Join(t, f), "runs code when a tool next enters this directory"})
+			pl.cands = append(pl.cands, candidate{path: path.Join(t, f), why: "runs code when a tool next enters this directory"})
 		}
 	}
 	pl.cands = append(pl.cands, sc.found...)
 	pl.scanned = sc.dirs
+	pl.after = newAfterRun(pl.fs, sc, walked, sh)
 }
 
 // checkRoots refuses a writable root at or below a never-writable path.

@@ -5,13 +5,25 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 )
 
 // candidate is a path that must never be writable, with why.
 type candidate struct {
 	path string // absolute, as found (not resolved)
 	why  string
+	kind kind
 }
+
+// kind is what a candidate is, for the check after the run (after.go).
+type kind int
+
+const (
+	kindFile   kind = iota // runs code, or names what does (reported when new)
+	kindHooks              // a directory of git hooks (new executable hooks are disarmed)
+	kindConfig             // a git configuration file (new ones are searched for programs)
+	kindName               // names a git directory (followed, not reported)
+)
 
 // scanner walks a writable root for the files that make code run later:
 // git directories (bare ones too, found by their HEAD, objects and refs),
@@ -25,9 +37,19 @@ type scanner struct {
 	found []candidate
 	seen  map[string]bool // git directories already handled
 	dirs  int             // directories read
+
+	// record, when not nil, gets every directory the walk reads (planning
+	// keeps them for the check after the run); prior, when not nil, are
+	// the records of planning: a directory whose stamp is unchanged is not
+	// read again (after the run).
+	record, prior map[string]*dirRecord
+	now           time.Time // when planning began (record)
+	reused        int       // directories prior spared reading
 }
 
-func (s *scanner) add(p, why string) { s.found = append(s.found, candidate{p, why}) }
+func (s *scanner) add(p string, k kind, why string) {
+	s.found = append(s.found, candidate{path: p, why: why, kind: k})
+}
 
 // maxWalkDepth bounds how deep below a writable root the walk goes (a bind
 // mount of a directory inside itself would otherwise never end).
@@ -42,45 +64,86 @@ func (s *scanner) walk(dir string) {
 		if s.skip(d) || depth(d)-depth(dir) > maxWalkDepth {
 			continue
 		}
-		ents, err := s.fs.ReadDir(d)
-		s.dirs++
-		if err != nil {
-			continue // unreadable here is unreadable to the command too
-		}
-		if isGitDir(ents) {
-			worktree := d
-			if path.Base(d) == ".git" {
-				worktree = path.Dir(d)
-			}
-			s.gitDir(d, worktree)
-			continue
-		}
-		var sub []string
-		for _, e := range ents {
-			name, p := e.Name(), path.Join(d, e.Name())
-			switch {
-			case name == ".git" && !e.IsDir():
-				s.gitFile(p, d)
-				continue
-			case name == ".hg" && e.IsDir():
-				for _, f := range hgFiles {
-					s.add(path.Join(p, f), "Mercurial hooks")
-				}
-				continue
-			}
-			for _, c := range CodeFiles {
-				if name == c {
-					s.add(p, "runs code when a tool next enters this directory")
-				}
-			}
-			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 && !slices.Contains(NotWalked, name) {
-				sub = append(sub, p)
-			}
-		}
+		sub := s.dir(d)
 		for i := len(sub) - 1; i >= 0; i-- {
 			stack = append(stack, sub[i])
 		}
 	}
+}
+
+// dir scans the directory d (a git directory, or its entries) and returns
+// its subdirectories to walk. With prior records, a directory whose stamp
+// did not change is not read: nothing in it was added, removed or renamed;
+// the walk goes on into its subdirectories, and into its git directory's
+// configuration, worktrees and submodules (they can change below it).
+func (s *scanner) dir(d string) []string {
+	var st stamp
+	var ents []fs.DirEntry
+	var err error
+	switch {
+	case s.prior != nil:
+		fi, err := s.fs.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			return nil // gone, or replaced by a link: not walked
+		}
+		st = stampOf(fi)
+		if r := s.prior[d]; r != nil && r.stamp.known() && r.stamp == st && !r.recent {
+			s.reused++
+			if r.git {
+				s.gitDir(d, r.worktree)
+			}
+			return r.sub
+		}
+		ents, err = s.fs.ReadDir(d)
+	case s.record != nil:
+		ents, st, err = readDirStamp(s.fs, d)
+	default:
+		ents, err = s.fs.ReadDir(d)
+	}
+	s.dirs++
+	if err != nil {
+		return nil // unreadable here is unreadable to the command too
+	}
+	rec := &dirRecord{stamp: st, recent: st.recent(s.now)}
+	if isGitDir(ents) {
+		rec.git, rec.worktree = true, d
+		if path.Base(d) == ".git" {
+			rec.worktree = path.Dir(d)
+		}
+		s.gitDir(d, rec.worktree)
+	} else {
+		rec.sub = s.entries(d, ents)
+	}
+	if s.record != nil {
+		s.record[d] = rec
+	}
+	return rec.sub
+}
+
+// entries scans the listing of the directory d (not a git directory) and
+// returns the subdirectories to walk.
+func (s *scanner) entries(d string, ents []fs.DirEntry) []string {
+	var sub []string
+	for _, e := range ents {
+		name, p := e.Name(), path.Join(d, e.Name())
+		switch {
+		case name == ".git" && !e.IsDir():
+			s.gitFile(p, d)
+			continue
+		case name == ".hg" && e.IsDir():
+			for _, f := range hgFiles {
+				s.add(path.Join(p, f), kindFile, "Mercurial hooks")
+			}
+			continue
+		}
+		if slices.Contains(CodeFiles, name) {
+			s.add(p, kindFile, "runs code when a tool next enters this directory")
+		}
+		if e.IsDir() && e.Type()&fs.ModeSymlink == 0 && !slices.Contains(NotWalked, name) {
+			sub = append(sub, p)
+		}
+	}
+	return sub
 }
 
 // isGitDir reports whether a directory listing is a git directory's.
@@ -108,7 +171,11 @@ func (s *scanner) gitDir(g, worktree string) {
 	}
 	s.seen[g] = true
 	for _, f := range gitDirFiles {
-		s.add(path.Join(g, f), "git runs it (hooks, configuration) on the next git command")
+		k := kindConfig
+		if f == "hooks" {
+			k = kindHooks
+		}
+		s.add(path.Join(g, f), k, "git runs it (hooks, configuration) on the next git command")
 	}
 	s.gitConfig([]string{path.Join(g, "config"), path.Join(g, "config.worktree")}, g, worktree)
 	if ents, err := s.fs.ReadDir(path.Join(g, "worktrees")); err == nil {
@@ -116,8 +183,8 @@ func (s *scanner) gitDir(g, worktree string) {
 		for _, e := range ents {
 			if e.IsDir() {
 				w := path.Join(g, "worktrees", e.Name())
-				s.add(path.Join(w, "commondir"), "names the git directory of a linked worktree")
-				s.add(path.Join(w, "config.worktree"), "git configuration of a linked worktree")
+				s.add(path.Join(w, "commondir"), kindName, "names the git directory of a linked worktree")
+				s.add(path.Join(w, "config.worktree"), kindConfig, "git configuration of a linked worktree")
 			}
 		}
 	}
@@ -153,7 +220,7 @@ func (s *scanner) walkModules(dir string) {
 // elsewhere would pick another configuration) and handles the git
 // directory it names when that one is a linked worktree's.
 func (s *scanner) gitFile(p, worktree string) {
-	s.add(p, "names the git directory of this worktree")
+	s.add(p, kindName, "names the git directory of this worktree")
 	data, err := s.fs.ReadFile(p)
 	if err != nil {
 		return
@@ -212,17 +279,17 @@ func (s *scanner) gitConfig(files []string, gitdir, worktree string) {
 			case e.Name == "path" && (e.Section == "include" || e.Section == "includeif"):
 				inc := s.expandHome(e.Value)
 				inc = joinFrom(path.Dir(f), inc)
-				s.add(inc, "included by git configuration "+f)
+				s.add(inc, kindConfig, "included by git configuration "+f)
 				queue = append(queue, inc)
 			case e.Section == "core" && e.Subsection == "" && e.Name == "hookspath":
 				h := joinFrom(worktree, s.expandHome(e.Value))
-				s.add(h, "core.hooksPath of "+f)
+				s.add(h, kindHooks, "core.hooksPath of "+f)
 				if path.Base(h) == "_" {
-					s.add(path.Dir(h), "husky's hooks, run from core.hooksPath of "+f)
+					s.add(path.Dir(h), kindFile, "husky's hooks, run from core.hooksPath of "+f)
 				}
 			case e.Section == "core" && e.Subsection == "" && e.Name == "fsmonitor":
 				if b := strings.ToLower(e.Value); b != "true" && b != "false" && b != "" && !strings.ContainsAny(e.Value, " \t") {
-					s.add(joinFrom(worktree, s.expandHome(e.Value)), "core.fsmonitor of "+f)
+					s.add(joinFrom(worktree, s.expandHome(e.Value)), kindFile, "core.fsmonitor of "+f)
 				}
 			}
 		}

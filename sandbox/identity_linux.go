@@ -152,7 +152,7 @@ func runIdentity(ctx context.Context, spec Spec) (Result, error) {
 	sb := &initSandbox{backend: BackendIdentity, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr}
 	plan.broken = guard.broken()
 	res, err := supervise(ctx, spec, sb, plan)
-	res.ViewChanged = viewChanged(view)
+	res.ViewChanged, res.ViewFindings = viewChanged(view, id.UID)
 	return res, guard.settle(err)
 }
 

@@ -118,7 +118,7 @@ func runNetns(ctx context.Context, spec Spec) (Result, error) {
 	sb := &initSandbox{backend: BackendNetns, exe: exe, command: spec.Args, cfg: cfg, env: env, attr: attr,
 		initListens: spec.Network == NetworkProxy, configure: pc.configure}
 	res, err := supervise(ctx, spec, sb, plan)
-	res.ViewChanged = viewChanged(pc.view)
+	res.ViewChanged, res.ViewFindings = viewChanged(pc.view, os.Getuid())
 	starttrace.Mark("run done")
 	return res, err
 }

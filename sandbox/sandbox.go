@@ -307,6 +307,14 @@ type Result struct {
 	// (fsview.Plan.Changed): created where they did not exist, or
 	// symbolic links replaced. The caller should warn about each.
 	ViewChanged []string
+	// ViewFindings are what CMD created in the writable roots that makes
+	// code run outside the sandbox later and that the view could not
+	// protect, not existing when it was planned (fsview.Plan.AfterRun):
+	// executable hooks of new git directories, already made
+	// non-executable (Disarmed), variables of new git configuration files
+	// that run programs, new code files. The caller should warn about each
+	// (Finding.String); ViewChanged does not repeat them.
+	ViewFindings []fsview.Finding
 }
 
 // check validates the platform-neutral parts of a Spec.

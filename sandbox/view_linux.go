@@ -84,10 +84,14 @@ func viewConfig(p *fsview.Plan) ([]byte, error) {
 	return p.Marshal()
 }
 
-// viewChanged is what Result.ViewChanged says after the run.
-func viewChanged(p *fsview.Plan) []string {
+// viewChanged is what Result.ViewChanged and Result.ViewFindings say after
+// the run (fsview.Plan.AfterRun, on the host's view of the writable roots:
+// the same directories CMD wrote). runUID is the uid CMD ran as: a hook is
+// disarmed only when CMD (or sandgate's own uid) owns it.
+func viewChanged(p *fsview.Plan, runUID int) ([]string, []fsview.Finding) {
 	if p == nil {
-		return nil
+		return nil, nil
 	}
-	return p.Changed(fsview.OSFS{})
+	uids := []int{os.Getuid(), runUID}
+	return p.AfterRun(fsview.OSFS{}, func(path string) error { return fsview.Disarm(path, uids...) })
 }

@@ -241,6 +241,11 @@ func (w *idWorld) testFileSystemView(t *testing.T) {
 	spec := w.spec("fsops")
 	spec.View = f.profile(w.work, w.bin)
 	checkView(t, spec, f, w.work)
+	t.Run("GitTrap", func(t *testing.T) {
+		spec := w.spec("fsops")
+		spec.View = f.profile(w.work, w.bin)
+		checkGitTrap(t, spec, w.work)
+	})
 	// The sandbox user's home is the run's own: empty at start, gone at
 	// exit, never shared between runs.
 	home := filepath.Join(w.opts.StateDir, "home", w.names[0])

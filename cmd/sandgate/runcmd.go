@@ -108,7 +108,7 @@ func newRunCmd() *cobra.Command {
 			}
 			res, err := sandbox.Run(context.Background(), spec)
 			stopControl()
-			warnViewChanged(res.ViewChanged)
+			warnViewChanged(os.Stderr, res.ViewChanged, res.ViewFindings)
 			if verr, ok := viewError(cf, err); ok {
 				return verr
 			}

