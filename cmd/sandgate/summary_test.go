@@ -35,3 +35,19 @@ func TestRefusalLineCountsKindsApart(t *testing.T) {
 		t.Errorf("DNS only: %q\nwant %q", dnsOnly, want)
 	}
 }
+
+// TestRefusalLineTextOnce: for the refusals whose hint is their own text
+// (upstream-tls, secret-not-bound, method/path rules) the exit summary
+// shows that text once.
+func TestRefusalLineTextOnce(t *testing.T) {
+	for _, r := range []audit.Refusal{
+		{Host: "api.test", Port: 443, Reason: "upstream-tls", Text: "the certificate of api.test did not verify: signed by an unknown authority", Count: 2},
+		{Host: "other.test", Port: 443, Reason: "secret-not-bound", Text: "the placeholder of secret TOKEN is in the header Authorization, and TOKEN is bound to api.test only", Count: 1},
+		{Host: "a.test", Port: 443, Reason: "blocked-by-method", Text: "POST /x on a.test:443 is not allowed: a.test is read-only", Count: 1},
+	} {
+		line := refusalLine([]audit.Refusal{r})
+		if n := strings.Count(line, r.Text); n != 1 {
+			t.Errorf("%s: the text appears %d times in %q, want once", r.Reason, n, line)
+		}
+	}
+}
