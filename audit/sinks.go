@@ -114,6 +114,7 @@ type Refusal struct {
 	Reason string // policy reason code
 	Text   string // human text of the first refusal in the group
 	Count  int    // number of refusals in the group
+	Proto  string // the Proto of the first refusal in the group ("dns", "packet", "connect", ...)
 }
 
 // maxSummaryGroups bounds the memory a Summary uses. Refusals beyond it that
@@ -168,7 +169,7 @@ func (s *Summary) Record(e Event) {
 		s.index = make(map[summaryKey]int)
 	}
 	s.index[k] = len(s.groups)
-	s.groups = append(s.groups, Refusal{Host: e.Host, Port: e.Port, Reason: e.Reason, Text: e.Text, Count: 1})
+	s.groups = append(s.groups, Refusal{Host: e.Host, Port: e.Port, Reason: e.Reason, Text: e.Text, Count: 1, Proto: e.Proto})
 }
 
 // Refusals returns a copy of the groups, the most frequent first; groups with
@@ -223,7 +224,7 @@ func (s *Summary) challenged(e Event) bool {
 	if s.challenges == nil {
 		s.challenges = make(map[summaryKey]*Refusal)
 	}
-	s.challenges[k] = &Refusal{Host: e.Host, Port: e.Port, Reason: e.Reason, Text: e.Text, Count: 1}
+	s.challenges[k] = &Refusal{Host: e.Host, Port: e.Port, Reason: e.Reason, Text: e.Text, Count: 1, Proto: e.Proto}
 	s.chOrder = append(s.chOrder, k)
 	return true
 }
@@ -280,36 +281,50 @@ const summaryListLimit = 10
 //
 //	refused 3 connections: evil.test:443 (not on the allow list) ×2, 169.254.169.254:80 (metadata address)
 //
-// Refusals of single requests on an inspected host (or in plain HTTP:
-// blocked-by-method, blocked-by-path, secret-not-bound, upstream-tls, ...)
-// are counted as requests ("refused 2 connections and 1 request: …"). It
-// names at most ten groups and says how many more there are. It returns ""
-// when there are no refusals.
+// Each kind is counted in its own words: refusals of single requests on an
+// inspected host (or in plain HTTP: blocked-by-method, blocked-by-path,
+// secret-not-bound, upstream-tls, ...) as requests, names the DNS stub
+// refused (port 0) as DNS lookups, and the transparent path's refused
+// packets (Proto "packet", whose Text has their number) as packets:
+// "refused 2 connections, 1 DNS lookup and 1 request: …". It names at most
+// ten groups and says how many more there are. It returns "" when there are
+// no refusals.
 func FormatSummary(refusals []Refusal) string {
-	total := 0
+	var conns, requests, lookups int
+	packets := false
 	for _, r := range refusals {
-		total += r.Count
-	}
-	if len(refusals) == 0 || total <= 0 {
-		return ""
-	}
-	requests := 0
-	for _, r := range refusals {
-		if requestReasons[r.Reason] {
-			requests += r.Count
+		if r.Count <= 0 {
+			continue
 		}
+		switch {
+		case requestReasons[r.Reason]:
+			requests += r.Count
+		case r.Proto == ProtoPacket:
+			packets = true
+		case r.Port == 0:
+			lookups += r.Count // a name refused before any port (DNS)
+		default:
+			conns += r.Count
+		}
+	}
+	var kinds []string
+	for _, k := range []struct {
+		n     int
+		thing string
+	}{{conns, "connection"}, {lookups, "DNS lookup"}, {requests, "request"}} {
+		if k.n > 0 {
+			kinds = append(kinds, plural(k.n, k.thing))
+		}
+	}
+	if packets {
+		kinds = append(kinds, "packets")
+	}
+	if len(kinds) == 0 {
+		return ""
 	}
 	var b strings.Builder
 	b.WriteString("refused ")
-	if conns := total - requests; conns > 0 {
-		b.WriteString(plural(conns, "connection"))
-		if requests > 0 {
-			b.WriteString(" and ")
-		}
-	}
-	if requests > 0 {
-		b.WriteString(plural(requests, "request"))
-	}
+	b.WriteString(joinAnd(kinds))
 	b.WriteString(": ")
 	for i, r := range refusals {
 		if i == summaryListLimit {
@@ -340,6 +355,18 @@ func FormatSummary(refusals []Refusal) string {
 var requestReasons = map[string]bool{
 	"blocked-by-method": true, "blocked-by-path": true, "secret-not-bound": true,
 	"host-mismatch": true, "upstream-tls": true, "bad-path": true,
+}
+
+// ProtoPacket is the Proto of the events that count packets the
+// transparent path's rules refused (one event per kind, at the end).
+const ProtoPacket = "packet"
+
+// joinAnd is "a", "a and b" or "a, b and c".
+func joinAnd(parts []string) string {
+	if len(parts) <= 1 {
+		return strings.Join(parts, "")
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // plural is "1 thing" or "N things".

@@ -182,6 +182,12 @@ func TestSummaryGroupsAndOrders(t *testing.T) {
 			},
 			total: 2,
 		},
+		{
+			name:   "the proto is kept (a DNS name is counted as a lookup)",
+			events: []Event{{Decision: DecisionDeny, Proto: "dns", Host: "n.test", Reason: "not-allowed", Text: "t"}},
+			want:   []Refusal{{Host: "n.test", Reason: "not-allowed", Text: "t", Count: 1, Proto: "dns"}},
+			total:  1,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -294,8 +300,24 @@ func TestFormatSummary(t *testing.T) {
 		},
 		{
 			name: "a name refused by DNS, without a port",
-			in:   []Refusal{{Host: "evil.test", Port: 0, Reason: "not-allowed", Count: 2}},
-			want: "refused 2 connections: evil.test (not on the allow list) ×2",
+			in:   []Refusal{{Host: "evil.test", Port: 0, Reason: "not-allowed", Count: 2, Proto: "dns"}},
+			want: "refused 2 DNS lookups: evil.test (not on the allow list) ×2",
+		},
+		{
+			name: "connections, DNS lookups, requests and packets counted apart",
+			in: []Refusal{
+				{Host: "evil.test", Port: 443, Reason: "not-allowed", Count: 3, Proto: "connect"},
+				{Host: "evil.test", Port: 0, Reason: "not-allowed", Count: 2, Proto: "dns"},
+				{Host: "api.example.com", Port: 443, Reason: "blocked-by-path", Count: 1, Proto: "connect"},
+				{Host: "udp", Port: 0, Reason: "udp-refused", Text: "7 UDP packets ...", Count: 1, Proto: "packet"},
+			},
+			want: "refused 3 connections, 2 DNS lookups, 1 request and packets: evil.test:443 (not on the allow list) ×3, " +
+				"evil.test (not on the allow list) ×2, api.example.com:443 (path not allowed by the host's rules), udp (UDP other than DNS is not let out, QUIC included)",
+		},
+		{
+			name: "packets only",
+			in:   []Refusal{{Host: "other", Port: 0, Reason: "protocol-refused", Count: 1, Proto: "packet"}},
+			want: "refused packets: other (only TCP and DNS are let out)",
 		},
 		{
 			name: "inspected requests refused, in plain words",

@@ -246,6 +246,40 @@ func TestRunDeciderTimeout(t *testing.T) {
 	}
 }
 
+// TestRunDeciderFailureNotShownToCMD: the error of a failing decider (here
+// a malformed answer naming a key of the harness's own) is in the audit and
+// on sandgate's stderr, but the 403 CMD receives says only that the decider
+// failed: CMD learns nothing of the harness from it.
+func TestRunDeciderFailureNotShownToCMD(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	const marker = "harness_internal_marker"
+	d := startDecider(t, map[string]string{"remote.test": `{"decision":"allow","` + marker + `":"x"}`}, 0)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	flags := []string{"--backend", "netns", "--decider", d.url, "--audit", auditFile}
+	o := w.runSandgate(t, flags, "/bin/sh", "-c", "curl -sS -i --max-time 20 http://remote.test/; true")
+	if !strings.Contains(o.stdout, " 403 ") || !strings.Contains(o.stdout, "remote.test:80 is refused: the decider failed (see sandgate's log)") {
+		t.Fatalf("CMD did not get the generic refusal\nexit %d\nstdout %s\nstderr %s", o.code, o.stdout, o.stderr)
+	}
+	if strings.Contains(o.stdout, marker) || strings.Contains(o.stdout, "malformed") {
+		t.Errorf("the decider's error reached CMD:\n%s", o.stdout)
+	}
+	raw, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		found = found || strings.Contains(line, `"decider-failed"`) && strings.Contains(line, marker)
+	}
+	if !found {
+		t.Errorf("no decider-failed audit event with the decider's error:\n%s", raw)
+	}
+	if !strings.Contains(o.stderr, "malformed answer: unknown field") || !strings.Contains(o.stderr, marker) {
+		t.Errorf("sandgate's stderr does not report the decider's error:\n%s", o.stderr)
+	}
+}
+
 // TestRunAsk: --ask prompts on sandgate's terminal (here a pty the test
 // holds, CMD having its own): "r" allows remote.test for the run (its
 // second request is not asked), "d" denies evil.test, and the answer keys

@@ -143,6 +143,10 @@ const (
 	ReasonDeciderFailed = "decider-failed" // the decider failed, timed out or answered malformed (a deny)
 )
 
+// DeciderFailedText is what the client is told of a decider's failure; the
+// failure itself is in the Decision's Detail.
+const DeciderFailedText = "the decider failed (see sandgate's log)"
+
 // EntryDecider is the Decision.Entry of a destination a decider allowed.
 const EntryDecider = "(decider)"
 
@@ -165,6 +169,14 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 	refuse := func(reason, text string) (*policy.Policy, policy.Decision, uint64) {
 		return pol, policy.Decision{Block: policy.BlockAllowlist, Reason: reason, Text: text}, gen
 	}
+	// A failure's error stays in Detail (the audit, sandgate's stderr):
+	// it can name the harness's paths, sockets or output, which CMD must
+	// not learn from its refusal.
+	failed := func(err error) (*policy.Policy, policy.Decision, uint64) {
+		return pol, policy.Decision{Block: policy.BlockAllowlist, Reason: ReasonDeciderFailed,
+			Text:   t.String() + " is refused: " + DeciderFailedText,
+			Detail: t.String() + " is refused: " + oneLine(err.Error())}, gen
+	}
 	if t.IsIP() {
 		// A literal in a special class is an address-class refusal, never a question.
 		if c := policy.Classify(t.Addr); c != "" {
@@ -178,14 +190,14 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 	}
 	ans, err := a.group.Do(ctx, a.Decider, q)
 	if err != nil {
-		return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
+		return failed(err)
 	}
 	if !ans.Allow {
 		return refuse(ReasonDeciderDenied, t.String()+" is refused by the decider")
 	}
 	if ans.Scope == decide.ScopeRun && live != nil {
 		if _, err := live.allowTarget(t); err != nil {
-			return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
+			return failed(err)
 		}
 		pol, gen = live.Current()
 		d := pol.CheckTarget(t)
@@ -202,7 +214,7 @@ func (a *Asker) ask(ctx context.Context, live *Live, pol *policy.Policy, t polic
 	}
 	once, err := pol.WithAllow(t.String())
 	if err != nil {
-		return refuse(ReasonDeciderFailed, t.String()+" is refused: "+oneLine(err.Error()))
+		return failed(err)
 	}
 	d := once.CheckTarget(t)
 	if d.Allow {

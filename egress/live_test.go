@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -361,5 +362,32 @@ func TestAskDenyAddedWhileAskingWins(t *testing.T) {
 		if res := <-done; res.Decision.Allow || res.Decision.Reason != policy.ReasonDenied {
 			t.Fatalf("scope %s: %+v; want the live deny to win", scope, res.Decision)
 		}
+	}
+}
+
+// TestAskFailureDetailNotInText: a decider's error (which can name the
+// harness's paths and sockets) is in the Decision's Detail and AuditText,
+// never in the Text the client is given.
+func TestAskFailureDetailNotInText(t *testing.T) {
+	d := &countingDecider{err: errors.New("asking the decider: dial unix /run/harness/secret.sock: connection refused")}
+	g, _ := askGate(t, d)
+	res := g.Decide(context.Background(), "notlisted.test", 443)
+	dec := res.Decision
+	if dec.Allow || dec.Reason != ReasonDeciderFailed {
+		t.Fatalf("decision = %+v, want decider-failed", dec)
+	}
+	if want := "notlisted.test:443 is refused: " + DeciderFailedText; dec.Text != want {
+		t.Errorf("Text = %q, want %q", dec.Text, want)
+	}
+	if strings.Contains(dec.Text, "secret.sock") {
+		t.Errorf("Text %q carries the decider's error", dec.Text)
+	}
+	if want := "notlisted.test:443 is refused: asking the decider: dial unix /run/harness/secret.sock: connection refused"; dec.Detail != want || dec.AuditText() != want {
+		t.Errorf("Detail = %q, AuditText = %q, want %q", dec.Detail, dec.AuditText(), want)
+	}
+	// A decider's deny has nothing to hide.
+	g, _ = askGate(t, &countingDecider{})
+	if dec := g.Decide(context.Background(), "notlisted.test", 443).Decision; dec.Detail != "" || dec.AuditText() != dec.Text {
+		t.Errorf("deny: Detail %q, AuditText %q, Text %q", dec.Detail, dec.AuditText(), dec.Text)
 	}
 }

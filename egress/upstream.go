@@ -55,6 +55,9 @@ type Upstream struct {
 	// NoProxy holds NO_PROXY entries: a matching target is dialled
 	// directly, with every local check, as without an upstream.
 	NoProxy []string
+	// From is the variable UpstreamFromEnv took the URL from (for
+	// example "HTTPS_PROXY"); empty for a URL given directly.
+	From string
 }
 
 // ParseUpstream parses http://[user:pass@]host:port or
@@ -110,7 +113,9 @@ func ParseUpstream(raw string) (*Upstream, error) {
 // UpstreamFromEnv builds the upstream from a caller's proxy variables
 // (getenv is os.Getenv or a test's map): the first set of HTTPS_PROXY,
 // ALL_PROXY, HTTP_PROXY (each also in lower case), with NO_PROXY's hosts
-// going direct. It returns nil and no error when none is set.
+// going direct. That one upstream carries every connection the gate makes,
+// plain HTTP included; the other variables are not read. Its From names
+// the variable. It returns nil and no error when none is set.
 func UpstreamFromEnv(getenv func(string) string) (*Upstream, error) {
 	var raw, from string
 	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"} {
@@ -126,6 +131,7 @@ func UpstreamFromEnv(getenv func(string) string) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("$%s: %w", from, err)
 	}
+	up.From = from
 	np := getenv("NO_PROXY")
 	if np == "" {
 		np = getenv("no_proxy")

@@ -71,8 +71,14 @@ func TestUpstreamFromEnv(t *testing.T) {
 		"HTTP_PROXY": "http://192.0.2.9:80", "https_proxy": "http://u:p@192.0.2.8:3128",
 		"no_proxy": " .corp.test, 198.51.100.0/24,localhost:8080,,",
 	}))
-	if err != nil || up.Addr != "192.0.2.8:3128" || up.User != "u" || len(up.NoProxy) != 3 {
-		t.Fatalf("UpstreamFromEnv = %+v, %v; want https_proxy first and three NO_PROXY entries", up, err)
+	if err != nil || up.Addr != "192.0.2.8:3128" || up.User != "u" || len(up.NoProxy) != 3 || up.From != "https_proxy" {
+		t.Fatalf("UpstreamFromEnv = %+v, %v; want https_proxy first (and named in From) and three NO_PROXY entries", up, err)
+	}
+	if up, err := UpstreamFromEnv(env(map[string]string{"http_proxy": "192.0.2.9:80", "ALL_PROXY": "socks5://192.0.2.10:1080"})); err != nil || up.From != "ALL_PROXY" || up.String() != "socks5://192.0.2.10:1080" {
+		t.Errorf("ALL_PROXY before http_proxy: %+v, %v", up, err)
+	}
+	if up, err := ParseUpstream("http://192.0.2.9:80"); err != nil || up.From != "" {
+		t.Errorf("a URL given directly has From %q (%v), want none", up.From, err)
 	}
 	for _, tc := range []struct {
 		host string

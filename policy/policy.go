@@ -80,12 +80,27 @@ const (
 )
 
 // Decision is the outcome of a policy check.
+//
+// Text is what the client (CMD) may be told; Detail, when set, is the same
+// one line with what only sandgate's operator may see (a decider's error,
+// which can name the harness's paths and sockets). Detail goes to the audit
+// and sandgate's own stderr, never to the client: see AuditText.
 type Decision struct {
 	Allow  bool
 	Block  Block
 	Reason string // machine-readable: one of the Reason* codes
 	Text   string // one line for humans, e.g. `evil.test:443 is not on the allow list`
+	Detail string // Text with details the client must not see; empty when there are none
 	Entry  string // the Raw entry that decided, if any
+}
+
+// AuditText is the text of d for the audit and sandgate's own messages:
+// Detail when set, else Text. Never send it to the client.
+func (d Decision) AuditText() string {
+	if d.Detail != "" {
+		return d.Detail
+	}
+	return d.Text
 }
 
 // Policy is a compiled, immutable Config. Safe for concurrent use.

@@ -92,7 +92,7 @@ func (s *Server) startInspection(client net.Conn, closer io.Closer, upstream net
 			return decidedByAsker(s.checkRequest(host, port, method, path), g, host, port, method, path)
 		},
 		First:         upstream,
-		Dial:          func(ctx context.Context) (net.Conn, error) { return dialChecked(ctx, g, host, port) },
+		Dial:          func(ctx context.Context) (net.Conn, error) { return dialChecked(ctx, g, host, port, s.logf) },
 		RootCAs:       s.roots,
 		Event:         tmpl,
 		Record:        func(e audit.Event) { s.sink.Record(s.redact(e)) },
@@ -136,8 +136,10 @@ func decidedByAsker(d policy.Decision, g *egress.Gate, host string, port uint16,
 }
 
 // dialChecked opens another connection to host:port through g, with every
-// check of the first one (the name's allowance, the address classes).
-func dialChecked(ctx context.Context, g *egress.Gate, host string, port uint16) (net.Conn, error) {
+// check of the first one (the name's allowance, the address classes). Its
+// error reaches the client, so a refusal's Detail (a decider's failure)
+// goes to logf only.
+func dialChecked(ctx context.Context, g *egress.Gate, host string, port uint16, logf func(string, ...any)) (net.Conn, error) {
 	if g == nil {
 		return nil, errors.New("sandgate has no policy configured, so nothing is allowed")
 	}
@@ -145,6 +147,9 @@ func dialChecked(ctx context.Context, g *egress.Gate, host string, port uint16) 
 	if !res.Decision.Allow {
 		if c != nil {
 			c.Close()
+		}
+		if res.Decision.Detail != "" && logf != nil {
+			logf("proxy: another connection to %s for an inspected connection: %s", hostPort(host, port), res.Decision.Detail)
 		}
 		return nil, fmt.Errorf("refused: %s", res.Decision.Text)
 	}

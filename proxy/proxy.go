@@ -564,7 +564,7 @@ func event(proto, client, host string, port uint16, res egress.Result, dialed ne
 		Host:   host,
 		Port:   port,
 		Reason: res.Decision.Reason,
-		Text:   res.Decision.Text,
+		Text:   res.Decision.AuditText(), // the client gets Text only
 		Gen:    res.Gen,
 	}
 	if res.Target.Host != "" {

@@ -240,7 +240,7 @@ func (tc *transparentConn) byPeekedName(literal audit.Event) (net.Conn, audit.Ev
 	if !res.Decision.Allow {
 		ev := literal
 		ev.Reason = res.Decision.Reason
-		ev.Text = fmt.Sprintf("%s is not on the allow list, and %s it gives is refused: %s", tc.dst, what, res.Decision.Text)
+		ev.Text = fmt.Sprintf("%s is not on the allow list, and %s it gives is refused: %s", tc.dst, what, res.Decision.AuditText())
 		return nil, ev, false
 	}
 	found := false

@@ -130,6 +130,7 @@ func TestIdentityInNetns(t *testing.T) {
 	t.Run("HostChannels", w.testHostChannels)
 	t.Run("UnixSocketByPath", w.testUnixSocketByPath)
 	t.Run("FileSystemView", w.testFileSystemView)
+	t.Run("InitArgv", w.testInitArgv) // initargv_linux_test.go
 	t.Run("TrustClients", w.testTrustClients)
 	t.Run("NetworkNone", w.testNetworkNone)
 	t.Run("NetworkFull", w.testNetworkFull)

@@ -22,7 +22,7 @@ type upstreamFlags struct {
 }
 
 func (u *upstreamFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&u.proxy, "upstream-proxy", "", "connect through this proxy once the policy allows a destination: http://[user:pass@]host:port, socks5://…, \"env\" for your own HTTPS_PROXY/ALL_PROXY/HTTP_PROXY and NO_PROXY, or \"direct\" to ignore [proxy] upstream")
+	fs.StringVar(&u.proxy, "upstream-proxy", "", "connect through this proxy once the policy allows a destination: http://[user:pass@]host:port, socks5://…, \"env\" for the first set of your own HTTPS_PROXY, ALL_PROXY, HTTP_PROXY (for every connection, plain HTTP too) and NO_PROXY, or \"direct\" to ignore [proxy] upstream")
 	fs.StringVar(&u.send, "upstream-send", "", "what the upstream proxy is asked for: \"name\" (default: it resolves, so sandgate's resolved-address check does not run) or \"address\" (sandgate resolves and checks, then sends the address)")
 }
 
@@ -107,6 +107,12 @@ func upstreamLine(up *egress.Upstream) string {
 		mode = "by the address sandgate resolved and checked"
 	}
 	line := fmt.Sprintf("allowed destinations are reached through upstream proxy %s, %s", up, mode)
+	if up.From != "" {
+		// One upstream for everything, whichever variable named it: a
+		// reader used to HTTP_PROXY for http:// and HTTPS_PROXY for
+		// https:// must not think their traffic is split.
+		line += fmt.Sprintf(" (from $%s, the first set of HTTPS_PROXY, ALL_PROXY, HTTP_PROXY: it carries every allowed connection, plain HTTP and HTTPS alike, and the other proxy variables are not used)", up.From)
+	}
 	if len(up.NoProxy) > 0 {
 		line += fmt.Sprintf("; %d NO_PROXY entries go direct", len(up.NoProxy))
 	}

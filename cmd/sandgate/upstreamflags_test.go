@@ -77,6 +77,42 @@ func TestResolveUpstream(t *testing.T) {
 	}
 }
 
+// TestUpstreamLineEnv: for --upstream-proxy env the line names the URL
+// taken and the variable it came from, and says that plain HTTP goes
+// through it too (HTTP_PROXY, set to another proxy, is not used); a URL
+// given directly names no variable.
+func TestUpstreamLineEnv(t *testing.T) {
+	env := map[string]string{"HTTP_PROXY": "http://192.0.2.20:3128", "HTTPS_PROXY": "http://u:pw@192.0.2.21:8080", "NO_PROXY": "corp.test"}
+	up, err := resolveUpstream("env", "", "", "", "", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := upstreamLine(up)
+	for _, want := range []string{"upstream proxy http://192.0.2.21:8080,", "from $HTTPS_PROXY", "plain HTTP and HTTPS alike", "other proxy variables are not used", "1 NO_PROXY entries go direct"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %q lacks %q", line, want)
+		}
+	}
+	if strings.Contains(line, "192.0.2.20") || strings.Contains(line, "pw") {
+		t.Errorf("line %q names the unused HTTP_PROXY or the password", line)
+	}
+	env = map[string]string{"http_proxy": "192.0.2.20:3128"}
+	up, err = resolveUpstream("env", "", "", "", "", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := upstreamLine(up); !strings.Contains(line, "http://192.0.2.20:3128") || !strings.Contains(line, "from $http_proxy") {
+		t.Errorf("http_proxy only: %q", line)
+	}
+	up, err = resolveUpstream("http://192.0.2.22:3128", "", "", "", "", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := upstreamLine(up); strings.Contains(line, "from $") {
+		t.Errorf("a URL given directly: %q names a variable", line)
+	}
+}
+
 // TestUpstreamFlagExitsTwo: a bad --upstream-proxy stops `run` and `proxy`
 // with exit 2 naming the flag, and never prints the password.
 func TestUpstreamFlagExitsTwo(t *testing.T) {
