@@ -44,17 +44,19 @@ func TestRunExitCodes(t *testing.T) {
 		{"not-found-path", []string{filepath.Join(dir, "no-such-command")}, 127},
 		{"not-found-name", []string{"sgtest-no-such-command"}, 127},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			o := w.runSandgate(t, []string{"--network", "none"}, c.cmd...)
-			if o.code != c.want {
-				t.Errorf("exit status %d, want %d", o.code, c.want)
-			}
-			if strings.Contains(o.stdout, "RAN") {
-				t.Errorf("the non-executable file ran")
-			}
-		})
+	for _, network := range []string{"none", "proxy"} {
+		for _, c := range cases {
+			t.Run(network+"-"+c.name, func(t *testing.T) {
+				t.Parallel()
+				o := w.runSandgate(t, []string{"--network", network}, c.cmd...)
+				if o.code != c.want {
+					t.Errorf("exit status %d, want %d (stderr %q)", o.code, c.want, o.stderr)
+				}
+				if strings.Contains(o.stdout, "RAN") {
+					t.Errorf("the non-executable file ran")
+				}
+			})
+		}
 	}
 	// No user namespace can be made (the limit is 0 in the namespace sandgate
 	// runs in): sandgate must refuse with 125 and never run CMD.

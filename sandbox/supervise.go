@@ -229,7 +229,9 @@ func (s *supervisor) onReport(r startReport) {
 	if lns == nil {
 		lns = s.plan.listeners
 	}
-	if !r.started || s.spec.Network != NetworkProxy {
+	// CMD that could not be executed (exit 126 or 127) never uses the
+	// proxy: the init made no listeners for it.
+	if !r.started || r.execMsg != "" || s.spec.Network != NetworkProxy {
 		closeListeners(lns)
 		closeFiles(r.files)
 		return
