@@ -348,28 +348,35 @@ func (b *initSandbox) exitStatus() (int, error) {
 }
 
 // finish waits for the terminal's last output and restores the terminal.
-// When the run ended with the init's report, the init may still be
-// exiting: finish waits for its reaping only when what follows needs it
-// (see mustReap); otherwise it is reaped off the run's path (and dies with
-// sandgate at the latest).
+// When the run ended on the init's report of CMD's end, the init waits
+// for release to exit; finish releases it and waits for its reaping only
+// when what follows needs that (see mustReap). Otherwise it exits, and is
+// reaped, off the run's path: after release, or with sandgate.
 func (b *initSandbox) finish(grace time.Duration) {
 	if b.term != nil {
 		b.term.stop(grace)
 	}
-	b.statusR.Close()
 	if b.mustReap() {
+		b.release()
 		<-b.reaped
 	}
 	starttrace.Mark("sandbox finished")
 }
 
+// release closes the status socket, on which the init, once it has
+// reported CMD's end, waits for its parent to hang up before it exits
+// (the teardown of its namespaces then does not compete with the end of
+// the run for the CPUs). It is the supervisor's last step.
+func (b *initSandbox) release() { b.statusR.Close() }
+
 // mustReap reports whether the run's end must wait for the init's reaping:
 // when os/exec relays one of its streams (not an *os.File: the last of
 // CMD's output is copied only once the init has exited, and Wait returns
-// after that copy), and when the init was started into a cgroup, which is
-// removed after the run and cannot be while the init is in it.
+// after that copy), and in an identity run, whose cgroup (removed after
+// the run) must be empty and whose setup lease must not be released while
+// a process of the sandbox user is left.
 func (b *initSandbox) mustReap() bool {
-	if b.attr.UseCgroupFD {
+	if b.backend == BackendIdentity {
 		return true
 	}
 	_, in := b.cmd.Stdin.(*os.File)

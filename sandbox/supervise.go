@@ -31,8 +31,9 @@ type sandboxProcess interface {
 	// sandbox then reports, exactly once, on the returned channel whether
 	// CMD started (start itself need not wait for that).
 	start(io streams) (<-chan startReport, error)
-	// done is closed once the sandbox's first process has been reaped and
-	// every process of the sandbox is gone.
+	// done is closed once CMD's exit status is known and every process
+	// of the sandbox is gone, but for its first when that one waits for
+	// release (see releaser).
 	done() <-chan struct{}
 	// signals are the signals the supervisor catches while the sandbox
 	// runs; forward passes one on.
@@ -46,6 +47,11 @@ type sandboxProcess interface {
 	// grace for CMD's last output to be relayed.
 	finish(grace time.Duration)
 }
+
+// releaser is a sandboxProcess that holds on to something of the sandbox
+// past its end (the Linux init, which waits to exit until it is
+// released); release, the last step of a run, lets it go.
+type releaser interface{ release() }
 
 // streams are CMD's standard streams.
 type streams struct {
@@ -295,6 +301,9 @@ func (s *supervisor) finish() (Result, error) {
 	}
 	if s.plan.transparent != nil {
 		s.plan.transparent.stop()
+	}
+	if r, ok := s.sb.(releaser); ok {
+		r.release()
 	}
 	if s.execMsg != "" {
 		s.notify(s.execMsg) // after CMD's last output and the terminal's restore

@@ -124,8 +124,23 @@ func reportExit(code int) {
 		unix.Close(fd)
 	}
 	// A failed report needs no word (and has no stderr left): the parent
-	// then waits for the init's exit.
-	_ = initproto.Send(initproto.StatusFD, initproto.Status{Kind: initproto.Exited, Code: code})
+	// then waits for the init's exit. After a report the init waits for
+	// the parent to hang up (at the end of its run, or at its death),
+	// so that the teardown of the sandbox's namespaces at the init's exit
+	// does not compete for the CPUs with what the parent still does.
+	if initproto.Send(initproto.StatusFD, initproto.Status{Kind: initproto.Exited, Code: code}) == nil {
+		awaitHangUp(initproto.StatusFD)
+	}
+}
+
+// awaitHangUp waits until the other end of the socket fd is closed.
+func awaitHangUp(fd int) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // killOthers sends SIGKILL to every process of the init's PID namespace

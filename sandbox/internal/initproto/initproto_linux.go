@@ -110,8 +110,9 @@ const (
 	ExecError  = "exec-error"  // the sandbox was set up but CMD could not be executed
 	// Exited: CMD has ended, with exit status Code (128+N for signal N),
 	// and every other process of the sandbox has been killed and reaped;
-	// only the init is left, and it exits with Code next. An init that
-	// cannot promise that sends no Exited: its exit is then the end.
+	// only the init is left, and it exits with Code once the parent has
+	// closed its end of the socket. An init that cannot promise that
+	// sends no Exited: its exit is then the end.
 	Exited = "exited"
 )
 
