@@ -299,14 +299,24 @@ func (t *transparentRun) stop() {
 			_ = os.RemoveAll(t.dir)
 		}
 	}()
-	t.wg.Wait()
-	if t.refusals != nil {
-		r, err := t.refusals()
-		if err != nil {
-			t.logf()("sandbox: reading the transparent path's refusal counters: %v", err)
-		} else {
-			t.recordRefusals(r)
+	// The counters are final too (nothing of the sandbox sends any more):
+	// they are read while the stub stops, and recorded after its last
+	// events.
+	var refused nftfw.Refusals
+	var rerr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		if t.refusals != nil {
+			refused, rerr = t.refusals()
 		}
+	}()
+	t.wg.Wait()
+	<-read
+	if rerr != nil {
+		t.logf()("sandbox: reading the transparent path's refusal counters: %v", rerr)
+	} else if t.refusals != nil {
+		t.recordRefusals(refused)
 	}
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		t.undo[i]()
