@@ -90,7 +90,7 @@ type runPlan struct {
 	// message saying so.
 	broken <-chan *UnavailableError
 	// transparent is the run's transparent path (nil: none). It is
-	// served with the proxy's server once CMD runs, and stopped after
+	// served with the proxy's server once CMD runs, and stopped with
 	// the proxy, in every case.
 	transparent transparentPath
 }
@@ -101,8 +101,9 @@ type transparentPath interface {
 	// serve serves the sandbox's transparent sockets (it owns files) with
 	// srv, the run's proxy server: one gate and audit pipeline for both.
 	serve(srv *proxy.Server, files []*os.File) error
-	// stop ends what serve started, once srv is shut down, records what
-	// the sandbox's rules refused, and removes the run's files.
+	// stop ends what serve started (while srv shuts down, which closes
+	// the transparent listeners), records what the sandbox's rules
+	// refused, and removes the run's files.
 	stop()
 }
 
@@ -294,14 +295,21 @@ func (s *supervisor) finish() (Result, error) {
 		s.err = fmt.Errorf("the sandbox init exited (status %d) before starting the command", code)
 	}
 	s.sb.finish(shutdownGrace)
+	// The transparent path stops alongside the proxy's shutdown (which
+	// closes its listeners).
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if s.plan.transparent != nil {
+			s.plan.transparent.stop()
+		}
+	}()
 	if s.pair != nil {
 		_ = s.pair.Shutdown(shutdownGrace)
 	} else {
 		closeListeners(s.plan.listeners) // never served (closing twice is harmless)
 	}
-	if s.plan.transparent != nil {
-		s.plan.transparent.stop()
-	}
+	<-stopped
 	if r, ok := s.sb.(releaser); ok {
 		r.release()
 	}

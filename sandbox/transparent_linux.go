@@ -281,9 +281,10 @@ func (t *transparentRun) dnsRefused(r dnsstub.Refusal) {
 		Decision: audit.DecisionDeny, Reason: r.Reason, Text: text})
 }
 
-// stop ends the stub and the transparent listeners (the proxy server is
-// shut down already), records the packets the sandbox's rules refused
-// and removes the run's views. It may be called more than once.
+// stop ends the stub and the transparent listeners (the proxy server's
+// shutdown, which may run meanwhile, closes them; stop waits for their
+// loops), records the packets the sandbox's rules refused and removes the
+// run's views. It may be called more than once.
 func (t *transparentRun) stop() {
 	if t.stopped {
 		return
