@@ -210,6 +210,41 @@ func TestRunReapsSandbox(t *testing.T) {
 	}
 }
 
+// TestRunNoSurvivorsAtExit checks that `sandgate run` exits with CMD's
+// status as soon as CMD ends, though CMD left processes running in the
+// background, and that none of them is alive by then (checked at once:
+// the run ends on the init's report of CMD's end, which comes after the
+// init has killed and reaped the rest of the sandbox).
+func TestRunNoSurvivorsAtExit(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	for _, network := range []string{"proxy", "none"} {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			marker := fmt.Sprintf("%sleft-%s-%d-%d", prefix, network, os.Getpid(), time.Now().UnixNano())
+			t.Cleanup(func() {
+				for _, pid := range pidsWithArg(marker) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			bg := probeBin + " sleep 100 " + marker + " </dev/null >/dev/null 2>&1 &"
+			start := time.Now()
+			o := w.runSandgate(t, []string{"--network", network}, "/bin/sh", "-c", bg+" "+bg+" echo STARTED; exit 3")
+			took := time.Since(start)
+			left := pidsWithArg(marker)
+			if o.code != 3 || !strings.Contains(o.stdout, "STARTED") {
+				t.Fatalf("exit status %d, want 3; stdout %q", o.code, o.stdout)
+			}
+			if len(left) != 0 {
+				t.Errorf("processes CMD left were alive when sandgate exited: %v", left)
+			}
+			if took > 30*time.Second {
+				t.Errorf("sandgate took %v: it waited for what CMD left", took)
+			}
+		})
+	}
+}
+
 // pidsWithArg lists the host's processes with arg among their arguments.
 func pidsWithArg(arg string) []int {
 	ents, _ := os.ReadDir("/proc")
