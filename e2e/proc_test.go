@@ -44,17 +44,19 @@ func TestRunExitCodes(t *testing.T) {
 		{"not-found-path", []string{filepath.Join(dir, "no-such-command")}, 127},
 		{"not-found-name", []string{"sgtest-no-such-command"}, 127},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			o := w.runSandgate(t, []string{"--network", "none"}, c.cmd...)
-			if o.code != c.want {
-				t.Errorf("exit status %d, want %d", o.code, c.want)
-			}
-			if strings.Contains(o.stdout, "RAN") {
-				t.Errorf("the non-executable file ran")
-			}
-		})
+	for _, network := range []string{"none", "proxy"} {
+		for _, c := range cases {
+			t.Run(network+"-"+c.name, func(t *testing.T) {
+				t.Parallel()
+				o := w.runSandgate(t, []string{"--network", network}, c.cmd...)
+				if o.code != c.want {
+					t.Errorf("exit status %d, want %d (stderr %q)", o.code, c.want, o.stderr)
+				}
+				if strings.Contains(o.stdout, "RAN") {
+					t.Errorf("the non-executable file ran")
+				}
+			})
+		}
 	}
 	// No user namespace can be made (the limit is 0 in the namespace sandgate
 	// runs in): sandgate must refuse with 125 and never run CMD.
@@ -205,6 +207,41 @@ func TestRunReapsSandbox(t *testing.T) {
 			t.Fatalf("processes started in the sandbox outlived it: %v", left)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunNoSurvivorsAtExit checks that `sandgate run` exits with CMD's
+// status as soon as CMD ends, though CMD left processes running in the
+// background, and that none of them is alive by then (checked at once:
+// the run ends on the init's report of CMD's end, which comes after the
+// init has killed and reaped the rest of the sandbox).
+func TestRunNoSurvivorsAtExit(t *testing.T) {
+	w := requireSandgate(t)
+	t.Parallel()
+	for _, network := range []string{"proxy", "none"} {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			marker := fmt.Sprintf("%sleft-%s-%d-%d", prefix, network, os.Getpid(), time.Now().UnixNano())
+			t.Cleanup(func() {
+				for _, pid := range pidsWithArg(marker) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			bg := probeBin + " sleep 100 " + marker + " </dev/null >/dev/null 2>&1 &"
+			start := time.Now()
+			o := w.runSandgate(t, []string{"--network", network}, "/bin/sh", "-c", bg+" "+bg+" echo STARTED; exit 3")
+			took := time.Since(start)
+			left := pidsWithArg(marker)
+			if o.code != 3 || !strings.Contains(o.stdout, "STARTED") {
+				t.Fatalf("exit status %d, want 3; stdout %q", o.code, o.stdout)
+			}
+			if len(left) != 0 {
+				t.Errorf("processes CMD left were alive when sandgate exited: %v", left)
+			}
+			if took > 30*time.Second {
+				t.Errorf("sandgate took %v: it waited for what CMD left", took)
+			}
+		})
 	}
 }
 

@@ -13,7 +13,24 @@ import (
 	"github.com/sandgate/sandgate/setup"
 )
 
+// TestExitCodes: the run's status is CMD's, 128+N for signal N, 127 for a
+// command not found and 126 for one that cannot be executed.
 func TestExitCodes(t *testing.T) {
+	// Captured output (the run ends once the init is reaped) and files
+	// (the run ends on the init's report of CMD's end) with the proxy.
+	for _, v := range []struct {
+		name    string
+		run     func(*testing.T, Spec) outcome
+		network Network
+	}{{"captured", sandboxRun, NetworkNone}, {"files", sandboxRunFiles, NetworkProxy}} {
+		t.Run(v.name, func(t *testing.T) {
+			checkExitCodes(t, v.run, Spec{Network: v.network, Gate: denyAllGate(), Transparent: v.network == NetworkProxy})
+		})
+	}
+}
+
+// checkExitCodes runs each case of TestExitCodes with spec (and Args) by run.
+func checkExitCodes(t *testing.T, run func(*testing.T, Spec) outcome, spec Spec) {
 	dir := t.TempDir()
 	notExec := filepath.Join(dir, "not-executable")
 	if err := os.WriteFile(notExec, []byte("#!/bin/sh\necho hi\n"), 0o644); err != nil {
@@ -41,7 +58,8 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := sandboxRun(t, Spec{Args: tt.args, Network: NetworkNone})
+			spec.Args = tt.args
+			o := run(t, spec)
 			if o.err != nil {
 				t.Fatalf("Run: %v", o.err)
 			}

@@ -141,4 +141,10 @@ func (w *idWorld) testNothingOutlivesRun(t *testing.T) {
 			t.Fatalf("processes of the run outlived Run: %v", left)
 		}
 	}
+	// Ended on the init's report of CMD's end (files as its streams).
+	for _, network := range []Network{NetworkNone, NetworkProxy} {
+		spec := w.spec("")
+		spec.Network, spec.Gate = network, denyAllGate()
+		checkNoSurvivorsAtReturn(t, spec, w.offUID)
+	}
 }

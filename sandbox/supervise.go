@@ -31,8 +31,9 @@ type sandboxProcess interface {
 	// sandbox then reports, exactly once, on the returned channel whether
 	// CMD started (start itself need not wait for that).
 	start(io streams) (<-chan startReport, error)
-	// done is closed once the sandbox's first process has been reaped and
-	// every process of the sandbox is gone.
+	// done is closed once CMD's exit status is known and every process
+	// of the sandbox is gone, but for its first when that one waits for
+	// release (see releaser).
 	done() <-chan struct{}
 	// signals are the signals the supervisor catches while the sandbox
 	// runs; forward passes one on.
@@ -46,6 +47,11 @@ type sandboxProcess interface {
 	// grace for CMD's last output to be relayed.
 	finish(grace time.Duration)
 }
+
+// releaser is a sandboxProcess that holds on to something of the sandbox
+// past its end (the Linux init, which waits to exit until it is
+// released); release, the last step of a run, lets it go.
+type releaser interface{ release() }
 
 // streams are CMD's standard streams.
 type streams struct {
@@ -84,7 +90,7 @@ type runPlan struct {
 	// message saying so.
 	broken <-chan *UnavailableError
 	// transparent is the run's transparent path (nil: none). It is
-	// served with the proxy's server once CMD runs, and stopped after
+	// served with the proxy's server once CMD runs, and stopped with
 	// the proxy, in every case.
 	transparent transparentPath
 }
@@ -95,8 +101,9 @@ type transparentPath interface {
 	// serve serves the sandbox's transparent sockets (it owns files) with
 	// srv, the run's proxy server: one gate and audit pipeline for both.
 	serve(srv *proxy.Server, files []*os.File) error
-	// stop ends what serve started, once srv is shut down, records what
-	// the sandbox's rules refused, and removes the run's files.
+	// stop ends what serve started (while srv shuts down, which closes
+	// the transparent listeners), records what the sandbox's rules
+	// refused, and removes the run's files.
 	stop()
 }
 
@@ -229,7 +236,9 @@ func (s *supervisor) onReport(r startReport) {
 	if lns == nil {
 		lns = s.plan.listeners
 	}
-	if !r.started || s.spec.Network != NetworkProxy {
+	// CMD that could not be executed (exit 126 or 127) never uses the
+	// proxy: the init made no listeners for it.
+	if !r.started || r.execMsg != "" || s.spec.Network != NetworkProxy {
 		closeListeners(lns)
 		closeFiles(r.files)
 		return
@@ -276,7 +285,7 @@ func (s *supervisor) kill() {
 // finish collects the outcome once the sandbox is gone: CMD's exit status,
 // the last of its output, the proxy's end, sandgate's messages.
 func (s *supervisor) finish() (Result, error) {
-	defer signal.Stop(s.sigs)
+	defer stopSignals(s.sigs)
 	code, err := s.sb.exitStatus()
 	s.res.ExitCode = code
 	if err != nil {
@@ -286,13 +295,23 @@ func (s *supervisor) finish() (Result, error) {
 		s.err = fmt.Errorf("the sandbox init exited (status %d) before starting the command", code)
 	}
 	s.sb.finish(shutdownGrace)
+	// The transparent path stops alongside the proxy's shutdown (which
+	// closes its listeners).
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if s.plan.transparent != nil {
+			s.plan.transparent.stop()
+		}
+	}()
 	if s.pair != nil {
 		_ = s.pair.Shutdown(shutdownGrace)
 	} else {
 		closeListeners(s.plan.listeners) // never served (closing twice is harmless)
 	}
-	if s.plan.transparent != nil {
-		s.plan.transparent.stop()
+	<-stopped
+	if r, ok := s.sb.(releaser); ok {
+		r.release()
 	}
 	if s.execMsg != "" {
 		s.notify(s.execMsg) // after CMD's last output and the terminal's restore
@@ -305,6 +324,13 @@ func (s *supervisor) finish() (Result, error) {
 	}
 	return s.res, nil
 }
+
+// stopSignals stops catching the sandbox's signals for the run, without
+// waiting for it: os/signal passes each signal to a thread of its own and
+// back (0.1-0.4 ms for five), which the end of every run would otherwise
+// wait for. A signal that comes meanwhile is caught and dropped, as one
+// during the run's end is.
+func stopSignals(c chan os.Signal) { go signal.Stop(c) }
 
 // closeListeners closes every listener of ls.
 func closeListeners(ls []net.Listener) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -245,22 +246,40 @@ func TestSuperviseStartError(t *testing.T) {
 }
 
 // TestSuperviseExecMessage: why CMD could not be executed is sandgate's
-// own message, given once the sandbox is gone.
+// own message, given once the sandbox is gone, and the run's status is
+// CMD's 127, also with a proxy (whose listeners a netns sandbox never
+// made, and an identity run's plan closes unserved).
 func TestSuperviseExecMessage(t *testing.T) {
-	f := newFake(startReport{started: true, execMsg: "nope: command not found"}, 127)
-	f.exit()
-	var stderr bytes.Buffer
-	var msgs []string
-	spec := Spec{Network: NetworkNone, Stderr: &stderr, Notify: func(m string) { msgs = append(msgs, m) }}
-	res, err := supervise(context.Background(), spec, f, runPlan{})
-	if err != nil || res.ExitCode != 127 {
-		t.Fatalf("supervise = %+v, %v", res, err)
-	}
-	if len(msgs) != 1 || msgs[0] != "nope: command not found" {
-		t.Errorf("messages %q, want the exec failure once", msgs)
-	}
-	if stderr.Len() != 0 {
-		t.Errorf("sandgate's message went to CMD's stderr: %q", stderr.String())
+	for _, c := range []struct {
+		network Network
+		planned bool // the plan has the proxy's listeners (identity)
+	}{{NetworkNone, false}, {NetworkProxy, false}, {NetworkProxy, true}} {
+		t.Run(fmt.Sprintf("%v-planned-%v", c.network, c.planned), func(t *testing.T) {
+			f := newFake(startReport{started: true, execMsg: "nope: command not found"}, 127)
+			f.exit()
+			var stderr bytes.Buffer
+			var msgs []string
+			var plan runPlan
+			if c.planned {
+				plan.listeners = loopbackPair(t)
+			}
+			spec := Spec{Network: c.network, Stderr: &stderr, Notify: func(m string) { msgs = append(msgs, m) }}
+			res, err := supervise(context.Background(), spec, f, plan)
+			if err != nil || res.ExitCode != 127 {
+				t.Fatalf("supervise = %+v, %v", res, err)
+			}
+			if len(msgs) != 1 || msgs[0] != "nope: command not found" {
+				t.Errorf("messages %q, want the exec failure once", msgs)
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("sandgate's message went to CMD's stderr: %q", stderr.String())
+			}
+			for _, ln := range plan.listeners {
+				if accepts(ln.Addr().String()) {
+					t.Errorf("the planned listener %v is still open", ln.Addr())
+				}
+			}
+		})
 	}
 }
 

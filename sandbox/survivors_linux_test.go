@@ -84,6 +84,7 @@ type procInfo struct {
 	pidNS     string // "" when unreadable (a zombie has none)
 	cmdline   string
 	parentPID string
+	nsPID     string // its pid in its own (innermost) PID namespace
 }
 
 func (p procInfo) String() string {
@@ -114,6 +115,10 @@ func processes() []procInfo {
 				p.uids = strings.Fields(v)
 			case "PPid":
 				p.parentPID = strings.TrimSpace(v)
+			case "NSpid":
+				if f := strings.Fields(v); len(f) > 0 {
+					p.nsPID = f[len(f)-1]
+				}
 			}
 		}
 		p.pidNS, _ = os.Readlink(filepath.Join(dir, "ns", "pid"))
@@ -138,6 +143,85 @@ func runProcesses(pidNS string, uid int) []procInfo {
 		}
 	}
 	return out
+}
+
+// leftBehind are the processes of a run that ended (see runProcesses) but
+// for its PID namespace's init, which may still be exiting when the run
+// has ended on its report of CMD's end (initproto.Exited).
+func leftBehind(pidNS string, uid int) []procInfo {
+	var out []procInfo
+	for _, p := range runProcesses(pidNS, uid) {
+		if p.pidNS != pidNS || p.nsPID != "1" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sandboxRunFiles is sandboxRun with CMD's output in files, as sandgate's
+// own streams are: the run then ends on the init's report of CMD's end,
+// and does not wait for the init's reaping (see initSandbox.mustReap).
+func sandboxRunFiles(t *testing.T, spec Spec) outcome {
+	t.Helper()
+	dir := t.TempDir()
+	files := make([]*os.File, 2)
+	for i, name := range []string{"stdout", "stderr"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files[i] = f
+	}
+	spec.Stdout, spec.Stderr = files[0], files[1]
+	o := sandboxRun(t, spec)
+	for i, dst := range []*string{&o.stdout, &o.stderr} {
+		b, err := os.ReadFile(files[i].Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		*dst = string(b)
+	}
+	return o
+}
+
+// checkNoSurvivorsAtReturn runs spec with a CMD that leaves two
+// background processes behind and exits 3 (files as its streams, so that
+// the run ends on the init's report) and fails unless Run returns 3 at
+// once and, as it returns, no process of the run is alive but the init of
+// its PID namespace: none in that namespace and, when uid >= 0, none of
+// that uid.
+func checkNoSurvivorsAtReturn(t *testing.T, spec Spec, uid int) {
+	t.Helper()
+	// Only root can see the namespaces of the sandbox's processes, which
+	// are not dumpable.
+	testnet.RequirePrivileged(t)
+	spec.Args = []string{"sh", "-c", "readlink /proc/self/ns/pid; sleep 100 & sleep 100 & exit 3"}
+	start := time.Now()
+	o := sandboxRunFiles(t, spec)
+	took := time.Since(start)
+	pidNS := strings.TrimSpace(o.stdout)
+	left := leftBehind(pidNS, uid)
+	if o.err != nil || o.res.ExitCode != 3 || !strings.HasPrefix(pidNS, "pid:[") {
+		t.Fatalf("run: %+v %v %q %q", o.res, o.err, o.stdout, o.stderr)
+	}
+	if len(left) != 0 {
+		killAndReap(t, pidNS, uid, map[int]bool{})
+		t.Fatalf("processes of the run were alive when Run returned:\n%v", left)
+	}
+	if took > 30*time.Second {
+		t.Errorf("Run took %v: it waited for what CMD left", took)
+	}
+}
+
+// TestNoSurvivorsAtReturn: a netns run ends before its init has exited,
+// and what CMD left is gone by then.
+func TestNoSurvivorsAtReturn(t *testing.T) {
+	for _, network := range []Network{NetworkNone, NetworkProxy} {
+		t.Run(network.String(), func(t *testing.T) {
+			checkNoSurvivorsAtReturn(t, Spec{Network: network, Gate: denyAllGate(), Transparent: network == NetworkProxy}, -1)
+		})
+	}
 }
 
 // checkNothingOutlivesSandgate starts bin as a sandgate parent (env says

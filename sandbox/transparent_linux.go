@@ -281,9 +281,10 @@ func (t *transparentRun) dnsRefused(r dnsstub.Refusal) {
 		Decision: audit.DecisionDeny, Reason: r.Reason, Text: text})
 }
 
-// stop ends the stub and the transparent listeners (the proxy server is
-// shut down already), records the packets the sandbox's rules refused
-// and removes the run's views. It may be called more than once.
+// stop ends the stub and the transparent listeners (the proxy server's
+// shutdown, which may run meanwhile, closes them; stop waits for their
+// loops), records the packets the sandbox's rules refused and removes the
+// run's views. It may be called more than once.
 func (t *transparentRun) stop() {
 	if t.stopped {
 		return
@@ -299,14 +300,24 @@ func (t *transparentRun) stop() {
 			_ = os.RemoveAll(t.dir)
 		}
 	}()
-	t.wg.Wait()
-	if t.refusals != nil {
-		r, err := t.refusals()
-		if err != nil {
-			t.logf()("sandbox: reading the transparent path's refusal counters: %v", err)
-		} else {
-			t.recordRefusals(r)
+	// The counters are final too (nothing of the sandbox sends any more):
+	// they are read while the stub stops, and recorded after its last
+	// events.
+	var refused nftfw.Refusals
+	var rerr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		if t.refusals != nil {
+			refused, rerr = t.refusals()
 		}
+	}()
+	t.wg.Wait()
+	<-read
+	if rerr != nil {
+		t.logf()("sandbox: reading the transparent path's refusal counters: %v", rerr)
+	} else if t.refusals != nil {
+		t.recordRefusals(refused)
 	}
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		t.undo[i]()

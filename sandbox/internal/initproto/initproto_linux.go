@@ -102,11 +102,18 @@ func ParseArgs(args []string) (Config, []string, error) {
 	return cfg, args[2:], nil
 }
 
-// Status kinds the init reports, exactly once, on the status socket.
+// Status kinds the init reports on the status socket: first exactly one
+// of Started, SetupError and ExecError; after Started, at most one Exited.
 const (
 	Started    = "started"     // CMD runs; with NetProxy the two listeners ride along
 	SetupError = "setup-error" // the sandbox could not be set up; CMD never ran
 	ExecError  = "exec-error"  // the sandbox was set up but CMD could not be executed
+	// Exited: CMD has ended, with exit status Code (128+N for signal N),
+	// and every other process of the sandbox has been killed and reaped;
+	// only the init is left, and it exits with Code once the parent has
+	// closed its end of the socket. An init that cannot promise that
+	// sends no Exited: its exit is then the end.
+	Exited = "exited"
 )
 
 // Status is the init's report.
@@ -114,7 +121,7 @@ type Status struct {
 	Kind        string `json:"kind"`
 	Msg         string `json:"msg,omitempty"`
 	Unavailable bool   `json:"unavailable,omitempty"` // setup refused by the kernel (EPERM and the like)
-	Code        int    `json:"code,omitempty"`        // exit code for exec-error (126 or 127)
+	Code        int    `json:"code,omitempty"`        // exit code for exec-error (126 or 127) and exited
 	HTTPPort    int    `json:"http,omitempty"`
 	// TransparentOff, on a Started status of a run that asked for the
 	// transparent path, says why the sandbox has none (only the proxy's
