@@ -335,16 +335,12 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 	if err != nil {
 		return 0, 0, 0, nil, err
 	}
-	// The network first: the transparent path's nftables transaction
-	// leaves the kernel work that the last close of its socket waits for
-	// (see nftfw.ApplySandboxCounters); the sooner it is committed, the
-	// more of that runs alongside the rest of the start-up.
-	httpPort, socksPort, listeners, err = setupNetwork(&cfg)
-	if err != nil {
-		return 0, 0, 0, nil, err
-	}
+	// The network on a goroutine of its own while this thread mounts the
+	// view (see startNetwork); it is waited for before anything reads
+	// its ports, and on every failure.
+	network := startNetwork(cfg)
 	fail := func(err error) (int, int, int, []int, error) {
-		closeFDs(listeners)
+		closeFDs(network().fds)
 		return 0, 0, 0, nil, err
 	}
 	// Mounts made here must never propagate back to the host.
@@ -366,6 +362,12 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 		return fail(setupErr(err, "mounting /proc for the sandbox's PID namespace (is /proc partly masked, e.g. inside a container?)"))
 	}
 	starttrace.Mark("/proc mounted")
+	net := network()
+	if net.err != nil {
+		return 0, 0, 0, nil, net.err
+	}
+	httpPort, socksPort, listeners = net.httpPort, net.socksPort, net.fds
+	starttrace.Mark("network ready")
 	env := os.Environ()
 	switch cfg.Network {
 	case initproto.NetProxy:
@@ -416,8 +418,9 @@ func setupAndStart(cfg initproto.Config, args []string) (pid, httpPort, socksPor
 // the host's network) and, with NetProxy, makes the proxy's listeners
 // (HTTP, SOCKS5) and the transparent path cfg asks for, returning the
 // listeners' ports and every descriptor to hand to the parent. When the
-// transparent path cannot be set up, cfg loses it (see transparentOrOff).
-func setupNetwork(cfg *initproto.Config) (httpPort, socksPort int, fds []int, err error) {
+// transparent path cannot be set up, the run goes on without it (see
+// transparentOrOff).
+func setupNetwork(cfg initproto.Config) (httpPort, socksPort int, fds []int, err error) {
 	if cfg.Network == initproto.NetFull {
 		return 0, 0, nil, nil
 	}
@@ -439,7 +442,7 @@ func setupNetwork(cfg *initproto.Config) (httpPort, socksPort int, fds []int, er
 	fds = []int{hfd, sfd}
 	starttrace.Mark("lo up, proxy listeners")
 	if cfg.Transparent != nil {
-		fds = append(fds, transparentOrOff(cfg)...)
+		fds = append(fds, transparentOrOff(cfg.Transparent)...)
 	}
 	return httpPort, socksPort, fds, nil
 }

@@ -21,32 +21,23 @@ import (
 // one sandbox, so this is the init's state, reported with Started.
 var transparentOff string
 
-// transparentOrOff sets up the transparent path of cfg and returns its
+// transparentOrOff sets up the transparent path t and returns its
 // descriptors; when the kernel refuses a part of it (no nf_tables, say),
-// it closes its sockets, drops cfg's views of the path (which only make
-// sense with it; other replacement files, such as the trust bundles,
-// stay) and records why in transparentOff: CMD then runs as without the
-// path, which confines it no less (what was made of it before the failure
-// only refuses: rules without routes, or routes to closed sockets).
-func transparentOrOff(cfg *initproto.Config) []int {
-	fds, err := setupTransparent(cfg.Transparent)
+// it closes its sockets and records why in transparentOff: CMD then runs
+// without the path, which confines it no less (what was made of it before
+// the failure only refuses: rules without routes, or routes to closed
+// sockets). The path's /etc/hosts and /etc/resolv.conf views stay: they
+// are bound while the path is made (see startNetwork), and without the
+// path they change nothing CMD can reach (its names have no route, and
+// the stub the resolver names refuses at once, as the host's resolver,
+// unreachable from the sandbox, would fail).
+func transparentOrOff(t *initproto.Transparent) []int {
+	fds, err := setupTransparent(t)
 	if err != nil {
 		transparentOff = err.Error()
-		cfg.Replace = withoutTransparentViews(cfg.Replace)
 		return nil
 	}
 	return fds
-}
-
-// withoutTransparentViews is files without the transparent path's views.
-func withoutTransparentViews(files []initproto.ReplaceFile) []initproto.ReplaceFile {
-	var kept []initproto.ReplaceFile
-	for _, f := range files {
-		if !f.Transparent {
-			kept = append(kept, f)
-		}
-	}
-	return kept
 }
 
 // setupTransparent gives the sandbox's network namespace (whose loopback
