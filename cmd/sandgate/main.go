@@ -82,13 +82,17 @@ var subcommands = []struct {
 // names a subcommand, that subcommand is the only one built: nothing it
 // prints (its help, usage and errors included) depends on its siblings,
 // and building every command's flags is a measurable part of each start.
-// Anything else (no arguments, a flag first, help, completion, an unknown
-// command and its suggestions) gets the whole tree.
+// Nor is cobra's completion command (which cobra would build at each
+// Execute) reachable then. Anything else (no arguments, a flag first,
+// help, completion, an unknown command and its suggestions) gets the whole
+// tree.
 func rootCmdFor(args []string) *cobra.Command {
 	if len(args) > 0 {
 		for _, sc := range subcommands {
 			if sc.name == args[0] {
-				return newRoot(sc.build())
+				root := newRoot(sc.build())
+				root.CompletionOptions.DisableDefaultCmd = true
+				return root
 			}
 		}
 	}
