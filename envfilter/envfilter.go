@@ -37,11 +37,9 @@ package envfilter
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"unicode"
 )
 
@@ -67,12 +65,63 @@ var secretWords = []string{"PASS", "PWD", "APIKEY", "AUTHKEY", "SECRETKEY", "ACC
 // secretLastWords are secret as the last word.
 var secretLastWords = []string{"KEY", "KEYS", "PAT", "AUTH"}
 
-// tokenFormats match values that are tokens by their own format
-// (compiled on first use: every process of sandgate, the sandbox's init
-// too, would otherwise compile it at start).
-var tokenFormats = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|npm_[A-Za-z0-9]{36}|sk-ant-[A-Za-z0-9_-]{20,}|(AKIA|ASIA)[A-Z0-9]{16})$`)
-})
+// tokenFormat is a token format that announces itself: one of the
+// prefixes, then only letters, digits and the extra characters (upper-case
+// letters only with upperOnly), at least n of them, exactly n with exact.
+// They are matched by hand rather than by a regular expression: compiling
+// one took ~0.1 ms and ~70 KB at every start of `sandgate run`.
+type tokenFormat struct {
+	prefixes  []string
+	extra     string
+	upperOnly bool
+	n         int
+	exact     bool
+}
+
+// tokenFormats are the token formats of rule 5: GitHub, GitLab, Slack, npm,
+// Anthropic, AWS access key ids.
+var tokenFormats = []tokenFormat{
+	{prefixes: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, n: 36},
+	{prefixes: []string{"github_pat_"}, extra: "_", n: 22},
+	{prefixes: []string{"glpat-"}, extra: "_-", n: 20},
+	{prefixes: []string{"xoxa-", "xoxb-", "xoxp-", "xoxr-", "xoxs-"}, extra: "-", n: 10},
+	{prefixes: []string{"npm_"}, n: 36, exact: true},
+	{prefixes: []string{"sk-ant-"}, extra: "_-", n: 20},
+	{prefixes: []string{"AKIA", "ASIA"}, upperOnly: true, n: 16, exact: true},
+}
+
+// matches reports whether v is a token of format f.
+func (f tokenFormat) matches(v string) bool {
+	for _, p := range f.prefixes {
+		rest, ok := strings.CutPrefix(v, p)
+		if !ok {
+			continue
+		}
+		if len(rest) < f.n || f.exact && len(rest) != f.n {
+			return false
+		}
+		for i := 0; i < len(rest); i++ {
+			c := rest[i]
+			ok := 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || !f.upperOnly && 'a' <= c && c <= 'z' ||
+				strings.IndexByte(f.extra, c) >= 0
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// isToken reports whether v is a token of one of tokenFormats.
+func isToken(v string) bool {
+	for _, f := range tokenFormats {
+		if f.matches(v) {
+			return true
+		}
+	}
+	return false
+}
 
 // words splits a variable name into upper-case words: at every character
 // that is not a letter or digit, and where a lower-case letter is followed
@@ -143,7 +192,7 @@ func secretValue(v string) (bool, string) {
 	if strings.Contains(v, "-----BEGIN") && strings.Contains(v, "PRIVATE KEY") {
 		return true, "value is a private key"
 	}
-	if tokenFormats().MatchString(v) {
+	if isToken(v) {
 		return true, "value is an access token"
 	}
 	if strings.Contains(v, "://") && strings.Contains(v, "@") {

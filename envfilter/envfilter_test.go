@@ -1,6 +1,7 @@
 package envfilter
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -161,6 +162,56 @@ func FuzzFilter(f *testing.F) {
 		}
 		if len(out)+len(dropped) != 2 || !slices.Contains(out, "PATH=/bin") {
 			t.Fatalf("Filter(%q) = %q, %q", kv, out, dropped)
+		}
+	})
+}
+
+// tokenRE is the regular expression the token formats were written as,
+// kept here as the reference the hand-written matcher must agree with.
+var tokenRE = regexp.MustCompile(`^(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|npm_[A-Za-z0-9]{36}|sk-ant-[A-Za-z0-9_-]{20,}|(AKIA|ASIA)[A-Z0-9]{16})$`)
+
+// TestTokenFormatsAgreeWithRegexp tries every prefix with bodies around the
+// length bounds, made of each allowed and several refused characters.
+func TestTokenFormatsAgreeWithRegexp(t *testing.T) {
+	prefixes := []string{"", "gh", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "ghx_", "github_pat_", "github_pat",
+		"glpat-", "glpat_", "xoxa-", "xoxb-", "xoxp-", "xoxr-", "xoxs-", "xoxz-", "npm_", "NPM_", "sk-ant-", "sk-ant_",
+		"AKIA", "ASIA", "akia", "AKIB", "x ghp_"}
+	chars := []string{"a", "Z", "7", "_", "-", ".", " ", "é", "\n", "\x00"}
+	lengths := []int{0, 1, 9, 10, 11, 15, 16, 17, 19, 20, 21, 22, 23, 35, 36, 37, 40}
+	matched := 0
+	for _, p := range prefixes {
+		for _, c := range chars {
+			for _, n := range lengths {
+				for _, v := range []string{
+					p + strings.Repeat(c, n),
+					p + strings.Repeat("A", n) + c,
+					p + c + strings.Repeat("b", n),
+					p + strings.Repeat("9", n/2) + c + strings.Repeat("Q", n-n/2),
+				} {
+					want := tokenRE.MatchString(v)
+					if got := isToken(v); got != want {
+						t.Errorf("isToken(%q) = %v, the regexp says %v", v, got, want)
+					}
+					if want {
+						matched++
+					}
+				}
+			}
+		}
+	}
+	if matched < 100 {
+		t.Errorf("only %d generated values are tokens: the test tries too little", matched)
+	}
+}
+
+func FuzzTokenFormats(f *testing.F) {
+	f.Add("ghp_" + strings.Repeat("a", 36))
+	f.Add("AKIA" + strings.Repeat("B", 16))
+	f.Add("xoxb-123-456")
+	f.Add("npm_" + strings.Repeat("z", 37))
+	f.Fuzz(func(t *testing.T, v string) {
+		if got, want := isToken(v), tokenRE.MatchString(v); got != want {
+			t.Fatalf("isToken(%q) = %v, the regexp says %v", v, got, want)
 		}
 	})
 }

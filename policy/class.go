@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"sync"
 )
 
 // Address class names returned by Classify and used, after ReasonClassPrefix,
@@ -36,35 +37,41 @@ func ranges(class string, prefixes ...string) []classRange {
 	return out
 }
 
-// v4Classes is searched in order; the first prefix containing the address wins.
-var v4Classes = concat(
-	// Cloud metadata services: AWS, GCP, Azure, OpenStack, Oracle,
-	// DigitalOcean and others (169.254.169.254), AWS ECS task metadata
-	// (169.254.170.2), AWS EKS pod identity (169.254.170.23), Tencent Cloud
-	// (169.254.0.23), Alibaba Cloud (100.100.100.200), Azure WireServer
-	// (168.63.129.16), Oracle Cloud legacy (192.0.0.192).
-	ranges(ClassMetadata, "169.254.169.254/32", "169.254.170.2/32", "169.254.170.23/32",
-		"169.254.0.23/32", "100.100.100.200/32", "168.63.129.16/32", "192.0.0.192/32"),
-	ranges(ClassUnspecified, "0.0.0.0/32"),
-	ranges(ClassThisNetwork, "0.0.0.0/8"),
-	ranges(ClassLoopback, "127.0.0.0/8"),
-	ranges(ClassLinkLocal, "169.254.0.0/16"),
-	ranges(ClassPrivate, "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"),
-	ranges(ClassMulticast, "224.0.0.0/4"),
-	ranges(ClassBroadcast, "255.255.255.255/32"),
-	ranges(ClassReserved, "240.0.0.0/4"),
-)
+// v4Classes is searched in order; the first prefix containing the address
+// wins. The class tables are built on first use, not at every start of
+// sandgate and its sandbox init.
+var v4Classes = sync.OnceValue(func() []classRange {
+	return concat(
+		// Cloud metadata services: AWS, GCP, Azure, OpenStack, Oracle,
+		// DigitalOcean and others (169.254.169.254), AWS ECS task metadata
+		// (169.254.170.2), AWS EKS pod identity (169.254.170.23), Tencent Cloud
+		// (169.254.0.23), Alibaba Cloud (100.100.100.200), Azure WireServer
+		// (168.63.129.16), Oracle Cloud legacy (192.0.0.192).
+		ranges(ClassMetadata, "169.254.169.254/32", "169.254.170.2/32", "169.254.170.23/32",
+			"169.254.0.23/32", "100.100.100.200/32", "168.63.129.16/32", "192.0.0.192/32"),
+		ranges(ClassUnspecified, "0.0.0.0/32"),
+		ranges(ClassThisNetwork, "0.0.0.0/8"),
+		ranges(ClassLoopback, "127.0.0.0/8"),
+		ranges(ClassLinkLocal, "169.254.0.0/16"),
+		ranges(ClassPrivate, "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"),
+		ranges(ClassMulticast, "224.0.0.0/4"),
+		ranges(ClassBroadcast, "255.255.255.255/32"),
+		ranges(ClassReserved, "240.0.0.0/4"),
+	)
+})
 
 // v6Classes is searched in order before the embedded-IPv4 forms.
-var v6Classes = concat(
-	// AWS IMDS and EKS pod identity over IPv6, GCP metadata over IPv6.
-	ranges(ClassMetadata, "fd00:ec2::254/128", "fd00:ec2::23/128", "fd20:ce::254/128"),
-	ranges(ClassUnspecified, "::/128"),
-	ranges(ClassLoopback, "::1/128"),
-	ranges(ClassLinkLocal, "fe80::/10"),
-	ranges(ClassPrivate, "fc00::/7", "fec0::/10"),
-	ranges(ClassMulticast, "ff00::/8"),
-)
+var v6Classes = sync.OnceValue(func() []classRange {
+	return concat(
+		// AWS IMDS and EKS pod identity over IPv6, GCP metadata over IPv6.
+		ranges(ClassMetadata, "fd00:ec2::254/128", "fd00:ec2::23/128", "fd20:ce::254/128"),
+		ranges(ClassUnspecified, "::/128"),
+		ranges(ClassLoopback, "::1/128"),
+		ranges(ClassLinkLocal, "fe80::/10"),
+		ranges(ClassPrivate, "fc00::/7", "fec0::/10"),
+		ranges(ClassMulticast, "ff00::/8"),
+	)
+})
 
 // Prefixes of IPv6 forms that embed an IPv4 address.
 var (
@@ -110,9 +117,9 @@ func classify(addr netip.Addr) (string, netip.Prefix) {
 	}
 	addr = addr.Unmap()
 	if addr.Is4() {
-		return lookupRanges(v4Classes, addr)
+		return lookupRanges(v4Classes(), addr)
 	}
-	if c, r := lookupRanges(v6Classes, addr); c != "" {
+	if c, r := lookupRanges(v6Classes(), addr); c != "" {
 		return c, r
 	}
 	b := addr.As16()
@@ -164,7 +171,7 @@ func lookupRanges(list []classRange, addr netip.Addr) (string, netip.Prefix) {
 // embedded classifies v4, found at bit offset off inside an IPv6 address of
 // the form outer, and translates the class range into that form.
 func embedded(v4 netip.Addr, outer netip.Prefix, off int) (string, netip.Prefix) {
-	c, r := lookupRanges(v4Classes, v4)
+	c, r := lookupRanges(v4Classes(), v4)
 	if c == "" {
 		return "", netip.Prefix{}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/idna"
 )
@@ -23,16 +24,19 @@ const maxNameInput = 1024
 // non-transitional processing with the Bidi and ContextJ rules. Two checks of
 // the stock lookup profile are left to asciiLabelsOK instead: STD3 (so that
 // '_' is allowed, as Go's resolver allows it) and the "--" in positions 3–4
-// check (real hosts such as "r3---sn-x.googlevideo.com" use it).
-var idnaProfile = idna.New(
-	idna.MapForLookup(),
-	idna.Transitional(false),
-	idna.BidiRule(),
-	idna.CheckJoiners(true),
-	idna.CheckHyphens(false),
-	idna.StrictDomainName(false),
-	idna.VerifyDNSLength(false),
-)
+// check (real hosts such as "r3---sn-x.googlevideo.com" use it). It is
+// made on first use.
+var idnaProfile = sync.OnceValue(func() *idna.Profile {
+	return idna.New(
+		idna.MapForLookup(),
+		idna.Transitional(false),
+		idna.BidiRule(),
+		idna.CheckJoiners(true),
+		idna.CheckHyphens(false),
+		idna.StrictDomainName(false),
+		idna.VerifyDNSLength(false),
+	)
+})
 
 // NormalizeName lower-cases, strips one trailing dot, converts IDNA to
 // punycode and refuses invalid names; errors name the input.
@@ -94,7 +98,7 @@ func normalizeName(s string) (string, error) {
 
 // toASCII maps s through the IDNA lookup profile and checks the ASCII result.
 func toASCII(s string) (string, error) {
-	out, err := idnaProfile.ToASCII(s)
+	out, err := idnaProfile().ToASCII(s)
 	if err != nil {
 		return "", fmt.Errorf("not a valid internationalised name: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // urlPorts are the default ports of the URL schemes an entry written by
@@ -134,23 +135,23 @@ func urlRuleError(methods, u string) error {
 // PATCH, the WebDAV, versioning and calendar extensions registered with
 // IANA, QUERY, and PURGE (caches). Any other name in a rule is far more
 // likely a typing mistake than a method some server expects ("*" allows
-// every method).
-var knownMethods = map[string]bool{}
-
-func init() {
+// every method). Built on first use.
+var knownMethods = sync.OnceValue(func() map[string]bool {
+	known := map[string]bool{}
 	for _, m := range strings.Fields(`GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH QUERY PURGE
 		ACL BASELINE-CONTROL BIND CHECKIN CHECKOUT COPY LABEL LINK LOCK MERGE MKACTIVITY MKCALENDAR
 		MKCOL MKREDIRECTREF MKWORKSPACE MOVE ORDERPATCH PROPFIND PROPPATCH REBIND REPORT SEARCH
 		UNBIND UNCHECKOUT UNLINK UNLOCK UPDATE UPDATEREDIRECTREF VERSION-CONTROL`) {
-		knownMethods[m] = true
+		known[m] = true
 	}
-}
+	return known
+})
 
 // closestMethod is the known method nearest to m by edit distance (at most
 // two edits), or "".
 func closestMethod(m string) string {
 	best, bestD := "", 3
-	for k := range knownMethods {
+	for k := range knownMethods() {
 		if d := editDistance(m, k); d < bestD || (d == bestD && k < best) {
 			best, bestD = k, d
 		}
@@ -197,7 +198,7 @@ func parseMethods(s string) ([]string, error) {
 		if strings.ToUpper(m) != m {
 			return nil, fmt.Errorf("a space separates METHODS from the host, but %q is not an upper-case HTTP method (write e.g. GET,HEAD or *)", m)
 		}
-		if !knownMethods[m] {
+		if !knownMethods()[m] {
 			hint := ""
 			if c := closestMethod(m); c != "" {
 				hint = fmt.Sprintf("did you mean %s? ", c)

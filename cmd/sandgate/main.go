@@ -51,7 +51,7 @@ func main() {
 }
 
 func run(args []string) int {
-	root := newRootCmd()
+	root := rootCmdFor(args)
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -69,7 +69,47 @@ func run(args []string) int {
 	return exitUsage
 }
 
+// subcommands are sandgate's commands, each built only when needed.
+var subcommands = []struct {
+	name  string
+	build func() *cobra.Command
+}{
+	{"run", newRunCmd}, {"proxy", newProxyCmd}, {"check", newCheckCmd}, {"socks-connect", newSOCKSConnectCmd},
+	{"setup", newSetupCmd}, {"doctor", newDoctorCmd}, {"version", newVersionCmd}, {"ctl", newCtlCmd},
+}
+
+// rootCmdFor returns the command tree that executes args. When args[0]
+// names a subcommand, that subcommand is the only one built: nothing it
+// prints (its help, usage and errors included) depends on its siblings,
+// and building every command's flags is a measurable part of each start.
+// Nor is cobra's completion command (which cobra would build at each
+// Execute) reachable then. Anything else (no arguments, a flag first,
+// help, completion, an unknown command and its suggestions) gets the whole
+// tree.
+func rootCmdFor(args []string) *cobra.Command {
+	if len(args) > 0 {
+		for _, sc := range subcommands {
+			if sc.name == args[0] {
+				root := newRoot(sc.build())
+				root.CompletionOptions.DisableDefaultCmd = true
+				return root
+			}
+		}
+	}
+	return newRootCmd()
+}
+
+// newRootCmd returns the whole command tree.
 func newRootCmd() *cobra.Command {
+	cmds := make([]*cobra.Command, 0, len(subcommands))
+	for _, sc := range subcommands {
+		cmds = append(cmds, sc.build())
+	}
+	return newRoot(cmds...)
+}
+
+// newRoot returns the root command with cmds as its subcommands.
+func newRoot(cmds ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sandgate",
 		Short: "Run commands whose network egress goes only through a policy proxy",
@@ -79,7 +119,7 @@ system, not the command's good manners, makes it so.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newProxyCmd(), newCheckCmd(), newSOCKSConnectCmd(), newSetupCmd(), newDoctorCmd(), newVersionCmd(), newCtlCmd())
+	root.AddCommand(cmds...)
 	versionFlag(root)
 	usageOnArgErrors(root)
 	return root
