@@ -16,8 +16,16 @@ import (
 // paths): far above what a plan holds, far below what memory allows.
 const maxPlanList = 1 << 16
 
-// encodePlan encodes p's exported fields.
-func encodePlan(p *Plan) []byte {
+// encodePlan encodes p's exported fields; a list over maxPlanList (which
+// decodePlan would refuse) is an error.
+func encodePlan(p *Plan) ([]byte, error) {
+	long := len(p.Ops) > maxPlanList || len(p.Watch) > maxPlanList
+	for i := range p.Ops {
+		long = long || len(p.Ops[i].Nodes) > maxPlanList
+	}
+	if long {
+		return nil, fmt.Errorf("the file system plan has a list of more than %d entries", maxPlanList)
+	}
 	e := wire.NewEncoder(256 + 64*len(p.Ops))
 	e.Int(int(p.Mode))
 	e.Uint(uint64(len(p.Ops)))
@@ -34,7 +42,7 @@ func encodePlan(p *Plan) []byte {
 		e.String(w.Why)
 	}
 	e.Int(p.Scanned)
-	return e.Bytes()
+	return e.Bytes(), nil
 }
 
 // encodeOp encodes one operation.

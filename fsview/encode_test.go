@@ -94,6 +94,28 @@ func TestPlanEncodingMalformed(t *testing.T) {
 	}
 }
 
+// TestPlanEncodingBounds: what UnmarshalPlan would refuse, Marshal does
+// not make.
+func TestPlanEncodingBounds(t *testing.T) {
+	for name, p := range map[string]*Plan{
+		"ops":   {Ops: make([]Op, maxPlanList+1)},
+		"nodes": {Ops: []Op{{Kind: OpTmpfs, Nodes: make([]Node, maxPlanList+1)}}},
+		"watch": {Watch: make([]Watch, maxPlanList+1)},
+	} {
+		if _, err := p.Marshal(); err == nil {
+			t.Errorf("a plan with more than %d %s was marshalled", maxPlanList, name)
+		}
+	}
+	p := &Plan{Ops: make([]Op, maxPlanList)}
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, err := UnmarshalPlan(b); err != nil || len(q.Ops) != maxPlanList {
+		t.Errorf("a plan of %d ops: %v", maxPlanList, err)
+	}
+}
+
 // FuzzUnmarshalPlan: whatever the init gets as its view, decoding never
 // panics, and what it accepts encodes and decodes to itself.
 func FuzzUnmarshalPlan(f *testing.F) {

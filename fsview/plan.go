@@ -112,7 +112,7 @@ func (p *Plan) Unrestricted() bool { return p.Mode == ModeHost }
 
 // Marshal encodes the plan for the process that applies it (the sandbox
 // init, the same binary), in a compact binary form (see encode.go).
-func (p *Plan) Marshal() ([]byte, error) { return encodePlan(p), nil }
+func (p *Plan) Marshal() ([]byte, error) { return encodePlan(p) }
 
 // UnmarshalPlan decodes a plan made by Marshal; it refuses a malformed
 // one with an error.

@@ -41,7 +41,10 @@ func DeferredArgs(command []string) []string {
 // SendConfig sends cfg on the parent's end of the status socket, as one
 // message in the compact binary encoding of encode_linux.go.
 func SendConfig(f *os.File, cfg Config) error {
-	raw := encodeConfig(&cfg)
+	raw, err := encodeConfig(&cfg)
+	if err != nil {
+		return fmt.Errorf("encoding the sandbox init's configuration: %w", err)
+	}
 	if len(raw) > MaxConfig {
 		return fmt.Errorf("the sandbox init's configuration is %d bytes, more than %d", len(raw), MaxConfig)
 	}

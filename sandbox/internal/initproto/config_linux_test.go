@@ -100,8 +100,7 @@ func TestConfigArgvRoundTrip(t *testing.T) {
 // TestDecodeConfigMalformed: a cut, grown or corrupted configuration is
 // an error, never a panic; so is one over MaxConfig.
 func TestDecodeConfigMalformed(t *testing.T) {
-	full := fullConfig()
-	raw := encodeConfig(&full)
+	raw := encoded(t, fullConfig())
 	for n := range len(raw) {
 		if _, err := DecodeConfig(raw[:n]); err == nil {
 			t.Errorf("the configuration cut to %d of %d bytes was accepted", n, len(raw))
@@ -120,7 +119,7 @@ func TestDecodeConfigMalformed(t *testing.T) {
 		c[i] ^= 0xff
 		_, _ = DecodeConfig(c) // must not panic
 	}
-	big := encodeConfig(&Config{View: make([]byte, MaxConfig)})
+	big := encoded(t, Config{View: make([]byte, MaxConfig)})
 	if _, err := DecodeConfig(big); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("a configuration over MaxConfig: %v", err)
 	}
@@ -157,11 +156,34 @@ func TestConfigOverStatusSocketErrors(t *testing.T) {
 	}
 }
 
+// encoded is cfg's encoding.
+func encoded(t *testing.T, cfg Config) []byte {
+	t.Helper()
+	raw, err := encodeConfig(&cfg)
+	if err != nil {
+		t.Fatalf("encoding %+v: %v", cfg, err)
+	}
+	return raw
+}
+
+// TestEncodeConfigBounds: what the decoder would refuse is not sent.
+func TestEncodeConfigBounds(t *testing.T) {
+	parent, _ := configPair(t)
+	cfg := Config{Replace: make([]ReplaceFile, maxConfigList+1)}
+	if err := SendConfig(parent, cfg); err == nil || !strings.Contains(err.Error(), "replacement files") {
+		t.Errorf("SendConfig with %d replacement files: %v", len(cfg.Replace), err)
+	}
+}
+
 // FuzzDecodeConfig: whatever arrives on the status socket, decoding never
 // panics, and what it accepts encodes and decodes to itself.
 func FuzzDecodeConfig(f *testing.F) {
 	for _, cfg := range testConfigs() {
-		f.Add(encodeConfig(&cfg))
+		raw, err := encodeConfig(&cfg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
 	}
 	f.Add([]byte(`{"net":0,"dir":"/w"}`))
 	f.Add([]byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
@@ -171,7 +193,7 @@ func FuzzDecodeConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again := encodeConfig(&cfg)
+		again := encoded(t, cfg)
 		back, err := DecodeConfig(again)
 		if err != nil {
 			t.Fatalf("decoding the re-encoded %q: %v", again, err)

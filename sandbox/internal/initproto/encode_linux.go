@@ -19,8 +19,13 @@ import (
 // maxConfigList bounds every list of a decoded configuration.
 const maxConfigList = 1 << 12
 
-// encodeConfig encodes cfg.
-func encodeConfig(cfg *Config) []byte {
+// encodeConfig encodes cfg; more replacement files than maxConfigList
+// (which decodeConfig would refuse) are an error. SendConfig checks the
+// size.
+func encodeConfig(cfg *Config) ([]byte, error) {
+	if len(cfg.Replace) > maxConfigList {
+		return nil, fmt.Errorf("%d replacement files, more than %d", len(cfg.Replace), maxConfigList)
+	}
 	e := wire.NewEncoder(128 + len(cfg.View))
 	e.Int(int(cfg.Network))
 	e.Bool(cfg.AllowUnix)
@@ -46,7 +51,7 @@ func encodeConfig(cfg *Config) []byte {
 		e.String(r.Target)
 		e.Bool(r.Transparent)
 	}
-	return e.Bytes()
+	return e.Bytes(), nil
 }
 
 // decodeConfig decodes what encodeConfig encoded; empty lists and an
