@@ -4,6 +4,7 @@ package fsview
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -238,7 +239,7 @@ func startChild(t testing.TB, exe string, s shape, p *Plan, checks []check) *chi
 	cj, _ := json.Marshal(checks)
 	c := &child{lines: make(chan string, 1), done: make(chan struct{})}
 	c.cmd = exec.Command(exe)
-	c.cmd.Env = append(os.Environ(), childEnv+"=apply", planEnv+"="+string(pj), checksEnv+"="+string(cj))
+	c.cmd.Env = append(os.Environ(), childEnv+"=apply", planEnv+"="+base64.StdEncoding.EncodeToString(pj), checksEnv+"="+string(cj))
 	if s.identity {
 		c.cmd.Env = append(c.cmd.Env, runAsEnv+"="+strconv.Itoa(s.uid)+":"+strconv.Itoa(s.uid))
 	}

@@ -4,6 +4,7 @@ package fsview
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +22,7 @@ import (
 // Environment of the test binary when it runs as a child.
 const (
 	childEnv  = "FSVIEW_TEST_CHILD"  // "apply" or "check"
-	planEnv   = "FSVIEW_TEST_PLAN"   // the plan (JSON)
+	planEnv   = "FSVIEW_TEST_PLAN"   // the plan (Marshal, base64)
 	checksEnv = "FSVIEW_TEST_CHECKS" // the checks (JSON)
 	runAsEnv  = "FSVIEW_TEST_RUNAS"  // "UID:GID" the checker runs as (identity shape)
 )
@@ -45,7 +46,11 @@ func childApply() int {
 		fmt.Fprintf(os.Stderr, "child: "+format+"\n", args...)
 		return 3
 	}
-	p, err := UnmarshalPlan([]byte(os.Getenv(planEnv)))
+	raw, err := base64.StdEncoding.DecodeString(os.Getenv(planEnv))
+	if err != nil {
+		return fail("plan: %v", err)
+	}
+	p, err := UnmarshalPlan(raw)
 	if err != nil {
 		return fail("plan: %v", err)
 	}

@@ -1,7 +1,6 @@
 package fsview
 
 import (
-	"encoding/json"
 	"io/fs"
 	"path"
 	"slices"
@@ -111,17 +110,13 @@ type Plan struct {
 // Unrestricted reports whether the plan applies nothing (ModeHost).
 func (p *Plan) Unrestricted() bool { return p.Mode == ModeHost }
 
-// Marshal encodes the plan for the process that applies it.
-func (p *Plan) Marshal() ([]byte, error) { return json.Marshal(p) }
+// Marshal encodes the plan for the process that applies it (the sandbox
+// init, the same binary), in a compact binary form (see encode.go).
+func (p *Plan) Marshal() ([]byte, error) { return encodePlan(p) }
 
-// UnmarshalPlan decodes a plan made by Marshal.
-func UnmarshalPlan(b []byte) (*Plan, error) {
-	var p Plan
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
+// UnmarshalPlan decodes a plan made by Marshal; it refuses a malformed
+// one with an error.
+func UnmarshalPlan(b []byte) (*Plan, error) { return decodePlan(b) }
 
 // Changed returns the watched paths that changed since planning: a
 // never-writable path that now exists, a symbolic link that now points

@@ -3,7 +3,6 @@
 package initproto
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -40,9 +39,9 @@ func DeferredArgs(command []string) []string {
 }
 
 // SendConfig sends cfg on the parent's end of the status socket, as one
-// message.
+// message in the compact binary encoding of encode_linux.go.
 func SendConfig(f *os.File, cfg Config) error {
-	raw, err := json.Marshal(cfg)
+	raw, err := encodeConfig(&cfg)
 	if err != nil {
 		return fmt.Errorf("encoding the sandbox init's configuration: %w", err)
 	}
@@ -116,11 +115,7 @@ func recvRetry(fd int, buf []byte, flags int) (int, error) {
 	}
 }
 
-// DecodeConfig decodes a configuration as SendConfig encodes it.
-func DecodeConfig(raw []byte) (Config, error) {
-	var cfg Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return Config{}, fmt.Errorf("bad configuration: %w", err)
-	}
-	return cfg, nil
-}
+// DecodeConfig decodes a configuration as SendConfig encodes it (see
+// encode_linux.go); it refuses a malformed one, or one over MaxConfig,
+// with an error.
+func DecodeConfig(raw []byte) (Config, error) { return decodeConfig(raw) }

@@ -3,6 +3,7 @@
 package initproto
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -29,16 +30,47 @@ func configPair(t *testing.T) (*os.File, int) {
 	return parent, p[1]
 }
 
-func TestConfigOverStatusSocket(t *testing.T) {
-	view := json.RawMessage(`{"mounts":[{"kind":"bind","src":"/w","dst":"/w"}]}`)
-	for _, cfg := range []Config{
+// fullConfig is a configuration with every field set.
+func fullConfig() Config {
+	return Config{Network: NetFull, AllowUnix: true, UnixSockets: []string{"/run/a.sock", "/run/b.sock"},
+		Dir: "/work", Executable: "/usr/bin/sandgate", PTY: true,
+		Identity:    &Identity{UID: 4000, GID: 4001, User: "sandgate-offline", Group: "sandgate"},
+		View:        []byte{0, 1, 0xff, 'v'},
+		Transparent: &Transparent{SelfAddrs: []string{"198.18.0.1", "fd00::1"}},
+		Replace:     []ReplaceFile{{Source: "/tmp/r/hosts", Target: "/etc/hosts", Transparent: true}, {Source: "/tmp/r/ca", Target: "/etc/ssl/ca.pem"}}}
+}
+
+// testConfigs are the configurations the round trips cover.
+func testConfigs() []Config {
+	return []Config{
 		{},
 		{Network: NetNone, Dir: "/work", PTY: true},
-		{Network: NetProxy, UnixSockets: []string{"/run/a.sock"}, Executable: "/usr/bin/sandgate", View: view,
+		{Network: NetProxy, UnixSockets: []string{}, View: []byte{}, Transparent: &Transparent{}, Replace: []ReplaceFile{}},
+		{Network: NetProxy, UnixSockets: []string{"/run/a.sock"}, Executable: "/usr/bin/sandgate", View: []byte(`{"mounts":[]}`),
 			Transparent: &Transparent{SelfAddrs: []string{"198.18.0.1", "fd00::1"}},
 			Replace:     []ReplaceFile{{Source: "/tmp/r/hosts", Target: "/etc/hosts"}}},
 		{Network: NetFull, Identity: &Identity{UID: 4000, GID: 4000, User: "sandgate-offline", Group: "sandgate"}},
-	} {
+		fullConfig(),
+	}
+}
+
+// jsonRoundTrip is the configuration the init got when SendConfig sent
+// JSON (before the binary encoding).
+func jsonRoundTrip(t *testing.T, cfg Config) Config {
+	t.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Config
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	return back
+}
+
+func TestConfigOverStatusSocket(t *testing.T) {
+	for _, cfg := range testConfigs() {
 		parent, child := configPair(t)
 		if err := SendConfig(parent, cfg); err != nil {
 			t.Fatalf("SendConfig(%+v): %v", cfg, err)
@@ -47,9 +79,49 @@ func TestConfigOverStatusSocket(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ReadConfig after SendConfig(%+v): %v", cfg, err)
 		}
-		if !reflect.DeepEqual(got, cfg) || !reflect.DeepEqual(cmd, []string{"true", "x y"}) {
-			t.Errorf("sent %+v, read %+v and command %q", cfg, got, cmd)
+		if want := jsonRoundTrip(t, cfg); !reflect.DeepEqual(got, want) || !reflect.DeepEqual(cmd, []string{"true", "x y"}) {
+			t.Errorf("sent %+v, read %+v (want %+v) and command %q", cfg, got, want, cmd)
 		}
+	}
+}
+
+// TestConfigArgvRoundTrip: the argv form (JSON) still carries every field.
+func TestConfigArgvRoundTrip(t *testing.T) {
+	args, err := Args(fullConfig(), []string{"true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, cmd, err := ReadConfig(args, -1)
+	if err != nil || !reflect.DeepEqual(got, fullConfig()) || !reflect.DeepEqual(cmd, []string{"true"}) {
+		t.Errorf("ReadConfig(Args(full)) = %+v, %q, %v", got, cmd, err)
+	}
+}
+
+// TestDecodeConfigMalformed: a cut, grown or corrupted configuration is
+// an error, never a panic; so is one over MaxConfig.
+func TestDecodeConfigMalformed(t *testing.T) {
+	raw := encoded(t, fullConfig())
+	for n := range len(raw) {
+		if _, err := DecodeConfig(raw[:n]); err == nil {
+			t.Errorf("the configuration cut to %d of %d bytes was accepted", n, len(raw))
+		}
+	}
+	if _, err := DecodeConfig(append(bytes.Clone(raw), 0)); err == nil || !strings.Contains(err.Error(), "bad configuration") {
+		t.Errorf("a configuration with a byte more: %v", err)
+	}
+	bad := bytes.Clone(raw)
+	bad[0] = 6 // network 3
+	if _, err := DecodeConfig(bad); err == nil || !strings.Contains(err.Error(), "unknown network 3") {
+		t.Errorf("network 3: %v", err)
+	}
+	for i := range raw {
+		c := bytes.Clone(raw)
+		c[i] ^= 0xff
+		_, _ = DecodeConfig(c) // must not panic
+	}
+	big := encoded(t, Config{View: make([]byte, MaxConfig)})
+	if _, err := DecodeConfig(big); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("a configuration over MaxConfig: %v", err)
 	}
 }
 
@@ -60,13 +132,13 @@ func TestConfigOverStatusSocketErrors(t *testing.T) {
 	if _, _, err := ReadConfig(DeferredArgs([]string{"true"}), child); !errors.Is(err, ErrNoConfig) {
 		t.Errorf("closed socket: %v, want ErrNoConfig", err)
 	}
-	// Not JSON.
+	// Not a configuration.
 	parent, child = configPair(t)
-	if _, err := unix.Write(int(parent.Fd()), []byte("{not json")); err != nil {
+	if _, err := unix.Write(int(parent.Fd()), []byte("{not a config")); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := ReadConfig(DeferredArgs([]string{"true"}), child); err == nil {
-		t.Error("a message that is not JSON was accepted")
+		t.Error("a message that is not a configuration was accepted")
 	}
 	// Argv's own configuration still works (and needs no socket).
 	args, err := Args(Config{Network: NetNone, Dir: "/d"}, []string{"true"})
@@ -78,47 +150,56 @@ func TestConfigOverStatusSocketErrors(t *testing.T) {
 		t.Errorf("ReadConfig(argv config) = %+v, %q, %v", cfg, cmd, err)
 	}
 	// Too large to send.
-	big := Config{View: json.RawMessage(`"` + strings.Repeat("a", MaxConfig) + `"`)}
+	big := Config{View: make([]byte, MaxConfig)}
 	if err := SendConfig(parent, big); err == nil {
 		t.Error("SendConfig accepted a configuration over MaxConfig")
+	}
+}
+
+// encoded is cfg's encoding.
+func encoded(t *testing.T, cfg Config) []byte {
+	t.Helper()
+	raw, err := encodeConfig(&cfg)
+	if err != nil {
+		t.Fatalf("encoding %+v: %v", cfg, err)
+	}
+	return raw
+}
+
+// TestEncodeConfigBounds: what the decoder would refuse is not sent.
+func TestEncodeConfigBounds(t *testing.T) {
+	parent, _ := configPair(t)
+	cfg := Config{Replace: make([]ReplaceFile, maxConfigList+1)}
+	if err := SendConfig(parent, cfg); err == nil || !strings.Contains(err.Error(), "replacement files") {
+		t.Errorf("SendConfig with %d replacement files: %v", len(cfg.Replace), err)
 	}
 }
 
 // FuzzDecodeConfig: whatever arrives on the status socket, decoding never
 // panics, and what it accepts encodes and decodes to itself.
 func FuzzDecodeConfig(f *testing.F) {
-	f.Add([]byte(`{"net":0,"dir":"/w","view":{"a":1},"transparent":{"self":["198.18.0.1"]}}`))
-	f.Add([]byte(`{"net":2,"identity":{"uid":1,"gid":2,"user":"u","group":"g"}}`))
-	f.Add([]byte(`null`))
-	f.Add([]byte(`{"view":"x"`))
+	for _, cfg := range testConfigs() {
+		raw, err := encodeConfig(&cfg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"net":0,"dir":"/w"}`))
+	f.Add([]byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{0xff, 0xfe})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		cfg, err := DecodeConfig(raw)
 		if err != nil {
 			return
 		}
-		again, err := json.Marshal(cfg)
-		if err != nil {
-			t.Fatalf("re-encoding %+v: %v", cfg, err)
-		}
+		again := encoded(t, cfg)
 		back, err := DecodeConfig(again)
 		if err != nil {
 			t.Fatalf("decoding the re-encoded %q: %v", again, err)
 		}
-		if !reflect.DeepEqual(normalize(back), normalize(cfg)) {
+		if !reflect.DeepEqual(back, cfg) {
 			t.Fatalf("%q decoded to %+v, re-encoded to %+v", raw, cfg, back)
 		}
 	})
-}
-
-// normalize makes a Config comparable after a JSON round trip: the view's
-// raw JSON is compared compacted.
-func normalize(c Config) Config {
-	if len(c.View) > 0 {
-		var v any
-		if json.Unmarshal(c.View, &v) == nil {
-			c.View, _ = json.Marshal(v)
-		}
-	}
-	return c
 }

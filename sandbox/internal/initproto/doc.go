@@ -6,5 +6,8 @@
 // proxy's listening sockets attached when the init made them).
 //
 // The two sides are always the same sandgate binary, so the encoding needs
-// no versioning; it is JSON so that it stays readable in a process list.
+// no versioning. The configuration on the status socket (the way the
+// parent sends it) is a compact binary encoding (package wire), decoded
+// without reflection on the init's critical path; the argv form (Args)
+// and the status reports are JSON.
 package initproto

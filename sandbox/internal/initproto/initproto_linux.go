@@ -51,9 +51,9 @@ type Config struct {
 	// Identity, when set, makes this the init of an identity run: CMD runs
 	// as that sandbox user in the host's network namespace.
 	Identity *Identity `json:"identity,omitempty"`
-	// View is the file system view to apply (fsview.Plan.Marshal); empty:
-	// none.
-	View json.RawMessage `json:"view,omitempty"`
+	// View is the file system view to apply (fsview.Plan.Marshal, a
+	// binary encoding); empty: none.
+	View []byte `json:"view,omitempty"`
 
 	// The transparent path (issue 11; see transparent_linux.go).
 	// Transparent, when set, makes the init of a netns run give the
