@@ -3,6 +3,7 @@ package fsview
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/sandgate/sandgate/internal/wire/wiretest"
 	"reflect"
 	"strings"
 	"testing"
@@ -138,4 +139,13 @@ func FuzzUnmarshalPlan(f *testing.F) {
 			t.Fatalf("%q decoded to %+v, re-encoded to %+v", raw, p, q)
 		}
 	})
+}
+
+// TestFullPlanSetsEveryField: fullPlan sets every exported field, so that
+// a field added to Plan (or Op, Node, Watch, Owner) without its binary
+// encoding fails the round trip instead of being dropped in silence.
+func TestFullPlanSetsEveryField(t *testing.T) {
+	if unset := wiretest.Unset(fullPlan()); len(unset) > 0 {
+		t.Errorf("fullPlan leaves %v unset: set them (and encode them in encode.go)", unset)
+	}
 }

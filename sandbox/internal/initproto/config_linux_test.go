@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/sandgate/sandgate/internal/wire/wiretest"
 	"os"
 	"reflect"
 	"strings"
@@ -202,4 +203,13 @@ func FuzzDecodeConfig(f *testing.F) {
 			t.Fatalf("%q decoded to %+v, re-encoded to %+v", raw, cfg, back)
 		}
 	})
+}
+
+// TestFullConfigSetsEveryField: fullConfig sets every exported field, so
+// that a field added to Config without its binary encoding fails the round
+// trips instead of being dropped in silence.
+func TestFullConfigSetsEveryField(t *testing.T) {
+	if unset := wiretest.Unset(fullConfig()); len(unset) > 0 {
+		t.Errorf("fullConfig leaves %v unset: set them (and encode them in encode_linux.go)", unset)
+	}
 }
