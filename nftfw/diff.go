@@ -11,8 +11,12 @@ import (
 
 // Live is sandgate's table as read back from the kernel.
 type Live struct {
-	chains []Chain
-	sets   []Set
+	// tableFlags are the table's flags (NFTA_TABLE_FLAGS): a dormant
+	// table keeps its chains and rules, but the kernel does not evaluate
+	// them.
+	tableFlags uint32
+	chains     []Chain
+	sets       []Set
 	// ports holds the elements of the proxy_ports set, sorted, when it
 	// exists (an empty set is a non-nil empty slice).
 	ports      []uint16
@@ -43,6 +47,21 @@ func NewLive(chains []Chain, sets []Set, ports []uint16, output, input []LiveRul
 	for _, r := range input {
 		l.inputRules = append(l.inputRules, takeApart(r.Exprs, readComment(r.UserData), r.Handle))
 	}
+	return l
+}
+
+// Table flags (NFT_TABLE_F_*, linux/netfilter/nf_tables.h).
+const (
+	tableDormant = 0x1 // the table's chains are not hooked: its rules are not evaluated
+	tableOwner   = 0x2 // the table belongs to one netlink socket (harmless here)
+	tablePersist = 0x4 // an owned table outlives its owner (harmless here)
+)
+
+// WithTableFlags sets the flags of the table (NFTA_TABLE_FLAGS, as the
+// kernel lists them) that l was read from, and returns l. NewLive assumes
+// none.
+func (l *Live) WithTableFlags(flags uint32) *Live {
+	l.tableFlags = flags
 	return l
 }
 
@@ -88,7 +107,9 @@ func (l *Live) Diff(plan ruleplan.Plan, offlineUID uint32) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, inputThere := l.diffChains(want)
+	out := l.diffTable()
+	chainDiffs, inputThere := l.diffChains(want)
+	out = append(out, chainDiffs...)
 	out = append(out, l.diffSet(plan)...)
 	ruleDiffs, wrongUID := diffOutput(l.rules, want.OutputRules, offlineUID)
 	out = append(out, ruleDiffs...)
@@ -103,6 +124,23 @@ func (l *Live) Diff(plan ruleplan.Plan, offlineUID uint32) ([]string, error) {
 	}
 	return out, nil
 }
+
+// diffTable compares the table's flags with none (what Apply installs).
+// The owner and persist flags change who may change the table, not what
+// its rules do; a flag this version does not know might, so it counts.
+func (l *Live) diffTable() []string {
+	var out []string
+	if l.tableFlags&tableDormant != 0 {
+		out = append(out, dormantDiff)
+	}
+	if other := l.tableFlags &^ (tableDormant | tableOwner | tablePersist); other != 0 {
+		out = append(out, fmt.Sprintf("%s has table flags %#x that this version does not know (it installs none)", tableDesc, other))
+	}
+	return out
+}
+
+// dormantDiff is the difference a dormant table makes.
+const dormantDiff = "sandgate's table is dormant: the kernel does not evaluate its rules"
 
 // diffChains compares the chains, and says whether the input chain is there.
 func (l *Live) diffChains(want Table) (out []string, inputThere bool) {

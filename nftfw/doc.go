@@ -37,7 +37,10 @@
 //
 // Everything except the files ending in _linux.go is pure and tested on
 // every system: Render (the plan as a Table of this package's own types),
-// the comparison of a table read back (Live) with the one wanted, and
+// the comparison of a table read back (Live: the table's flags, for a
+// dormant table's rules are not evaluated, its chains with their type,
+// hook, priority and policy, its sets and their elements, and each rule)
+// with the one wanted, and
 // ApplyTo and VerifyIn, which drive a Backend. netlink_linux.go is the
 // Backend that talks to the kernel (Netlink, through google/nftables and,
 // for reading rules back, raw netlink in rawrules_linux.go), with Apply,

@@ -169,7 +169,14 @@ func (n *Netlink) Read() (*Live, error) {
 		}
 		rules[ch.Name] = append(rules[ch.Name], rs...)
 	}
-	return NewLive(ours, sets, ports, rules[ChainName], rules[InputChainName]), nil
+	return NewLive(ours, sets, ports, rules[ChainName], rules[InputChainName]).WithTableFlags(tableFlags(t)), nil
+}
+
+// tableFlags returns the flags of a table as listed by google/nftables,
+// which decodes NFTA_TABLE_FLAGS (big-endian on the wire) in the host's
+// byte order: the bytes are put back and read the right way.
+func tableFlags(t *nftables.Table) uint32 {
+	return binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, t.Flags))
 }
 
 // readSets lists the sets of table t and the elements of the proxy_ports

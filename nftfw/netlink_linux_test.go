@@ -490,3 +490,42 @@ func TestProxyPortsServedOnlyByMarkedListeners(t *testing.T) {
 		want(tcp("127.0.0.1", nonProxyPort), nfttest.OK),
 	)
 }
+
+// TestVerifyDormantTable: a dormant table keeps every rule while the
+// kernel evaluates none of them (the offline user reaches the remote
+// namespace), and Verify says so; Apply makes the table anew, awake, and
+// the rules hold again.
+func TestVerifyDormantTable(t *testing.T) {
+	t.Parallel()
+	w := nfttest.NewWorld(t)
+	plan := mustPlan(t, proxyPorts, false)
+	if err := Apply(w.Host, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	remote := tcp(nfttest.RemoteV4, nfttest.RemoteTCPPort)
+	nfttest.ExpectAll(t, "offline, table awake", w.Host, offUID, offGID, want(remote, nfttest.Blocked))
+
+	if err := nfttest.SetTableFlags(w.Host, TableName, unix.NFT_TABLE_F_DORMANT); err != nil {
+		t.Fatal(err)
+	}
+	nfttest.ExpectAll(t, "offline, table dormant", w.Host, offUID, offGID, want(remote, nfttest.OK))
+	live, err := Read(w.Host)
+	if err != nil || live == nil {
+		t.Fatalf("Read of the dormant table: %v, %v", live, err)
+	}
+	if live.tableFlags != unix.NFT_TABLE_F_DORMANT {
+		t.Errorf("Read: table flags %#x, want %#x (dormant)", live.tableFlags, unix.NFT_TABLE_F_DORMANT)
+	}
+	diffs, err := Verify(w.Host, plan, offUID)
+	if err != nil || !slices.Equal(diffs, []string{"sandgate's table is dormant: the kernel does not evaluate its rules"}) {
+		t.Errorf("Verify of the dormant table = %q, %v; want it dormant, and nothing else", diffs, err)
+	}
+
+	if err := Apply(w.Host, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	if diffs, err := Verify(w.Host, plan, offUID); err != nil || diffs != nil {
+		t.Errorf("Verify after Apply = %q, %v; want nothing", diffs, err)
+	}
+	nfttest.ExpectAll(t, "offline, after Apply", w.Host, offUID, offGID, want(remote, nfttest.Blocked))
+}

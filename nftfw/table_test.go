@@ -159,7 +159,8 @@ func TestRenderedRulesAreTaggedAndMatchTheOfflineUID(t *testing.T) {
 // may change behind sandgate's back.
 type memBackend struct {
 	t     *Table
-	fail  error // returned by every call when set
+	flags uint32 // the table's flags (Replace makes a table with none)
+	fail  error  // returned by every call when set
 	reads int
 }
 
@@ -167,7 +168,7 @@ func (m *memBackend) Replace(t Table) error {
 	if m.fail != nil {
 		return m.fail
 	}
-	m.t = &t
+	m.t, m.flags = &t, 0
 	return nil
 }
 
@@ -198,7 +199,48 @@ func (m *memBackend) Read() (*Live, error) {
 		}
 		return out
 	}
-	return NewLive([]Chain{m.t.Output, m.t.Input}, []Set{m.t.Set}, m.t.Ports, rules(m.t.OutputRules), rules(m.t.InputRules)), nil
+	return NewLive([]Chain{m.t.Output, m.t.Input}, []Set{m.t.Set}, m.t.Ports, rules(m.t.OutputRules), rules(m.t.InputRules)).WithTableFlags(m.flags), nil
+}
+
+// TestVerifyInDormantTable: a table whose rules are all there but which is
+// dormant (the kernel does not evaluate them) does not agree with the
+// plan; the owner and persist flags are harmless, a flag this version does
+// not know is named.
+func TestVerifyInDormantTable(t *testing.T) {
+	plan := mustPlan(t, proxyPorts, false)
+	for _, c := range []struct {
+		name  string
+		flags uint32
+		want  []string // the differences, in full
+	}{
+		{"none", 0, nil},
+		{"dormant", tableDormant, []string{"sandgate's table is dormant: the kernel does not evaluate its rules"}},
+		{"owned", tableOwner | tablePersist, nil},
+		{"owned and dormant", tableOwner | tableDormant, []string{"sandgate's table is dormant: the kernel does not evaluate its rules"}},
+		{"unknown", 0x80 | tableOwner, []string{"the nftables table inet sandgate has table flags 0x80 that this version does not know (it installs none)"}},
+	} {
+		b := &memBackend{}
+		if err := ApplyTo(b, plan, offUID); err != nil {
+			t.Fatal(err)
+		}
+		b.flags = c.flags
+		d, err := VerifyIn(b, plan, offUID)
+		if err != nil || !slices.Equal(d, c.want) {
+			t.Errorf("%s: VerifyIn = %q, %v; want %q", c.name, d, err, c.want)
+		}
+	}
+	// Applying again makes the table anew, awake.
+	b := &memBackend{}
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	b.flags = tableDormant
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := VerifyIn(b, plan, offUID); err != nil || d != nil {
+		t.Errorf("VerifyIn after a repair = %q, %v; want nothing", d, err)
+	}
 }
 
 // TestVerifyInNamesEachDifference tampers with an installed table in every

@@ -2,6 +2,7 @@ package nftfw
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,6 +20,9 @@ import (
 // broken, and the loop that re-verifies the table after each and reports
 // when enforcement no longer matches the plan.
 
+// dormantReason is the break of a table made dormant.
+const dormantReason = "sandgate's nftables table (inet " + TableName + ") was made dormant: the kernel does not evaluate its rules"
+
 // ErrDrift is wrapped by the error Watch returns when sandgate's table does
 // not match the plan when the watch begins.
 var ErrDrift = errors.New("sandgate's nftables rules do not match what setup installs")
@@ -30,6 +34,7 @@ const (
 	msgNewGen   = 15 // NFT_MSG_NEWGEN: the end of a committed transaction
 	msgTrace    = 17 // NFT_MSG_TRACE: a packet trace, not a change
 	attrTable   = 1  // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,...}: the table
+	attrTableFl = 2  // NFTA_TABLE_FLAGS (in a table's own messages)
 	familyINet  = 1  // NFPROTO_INET
 )
 
@@ -73,16 +78,38 @@ func namesOurs(n notification) (ours, known bool) {
 	return false, false
 }
 
+// madeDormant reports whether n, a notification of sandgate's table
+// itself (NFT_MSG_NEWTABLE), says the table is dormant: a change of the
+// table's flags on its own also comes as NFT_MSG_NEWTABLE.
+func madeDormant(n notification) bool {
+	if n.typ != msgNewTable || len(n.data) < 4 {
+		return false
+	}
+	ad, err := netlink.NewAttributeDecoder(n.data[4:])
+	if err != nil {
+		return false
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == attrTableFl && len(ad.Bytes()) == 4 {
+			return ad.Uint32()&tableDormant != 0
+		}
+	}
+	return false
+}
+
 // txn follows one nftables transaction through its notifications, which
 // the kernel sends in the order of the transaction's changes and ends with
 // NFT_MSG_NEWGEN. Packets see only the state at its end: sandgate's table
 // is whole there when the transaction made it anew after any change to it
 // (Apply deletes and re-creates it in one transaction), and may not be
-// when the transaction deleted it, or changed a part of it, and did not.
+// when the transaction deleted it, or changed a part of it, and did not,
+// or made it dormant (its rules kept but not evaluated).
 type txn struct {
 	deleted bool // our table was deleted, and not made again since
 	changed bool // a part of our table changed, and the table was not made again since
 	rebuilt bool // our table was made (again), after every change so far
+	dormant bool // our table was made dormant, and not made again (awake) since
 }
 
 // follow takes notifications in order and returns why sandgate's table was
@@ -95,6 +122,8 @@ func (t *txn) follow(ns []notification) (lapse string) {
 			switch {
 			case t.deleted:
 				lapse = "sandgate's nftables table (inet " + TableName + ") was deleted"
+			case t.dormant && lapse == "":
+				lapse = dormantReason
 			case t.changed && lapse == "":
 				lapse = "sandgate's nftables rules changed: table inet " + TableName + " was modified in place"
 			}
@@ -106,7 +135,11 @@ func (t *txn) follow(ns []notification) (lapse string) {
 		}
 		switch n.typ {
 		case msgNewTable:
-			*t = txn{rebuilt: true}
+			if madeDormant(n) { // there, but its rules not evaluated
+				*t = txn{dormant: true}
+			} else {
+				*t = txn{rebuilt: true}
+			}
 		case msgDelTable:
 			*t = txn{deleted: true}
 		default:
@@ -274,6 +307,9 @@ func (w *watcher) check(lapse string) {
 func breakReason(diffs []string) string {
 	if len(diffs) == 1 && diffs[0] == tableDesc+" is missing" {
 		return "sandgate's nftables table (inet " + TableName + ") was deleted"
+	}
+	if len(diffs) == 1 && diffs[0] == dormantDiff {
+		return dormantReason
 	}
 	return "sandgate's nftables rules changed: " + strings.Join(diffs, "; ")
 }

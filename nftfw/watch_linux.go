@@ -23,14 +23,15 @@ import (
 // (wrapping ErrDrift when the table does not match) if that fails, so there
 // is no moment between "checked" and "watched". From then on, after every
 // change that touches the table (a rule, chain, set or element of it
-// deleted, added or replaced, the table deleted, the ruleset flushed) it
+// deleted, added or replaced, the table deleted or made dormant, the
+// ruleset flushed) it
 // verifies the table again and, when enforcement no longer matches the
 // plan, calls onBreak with the reason in plain words ("sandgate's nftables
 // table (inet sandgate) was deleted", "sandgate's nftables rules changed:
 // rule ... is missing"). It also follows each transaction through its
-// notifications: one that deleted the table, or changed part of it in
-// place, without making it anew is a break even when another transaction
-// has put the table back before it is read. A change that leaves the
+// notifications: one that deleted the table, made it dormant, or changed
+// part of it in place, without making it anew is a break even when another
+// transaction has put the table back before it is read. A change that leaves the
 // table as it should be, such as Apply of the same plan (which replaces
 // the table whole in one transaction), does not call it. onBreak is called
 // once per break (again only after the table was seen repaired and broken

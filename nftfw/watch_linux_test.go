@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandgate/sandgate/internal/testnet"
+	"github.com/sandgate/sandgate/nftfw/nfttest"
 )
 
 // TestNotificationNumbers checks the numbers watch.go writes out against
@@ -40,6 +41,9 @@ func TestNotificationNumbers(t *testing.T) {
 		{"NFT_MSG_DELRULE", msgDelRule, unix.NFT_MSG_DELRULE},
 		{"NFT_MSG_NEWSETELEM", msgNewSetElem, unix.NFT_MSG_NEWSETELEM},
 		{"NFPROTO_IPV4", familyIP, unix.NFPROTO_IPV4},
+		{"NFTA_TABLE_FLAGS", attrTableFl, unix.NFTA_TABLE_FLAGS},
+		{"NFT_TABLE_F_DORMANT", tableDormant, unix.NFT_TABLE_F_DORMANT},
+		{"NFT_TABLE_F_MASK (dormant, owner, persist)", tableDormant | tableOwner | tablePersist, unix.NFT_TABLE_F_MASK},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s is %d here, %d in Linux", c.name, c.got, c.want)
@@ -59,8 +63,9 @@ func (c *countingBackend) Read() (*Live, error) {
 }
 
 // TestWatchInNetns watches sandgate's table in a namespace of the test's
-// own while it is (d) applied again unchanged, (c) loses a rule, (a) is
-// deleted and (b) goes with a flush of the ruleset: each break is reported
+// own while it is (d) applied again unchanged, (c) loses a rule, (e) is
+// made dormant, (a) is deleted and (b) goes with a flush of the ruleset:
+// each break is reported
 // within a second, the unchanged apply is looked at and not reported, and
 // changes to another table are not even looked at.
 func TestWatchInNetns(t *testing.T) {
@@ -176,6 +181,28 @@ func TestWatchInNetns(t *testing.T) {
 		flush(c, done)
 	}, "rule sandgate-offline-block-local-udp is missing")
 	expectQuiet("repair", apply)
+
+	// (e) The table made dormant: nothing but its flags change.
+	expectBreak("table made dormant", func() {
+		if err := nfttest.SetTableFlags(ns.Path, TableName, unix.NFT_TABLE_F_DORMANT); err != nil {
+			t.Fatal(err)
+		}
+	}, "sandgate's nftables table (inet sandgate) was made dormant: the kernel does not evaluate its rules")
+	expectQuiet("repair of the dormant table", apply)
+	// Made dormant and woken at once: the look may come too late, the
+	// transaction is seen.
+	expectBreak("made dormant and woken", func() {
+		for _, f := range []uint32{unix.NFT_TABLE_F_DORMANT, 0} {
+			if err := nfttest.SetTableFlags(ns.Path, TableName, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}, "was made dormant")
+	select {
+	case r := <-reasons:
+		t.Errorf("one dormant spell reported twice: onBreak(%q) again", r)
+	case <-time.After(500 * time.Millisecond):
+	}
 
 	// (a) The table deleted.
 	expectBreak("table deleted", func() {

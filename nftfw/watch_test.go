@@ -2,6 +2,7 @@ package nftfw
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"sync"
@@ -25,6 +26,22 @@ func note(t testing.TB, typ, family uint8, table string) notification {
 		t.Fatal(err)
 	}
 	return notification{typ: typ, data: append([]byte{family, 0, 0, 0}, b...)}
+}
+
+// tableNote builds the notification of sandgate's table as the kernel
+// sends it when the table is made, or its flags change: NFT_MSG_NEWTABLE
+// with the name and the flags.
+func tableNote(t testing.TB, flags uint32) notification {
+	t.Helper()
+	b, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: attrTable, Data: append([]byte(TableName), 0)},
+		{Type: attrTableFl, Data: binary.BigEndian.AppendUint32(nil, flags)},
+		{Type: 3, Data: binary.BigEndian.AppendUint32(nil, 2)}, // NFTA_TABLE_USE
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return notification{typ: msgNewTable, data: append([]byte{familyINet, 0, 0, 0}, b...)}
 }
 
 const (
@@ -260,6 +277,23 @@ func TestWatch(t *testing.T) {
 	ev.send(t, ours)
 	expect("changed in place and put back", "sandgate's nftables rules changed: table inet sandgate was modified in place")
 
+	// Made dormant (a flags change of the table, nothing else): the
+	// rules are all there, but not evaluated.
+	if err := ApplyTo(b, plan, offUID); err != nil {
+		t.Fatal(err)
+	}
+	ev.send(t, applied)
+	expect("repaired a fifth time", "")
+	dormant := batch{ns: []notification{tableNote(t, tableDormant), note(t, msgNewGen, 0, "")}}
+	b.flags = tableDormant
+	ev.send(t, dormant)
+	expect("made dormant", dormantReason)
+	b.flags = 0
+	ev.send(t, batch{ns: []notification{tableNote(t, 0), note(t, msgNewGen, 0, "")}})
+	expect("woken", "")
+	ev.send(t, dormant) // and woken again before the look
+	expect("made dormant and woken", dormantReason)
+
 	// After stop, nothing is called and the subscription is closed.
 	stop()
 	if !ev.isClosed() {
@@ -358,6 +392,12 @@ func TestTxnFollow(t *testing.T) {
 		{"no end yet", []notification{ours(msgDelTable)}, ""},
 		{"a clean transaction after a bad one", []notification{ours(msgDelRule), end, ours(msgDelTable), ours(msgNewTable), end}, changed},
 		{"a trace", []notification{note(t, msgTrace, familyINet, TableName), end}, ""},
+		{"made dormant", []notification{tableNote(t, tableDormant), end}, "was made dormant"},
+		{"made dormant and changed", []notification{tableNote(t, tableDormant), ours(msgDelRule), end}, "was made dormant"},
+		{"woken", []notification{tableNote(t, 0), end}, ""},
+		{"owned", []notification{tableNote(t, tableOwner), ours(msgNewRule), end}, ""},
+		{"made anew dormant", []notification{ours(msgDelTable), tableNote(t, tableDormant|tableOwner), end}, "was made dormant"},
+		{"made dormant, then anew", []notification{tableNote(t, tableDormant), ours(msgDelTable), tableNote(t, 0), end}, ""},
 	} {
 		var tx txn
 		got := tx.follow(c.ns)

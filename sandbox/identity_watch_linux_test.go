@@ -13,15 +13,17 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandgate/sandgate/nftfw"
+	"github.com/sandgate/sandgate/nftfw/nfttest"
 	"github.com/sandgate/sandgate/ruleplan"
 	"github.com/sandgate/sandgate/setup"
 )
 
 // testWatch: sandgate's nftables rules are watched while identity runs of
-// the offline user are live. A run whose rules are deleted or changed
-// under it is killed within a second and fails with the reason; an
+// the offline user are live. A run whose rules are deleted, changed or
+// made dormant under it is killed within a second and fails with the reason; an
 // identical re-apply does not disturb it; and while the table is deleted
 // and re-applied over and over during starts, no direct connection of any
 // run gets through unnoticed.
@@ -48,6 +50,14 @@ func (w *idWorld) testWatch(t *testing.T) {
 	apply()
 	w.expectKilled(t, NetworkNone, func() { deleteRule(t, 1) },
 		"sandgate's nftables rules changed: ")
+	apply()
+	// (e) The table made dormant (a proxy run): every rule is still
+	// there, but the kernel evaluates none of them.
+	w.expectKilled(t, NetworkProxy, func() {
+		if err := nfttest.SetTableFlags("", nftfw.TableName, unix.NFT_TABLE_F_DORMANT); err != nil {
+			t.Fatal(err)
+		}
+	}, "sandgate's nftables table (inet sandgate) was made dormant: the kernel does not evaluate its rules while the run was live")
 	apply()
 
 	// (c) The same plan applied again while a run is live: no break.

@@ -646,3 +646,33 @@ func TestLeftoverGrant(t *testing.T) {
 		t.Errorf("Check after the repair = %q, %v; want current", diffs, err)
 	}
 }
+
+// TestCheckDormantTable: sandgate's table made dormant (its rules kept, none
+// evaluated) is what Check and Status report, and setup repairs it.
+func TestCheckDormantTable(t *testing.T) {
+	ns := testnet.NewAnonymous(t).Path
+	o := testOptions(t, ns, 3128)
+	if _, _, err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	if err := nfttest.SetTableFlags(ns, nftfw.TableName, unix.NFT_TABLE_F_DORMANT); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"firewall: sandgate's table is dormant: the kernel does not evaluate its rules"}
+	if diffs, err := Check(o); err != nil || !slices.Equal(diffs, want) {
+		t.Errorf("Check of a dormant table = %q, %v; want %q", diffs, err, want)
+	}
+	if _, drift, err := Status(o); err != nil || !slices.Equal(drift, want) {
+		t.Errorf("Status of a dormant table = %q, %v; want %q", drift, err, want)
+	}
+	_, changes, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || !strings.Contains(changes[0], "the firewall rules") {
+		t.Errorf("setup over a dormant table changed %q, want only the rules", changes)
+	}
+	if diffs, err := Check(o); err != nil || diffs != nil {
+		t.Errorf("Check after setup = %q, %v; want nothing", diffs, err)
+	}
+}
