@@ -82,8 +82,8 @@ func (s *scanner) dir(d string) []string {
 	var err error
 	switch {
 	case s.prior != nil:
-		fi, err := s.fs.Lstat(d)
-		if err != nil || !fi.IsDir() {
+		fi, lerr := s.fs.Lstat(d)
+		if lerr != nil || !fi.IsDir() {
 			return nil // gone, or replaced by a link: not walked
 		}
 		st = stampOf(fi)
