@@ -57,7 +57,7 @@ const (
 	ProtoDNS = "dns"
 	// ProtoPacket: packets the sandbox's rules refused (UDP, QUIC
 	// included, and other protocols), counted for the whole run.
-	ProtoPacket = "packet"
+	ProtoPacket = audit.ProtoPacket
 )
 
 // Reasons of ProtoPacket events.
