@@ -408,38 +408,32 @@ func lastLine(s string) string {
 
 // buildSandgate builds ./cmd/sandgate (CGO_ENABLED=0) into dir.
 func buildSandgate(src, dir string) (string, error) {
-	if src == "" {
-		var err error
-		if src, err = moduleRoot(); err != nil {
-			return "", err
-		}
-	}
-	bin := filepath.Join(dir, "sandgate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/sandgate")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if outp, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building sandgate in %s failed (%v):\n%s", src, err, strings.TrimSpace(string(outp)))
-	}
-	return bin, nil
+	return goBuild(src, dir, "sandgate", "./cmd/sandgate", "sandgate")
 }
 
 // buildFloor builds bench/internal/floor into dir.
 func buildFloor(src, dir string) (string, error) {
+	return goBuild(src, dir, "floor", "./bench/internal/floor", "bench/internal/floor")
+}
+
+// goBuild builds the package pkg of the sandgate module at src (found from
+// the working directory when empty) with CGO_ENABLED=0 into dir/bin; what
+// names it in the error.
+func goBuild(src, dir, bin, pkg, what string) (string, error) {
 	if src == "" {
 		var err error
 		if src, err = moduleRoot(); err != nil {
 			return "", err
 		}
 	}
-	bin := filepath.Join(dir, "floor")
-	cmd := exec.Command("go", "build", "-o", bin, "./bench/internal/floor")
+	out := filepath.Join(dir, bin)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if outp, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building bench/internal/floor in %s failed (%v):\n%s", src, err, strings.TrimSpace(string(outp)))
+		return "", fmt.Errorf("building %s in %s failed (%v):\n%s", what, src, err, strings.TrimSpace(string(outp)))
 	}
-	return bin, nil
+	return out, nil
 }
 
 // moduleRoot finds the sandgate module root from the working directory up.
