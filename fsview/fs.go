@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 )
 
 // FS is what planning reads of the file system. OSFS is the real one;
@@ -38,18 +39,26 @@ func (OSFS) Readlink(p string) (string, error) { return os.Readlink(p) }
 
 // ReadFile reads the file p, at most maxReadFile bytes of it. It refuses
 // what is not a regular file (opening a FIFO the command made would wait
-// for a writer for ever; a device is no configuration).
+// for a writer for ever; a device is no configuration): it checks before
+// opening (no device is opened) and again on what it opened, without
+// waiting (O_NONBLOCK), so that a FIFO put in its place in between is
+// refused too.
 func (OSFS) ReadFile(p string) ([]byte, error) {
 	if fi, err := os.Stat(p); err != nil {
 		return nil, err
 	} else if !fi.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: errNotRegular}
 	}
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: errNotRegular}
+	}
 	return io.ReadAll(io.LimitReader(f, maxReadFile))
 }
 
